@@ -1,0 +1,135 @@
+/*
+ * dsm.h - the public API of ufdsm, a page-based distributed shared memory.
+ *
+ * N processes ("nodes") share one global address space: a region mapped at the same virtual
+ * address on every node, so pointers into it are valid everywhere. Pages are cached on each
+ * node and kept coherent (single writer / multiple readers, sequentially consistent) by a
+ * directory protocol; see docs/memory-model.md for exactly what is guaranteed.
+ *
+ * Threads: any thread of a node may call any function here, except dsm_init, dsm_finalize,
+ * dsm_barrier, dsm_alloc, dsm_alloc_placed and the collective dsm_free, which one thread per
+ * node calls (the same one on each node, in the same order on every node).
+ */
+#ifndef DSM_H
+#define DSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DSM_VERSION_MAJOR 0
+#define DSM_VERSION_MINOR 1
+
+/* Error codes: every function that returns int returns 0 or one of these (negative). */
+enum {
+    DSM_OK = 0,
+    DSM_EINVAL = -1,       /* a bad argument or environment value */
+    DSM_EPERM = -2,        /* userfaultfd not permitted */
+    DSM_EADDRINUSE = -3,   /* the fixed address range of the global space is taken */
+    DSM_EPEER = -4,        /* a peer could not be reached, or was lost */
+    DSM_EHANDSHAKE = -5,   /* a peer belongs to another job, version or configuration */
+    DSM_ENOMEM = -6,       /* out of local or global memory */
+    DSM_ETRANSPORT = -7,   /* the requested transport cannot work here */
+    DSM_ESTATE = -8,       /* called in the wrong state (e.g. dsm_init twice) */
+    DSM_ESYS = -9,         /* an unexpected system call failure (logged with errno) */
+    DSM_ECOLLECTIVE = -10, /* nodes disagree on a collective call (order, size, kind) */
+};
+
+/* Options for dsm_init. dsm_options_init() fills every field with "take it from the
+ * environment" (see README: DSM_RANK, DSM_NODES, DSM_COORDINATOR, DSM_MEMORY, ...). */
+typedef struct dsm_options {
+    int rank;                /* this node, 0..nodes-1; -1: from the environment */
+    int nodes;               /* number of nodes; 0: from the environment */
+    const char *coordinator; /* "host:port" of rank 0's bootstrap listener; NULL: environment */
+    size_t memory;           /* bytes of global space (rounded up to pages); 0: environment */
+    const char *transport;   /* "tcp", "rdma" or "auto"; NULL: environment (default auto) */
+    const char *job;         /* job identifier all nodes must share; NULL: DSM_JOB or a default */
+    int stats;               /* 1: print this node's counters at dsm_finalize; -1: DSM_STATS */
+    int log_level;           /* 0 error, 1 warn, 2 info, 3 debug; -1: DSM_LOG */
+    int connect_timeout_ms;  /* bounded wait for peers at startup; 0: DSM_CONNECT_TIMEOUT/30 s */
+} dsm_options_t;
+
+void dsm_options_init(dsm_options_t *opts);
+
+/* Joins the job: connects to every node, maps the global space. NULL: all from the
+ * environment. Returns 0 or a negative DSM_E* code (the cause is also logged). */
+int dsm_init(const dsm_options_t *opts);
+/* Collective: every node calls it. Waits for all nodes, disconnects, unmaps. */
+void dsm_finalize(void);
+/* A human-readable message for a DSM_E* code. */
+const char *dsm_strerror(int err);
+int dsm_rank(void); /* 0 .. dsm_nodes()-1 */
+int dsm_nodes(void);
+
+/* Placement policies for dsm_alloc_placed: which node homes (holds the directory entry and
+ * the backing copy of) each page. */
+enum {
+    DSM_PLACE_BLOCK = 0,  /* cut into dsm_nodes() contiguous chunks, chunk k homed on node k */
+    DSM_PLACE_CYCLIC = 1, /* arg = block size in bytes (a page multiple), dealt round-robin */
+    DSM_PLACE_NODE = 2,   /* arg = the node that homes all of it */
+};
+
+/* Collective: every node calls it in the same order with the same size and gets the same
+ * address; zero-filled, page-aligned; DSM_PLACE_BLOCK. NULL (and a log line) when the global
+ * space is exhausted or nodes disagree. */
+void *dsm_alloc(size_t size);
+void *dsm_alloc_placed(size_t size, int policy, size_t arg);
+/* Not collective: any node, any thread, any time; homed on the caller; visible to all. */
+void *dsm_malloc(size_t size);
+/* Frees memory from either allocator. Memory from dsm_alloc: collective, like dsm_alloc.
+ * Memory from dsm_malloc: any node, any thread. */
+void dsm_free(void *ptr);
+/* The node that homes this address, -1 if it is not DSM memory. */
+int dsm_home(const void *addr);
+
+/* All nodes, one call per node. Every write before it is visible to every read after it. */
+void dsm_barrier(void);
+
+/* A mutex that lives in DSM memory. Locks are granted in FIFO order by the node that homes
+ * the mutex's address. */
+typedef struct dsm_mutex {
+    uint64_t opaque[2];
+} dsm_mutex_t;
+void dsm_mutex_init(dsm_mutex_t *m); /* by one node, before others use it */
+void dsm_mutex_lock(dsm_mutex_t *m);
+int dsm_mutex_trylock(dsm_mutex_t *m); /* 0 acquired, nonzero busy */
+void dsm_mutex_unlock(dsm_mutex_t *m);
+
+/* Per-transport traffic counters; index with DSM_TP_*. */
+enum { DSM_TP_TCP = 0, DSM_TP_RDMA = 1, DSM_TP_LOCAL = 2, DSM_TP_COUNT = 3 };
+typedef struct dsm_tp_stats {
+    uint64_t msgs_sent, msgs_recv;   /* protocol messages */
+    uint64_t bytes_sent, bytes_recv; /* headers and payloads */
+} dsm_tp_stats_t;
+
+/* This node's counters since dsm_init. */
+typedef struct dsm_stats {
+    uint64_t read_faults;    /* faults on pages this node had no copy of, by a read */
+    uint64_t write_faults;   /* faults on pages this node had no copy of, by a write */
+    uint64_t upgrades;       /* writes to a read-only copy (write-protect faults) */
+    uint64_t waits_joined;   /* faults that found a request for the page already in flight */
+    uint64_t inv_sent;       /* invalidations this node sent as a home */
+    uint64_t inv_recv;       /* invalidations this node received */
+    uint64_t recalls_sent;   /* write-back requests sent to an exclusive owner, as a home */
+    uint64_t recalls_recv;   /* write-back requests received as an owner */
+    uint64_t pages_fetched;  /* page payloads received (from the network or the local home) */
+    uint64_t pages_sent;     /* page payloads sent */
+    uint64_t barriers;       /* dsm_barrier calls */
+    uint64_t lock_acquires;  /* dsm_mutex_lock / successful trylock calls */
+    uint64_t kernel_retries; /* system calls on DSM buffers retried after EFAULT */
+    dsm_tp_stats_t tp[DSM_TP_COUNT];
+    /* Fault service time: from the trap to the page being usable, in microseconds. */
+    uint64_t fault_count;
+    double fault_mean_us, fault_p50_us, fault_p90_us, fault_p99_us, fault_max_us;
+} dsm_stats_t;
+
+/* Fills *out with this node's counters. 0, or DSM_ESTATE before dsm_init. */
+int dsm_stats(dsm_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DSM_H */

@@ -1,0 +1,100 @@
+/*
+ * wire.h - the framed message format shared by every transport (TCP and RDMA).
+ *
+ * A frame is a fixed 32-byte header followed by `len` payload bytes. Every multi-byte field is
+ * little-endian (the only byte order this project builds for; checked at compile time). The
+ * header is versioned: a peer speaking another version is rejected at the handshake, and a
+ * frame with a wrong magic or version afterwards means a corrupt stream.
+ *
+ * Nothing here does I/O: encode, decode and validate are pure functions, so the checks every
+ * received frame goes through are unit-tested on truncated, oversized and corrupt input.
+ */
+#ifndef DSM_WIRE_H
+#define DSM_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DSM_WIRE_MAGIC   0xD5A1u
+#define DSM_WIRE_VERSION 1u
+#define DSM_PAGE_SIZE    4096u
+#define DSM_MAX_NODES    64 /* sharer sets are 64-bit masks */
+/* Largest payload of any frame: a page, or a text/agreement record. */
+#define DSM_WIRE_MAX_PAYLOAD DSM_PAGE_SIZE
+
+enum dsm_wire_type {
+    DSM_MSG_NONE = 0,
+    /* coherence (arg0 = page index in the global space) */
+    DSM_MSG_GET_S = 1,     /* node -> home: read copy please */
+    DSM_MSG_GET_M = 2,     /* node -> home: exclusive copy please (flags: HAVE_COPY) */
+    DSM_MSG_PUT_S = 3,     /* node -> home: dropped my read copy */
+    DSM_MSG_PUT_M = 4,     /* node -> home: dropped my exclusive copy, payload = page */
+    DSM_MSG_WB = 5,        /* owner -> home: reply to a recall, payload = page */
+    DSM_MSG_INV_ACK = 6,   /* sharer -> home */
+    DSM_MSG_DATA_S = 7,    /* home -> node: read copy, payload = page (or flag ZERO) */
+    DSM_MSG_DATA_M = 8,    /* home -> node: exclusive grant, payload = page, or none if the
+                              node already holds a valid copy (flag NODATA), or flag ZERO */
+    DSM_MSG_INV = 9,       /* home -> sharer: drop your read copy, ack */
+    DSM_MSG_RECALL_S = 10, /* home -> owner: downgrade to read-only, write back */
+    DSM_MSG_RECALL_I = 11, /* home -> owner: drop your copy, write back */
+    /* synchronisation (arg0 = address of the mutex / collective sequence number) */
+    DSM_MSG_LOCK_REQ = 12,   /* node -> lock manager; aux = 1 for trylock */
+    DSM_MSG_LOCK_GRANT = 13, /* manager -> node; aux = 1 granted, 0 busy (trylock only) */
+    DSM_MSG_LOCK_REL = 14,   /* node -> manager */
+    DSM_MSG_LOCK_INIT = 15,  /* node -> manager: reset this mutex */
+    DSM_MSG_BARRIER = 16,    /* dissemination round; aux = round, arg0 = epoch, arg1 = digest */
+    DSM_MSG_COLL = 17,       /* collective agreement; payload = struct dsm_coll_rec */
+    DSM_MSG_FREE = 18,       /* node -> home: free this dsm_malloc block (arg0 = address) */
+    DSM_MSG_BYE = 19,        /* finalize: no more messages from me */
+    DSM_MSG_ABORT = 20,      /* a fatal error on the sender; payload = text */
+    DSM_MSG_TYPE_COUNT
+};
+
+/* Header flags. */
+#define DSM_WF_HAVE_COPY 0x1 /* GET_M: requester holds a read copy (an upgrade) */
+#define DSM_WF_NODATA    0x2 /* DATA_M: no payload, requester's copy is current */
+#define DSM_WF_ZERO      0x4 /* DATA_S/DATA_M: no payload, the page is all zeros */
+#define DSM_WF_ALL       0x7
+
+struct dsm_wire_hdr {
+    uint16_t magic;  /* DSM_WIRE_MAGIC */
+    uint8_t version; /* DSM_WIRE_VERSION */
+    uint8_t type;    /* enum dsm_wire_type */
+    uint32_t len;    /* payload bytes after the header */
+    uint16_t src;    /* sender rank; must equal the connection's peer */
+    uint16_t flags;  /* DSM_WF_* */
+    uint32_t aux;    /* type-specific */
+    uint64_t arg0;   /* page index, address or sequence, by type */
+    uint64_t arg1;   /* type-specific */
+};
+#define DSM_WIRE_HDR_SIZE 32u
+
+/* What a receiver knows that lets it check a frame: its view of the job. */
+struct dsm_wire_limits {
+    uint64_t npages; /* pages in the global space: coherence arg0 must be below */
+    uint64_t base;   /* address of the global space: mutex / free addresses inside */
+    uint32_t nodes;  /* number of nodes */
+    uint32_t peer;   /* the rank this connection belongs to (src must match) */
+};
+
+enum dsm_wire_status {
+    DSM_WIRE_OK = 0,
+    DSM_WIRE_SHORT = 1, /* not a whole header / frame yet: read more */
+    DSM_WIRE_BAD = -1,  /* corrupt: close the connection */
+};
+
+/* Fills a header with magic, version, type, src, len = 0 and zeros elsewhere. */
+void dsm_wire_init(struct dsm_wire_hdr *h, enum dsm_wire_type type, uint32_t src);
+/* Writes the header in wire order into out[DSM_WIRE_HDR_SIZE]. */
+void dsm_wire_encode(const struct dsm_wire_hdr *h, void *out);
+/* Reads a header from `avail` bytes at `in`. DSM_WIRE_SHORT if avail < header size. */
+int dsm_wire_decode(const void *in, size_t avail, struct dsm_wire_hdr *h);
+/* Checks a decoded header against the limits: magic, version, type, flags, payload length
+ * for the type, page index and node ids in range, src == limits->peer. On DSM_WIRE_BAD,
+ * writes a one-line reason into why[whylen] (naming the field and the value). */
+int dsm_wire_check(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *lim, char *why,
+                   size_t whylen);
+/* The name of a message type, "?" if unknown. */
+const char *dsm_wire_type_name(unsigned type);
+
+#endif /* DSM_WIRE_H */
