@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -118,6 +119,23 @@ static struct tcp *T(struct dsm_tp *tp)
     return (struct tcp *)tp;
 }
 
+/* Send buffers grow and shrink on the runtime's fast path, which may run inside a fault
+ * handler (SIGBUS) that interrupted malloc itself: they are mapped and unmapped directly,
+ * which is async-signal-safe, instead of going through malloc. Sizes are multiples of the
+ * page size (TX_MIN doubles). */
+static void *tx_alloc(size_t cap)
+{
+    void *b = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return b == MAP_FAILED ? NULL : b;
+}
+
+static void tx_free(struct peer *p)
+{
+    if (p->tx) munmap(p->tx, p->tx_cap);
+    p->tx = NULL;
+    p->tx_cap = 0;
+}
+
 /* ---------------------------------------------------------------- losing a peer */
 
 /* Marks a peer dead and shuts its socket down (the peer sees the close; pending polls on
@@ -148,9 +166,8 @@ static void report_losses(struct tcp *t)
             if (!p->loss_pending) continue;
             p->loss_pending = 0;
             t->losses--;
-            free(p->tx); /* nothing will go to it any more */
-            p->tx = NULL;
-            p->tx_head = p->tx_tail = p->tx_cap = 0;
+            tx_free(p); /* nothing will go to it any more */
+            p->tx_head = p->tx_tail = 0;
             if (!t->closing && t->tp.lost) t->tp.lost(t->tp.cb_ctx, i, p->why);
         }
     }
@@ -184,9 +201,7 @@ static void on_send(struct tcp *t, int i, int res)
         if (p->tx_head == p->tx_tail) {
             p->tx_head = p->tx_tail = 0;
             if (p->tx_cap > TX_KEEP) { /* a burst is over: give its memory back */
-                free(p->tx);
-                p->tx = NULL;
-                p->tx_cap = 0;
+                tx_free(p);
             }
         }
     } else if (res != -EAGAIN && res != -EINTR && res != 0) {
@@ -384,10 +399,10 @@ static int tx_reserve(struct peer *p, size_t need)
     }
     size_t cap = p->tx_cap ? p->tx_cap : TX_MIN;
     while (cap - live < need) cap *= 2;
-    uint8_t *nb = malloc(cap);
+    uint8_t *nb = tx_alloc(cap);
     if (!nb) return -1;
     if (live) memcpy(nb, p->tx + p->tx_head, live);
-    free(p->tx);
+    tx_free(p);
     p->tx = nb;
     p->tx_cap = cap;
     p->tx_head = 0;
@@ -496,7 +511,7 @@ static void free_tcp(struct tcp *t)
         for (int i = 0; i < t->tp.nodes; i++) {
             if (t->peers[i].fd >= 0) close(t->peers[i].fd);
             free(t->peers[i].rx);
-            free(t->peers[i].tx);
+            tx_free(&t->peers[i]);
         }
     }
     free(t->peers);

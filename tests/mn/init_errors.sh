@@ -7,7 +7,7 @@
 #   (0) sanity: a 1-node job initialises (exit 0), so failures below are the intended ones;
 #   (a) the global space's address is taken (the program maps a page at DSM_BASE first):
 #       DSM_EADDRINUSE, the message names the address or DSM_BASE, the page is untouched;
-#       with the default base, with DSM_BASE=0x600000000000, and under dsmrun -n 2;
+#       with the default base, with DSM_BASE=0x700000000000, and under dsmrun -n 2;
 #   (b) rank 1 alone, DSM_NODES=2, the coordinator's port closed, DSM_CONNECT_TIMEOUT=1500:
 #       DSM_EPEER within 6 s, the message names the coordinator (address) or node 0;
 #   (c) two processes started by hand with different DSM_JOB: both fail (rank 1 with
@@ -83,7 +83,7 @@ grep -q "dsm_init succeeded" "$log" || fail "(0) no success line"
 echo "init_errors: (0) 1-node job initialises"
 
 # (a) region address taken
-for base in default 0x600000000000; do
+for base in default 0x700000000000; do
     port=$(closed_port)
     envs=(DSM_NODES=1 DSM_RANK=0 "DSM_COORDINATOR=127.0.0.1:$port")
     want=0x500000000000
