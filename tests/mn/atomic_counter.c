@@ -21,6 +21,7 @@
  * Usage: atomic_counter [-t THREADS] [ITERS]
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -79,6 +80,9 @@ static void *worker(void *arg)
         prev2 = cur + 1;
         mark(seen2, cur, "compare-exchange");
         first = 0;
+        /* Give the CPU away: the nodes share few CPUs, and a node that kept running would
+         * keep the pages too; this way the counters' pages change hands all the time. */
+        sched_yield();
     }
     return NULL;
 }

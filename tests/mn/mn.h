@@ -179,10 +179,8 @@ static void mn_begin(int min_nodes)
     mn_rank = r ? atoi(r) : -1;
     int rc = dsm_init(NULL);
     if (rc != 0) {
-        fprintf(stderr,
-                "node %d: FAILED: dsm_init: %s (error %d); was the program started with "
-                "dsmrun?\n",
-                mn_rank, dsm_strerror(rc), rc);
+        fprintf(stderr, "node %d: FAILED: dsm_init: %s (error %d)%s\n", mn_rank, dsm_strerror(rc),
+                rc, r ? "" : "; DSM_RANK is not set: start the program with dsmrun");
         _exit(1);
     }
     mn_rank = dsm_rank();

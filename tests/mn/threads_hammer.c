@@ -24,6 +24,7 @@
  * Usage: threads_hammer [-t THREADS] [ITERS]
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -89,6 +90,7 @@ static void *worker(void *arg)
             lk->tally[g]++;
             dsm_mutex_unlock(&lk->m);
         }
+        sched_yield(); /* let the other threads and nodes in: the pages must keep moving */
     }
     return NULL;
 }
