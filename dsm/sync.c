@@ -29,6 +29,8 @@
 
 /* ---------------------------------------------------------------- collectives */
 
+static int releases_done(void *arg);
+
 struct coll_rec {
     uint64_t seq; /* 0: none yet */
     uint32_t kind;
@@ -103,6 +105,7 @@ static int coll_done(void *arg)
 
 void dsm_collective(int kind, uint64_t a, uint64_t b, uint64_t c)
 {
+    if (!releases_done(NULL)) dsm_wait(releases_done, NULL);
     dsm_token_acquire();
     cseq++;
     cur_kind = kind;
@@ -191,8 +194,21 @@ static void recv_coll(const struct dsm_wire_hdr *h, const void *payload)
 /* ---------------------------------------------------------------- mutex: requesting side */
 
 #define WAITER_SLOTS 1024
+/* arg1 of a LOCK_REL, echoed in the manager's LOCK_GRANT: "your release is done". */
+#define REL_ACK_ID WAITER_SLOTS
 enum { W_FREE = 0, W_WAITING = 1, W_GRANTED = 2, W_BUSY = 3 };
 static _Atomic int waiter[WAITER_SLOTS];
+/* Releases sent to another node's manager and not yet acknowledged. Unlock does not wait for
+ * the ack (a lock handoff should cost one message, not a round trip), but every collective
+ * does, so that "unlock; barrier" on one node and "barrier; trylock" on another always finds
+ * the mutex free: the release and the trylock travel on different connections otherwise. */
+static _Atomic int rel_outstanding;
+
+static int releases_done(void *arg)
+{
+    (void)arg;
+    return atomic_load_explicit(&rel_outstanding, memory_order_acquire) == 0;
+}
 
 static int slot_get(void)
 {
@@ -272,6 +288,8 @@ void dsm_mutex_unlock(dsm_mutex_t *m)
     struct dsm_wire_hdr h;
     dsm_wire_init(&h, DSM_MSG_LOCK_REL, (uint32_t)g.rank);
     h.arg0 = (uint64_t)(uintptr_t)m;
+    h.arg1 = REL_ACK_ID;
+    if (mgr != g.rank) atomic_fetch_add(&rel_outstanding, 1);
     dsm_token_acquire();
     dsm_send(mgr, &h, NULL);
     dsm_progress();
@@ -280,6 +298,11 @@ void dsm_mutex_unlock(dsm_mutex_t *m)
 
 static void recv_grant(const struct dsm_wire_hdr *h)
 {
+    if (h->arg1 == REL_ACK_ID) {
+        if (atomic_fetch_sub(&rel_outstanding, 1) <= 0)
+            dsm_fatal("node %d acknowledged a mutex release this node did not send", h->src);
+        return;
+    }
     if (h->arg1 >= WAITER_SLOTS || atomic_load(&waiter[h->arg1]) != W_WAITING)
         dsm_fatal("node %d answered a lock request this node did not make (slot %llu)", h->src,
                   (unsigned long long)h->arg1);
@@ -376,6 +399,7 @@ static void manage(const struct dsm_wire_hdr *h)
             dsm_fatal("node %d unlocked mutex %p, which it does not hold (dsm_mutex_unlock "
                       "without a matching lock)",
                       h->src, (void *)addr);
+        if (h->src != g.rank) grant(h->src, addr, REL_ACK_ID, 1);
         if (e->head == QNIL) {
             e->held = 0;
         } else {
