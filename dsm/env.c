@@ -244,6 +244,11 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
         if (parse_int("DSM_SPIN_US", s, 0, 10000000, &v)) return DSM_EINVAL;
         cfg->spin_us = v;
     }
+    cfg->prefetch = 8;
+    if ((s = getenv("DSM_PREFETCH")) && *s) {
+        if (parse_int("DSM_PREFETCH", s, 0, 64, &v)) return DSM_EINVAL;
+        cfg->prefetch = (int)v;
+    }
     cfg->hold_us = 20;
     if ((s = getenv("DSM_HOLD_US")) && *s) {
         if (parse_int("DSM_HOLD_US", s, 0, 1000000, &v)) return DSM_EINVAL;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "trace.h"
 
 static struct sigaction old_bus;
 static int installed;
@@ -55,7 +56,51 @@ static int access_settled(void *arg)
     return access_ok(arg) || st == COH_I || st == COH_S || st == COH_M;
 }
 
-void dsm_access(uint64_t page, int write, int from_fault)
+/* Read-ahead of sequential read streams (token held). A read miss on the page right after
+ * the last one this node asked for (by fault or read-ahead) extends the stream: the next
+ * `win` pages are requested too, the window doubling up to cfg.prefetch. The requests leave
+ * together and the home answers them together, so a stream pays one round trip per window
+ * instead of one per page. A thread that touches a page still in flight simply waits for it
+ * (no second request). Any other miss ends the stream. Write misses never read ahead: taking
+ * ownership early would steal pages from their writers. */
+static uint64_t pf_next = UINT64_MAX;
+static int pf_win;
+
+static unsigned count_sends(const struct coh_out *out)
+{
+    unsigned n = 0;
+    for (int i = 0; i < out->n; i++) n += out->a[i].kind == COH_A_SEND;
+    return n;
+}
+
+static void read_ahead(uint64_t page)
+{
+    if (page != pf_next) {
+        pf_win = 0;
+        pf_next = page + 1;
+        return;
+    }
+    pf_win = pf_win ? pf_win * 2 : 2;
+    if (pf_win > g.cfg.prefetch) pf_win = g.cfg.prefetch;
+    uint64_t q = page + 1;
+    for (; q <= page + (uint64_t)pf_win && q < g.npages; q++) {
+        uint8_t st = atomic_load_explicit(&g.pstate[q], memory_order_relaxed);
+        if (g.home[q] == HOME_NONE || st != COH_I) break;
+        struct coh_out out;
+        out.n = 0;
+        coh_node_access(&st, g.rank, g.home[q], q, 0, &out);
+        g.pf[q] = 1;
+        atomic_store_explicit(&g.pstate[q], st, memory_order_release);
+        dsm_exec(&out, NULL);
+    }
+    pf_next = q;
+}
+
+/* How long a page stays after the thread that waited for it saw it arrive: long enough to
+ * return from the signal handler and retry the access. */
+#define HOLD_GRACE_NS 3000
+
+void dsm_access(uint64_t page, int write, int from_fault, uint32_t offset)
 {
     uint64_t t0 = dsm_now_ns();
     int home = g.home[page];
@@ -65,6 +110,8 @@ void dsm_access(uint64_t page, int write, int from_fault)
                   (void *)dsm_page_addr(page), (unsigned long long)page);
     struct access_wait w = {page, write};
     int requested = 0;
+    uint8_t kind = 0;
+    unsigned msgs = 0;
     for (;;) {
         dsm_token_acquire();
         atomic_fetch_add_explicit(&g.poll_epoch, 1, memory_order_relaxed);
@@ -74,16 +121,22 @@ void dsm_access(uint64_t page, int write, int from_fault)
         int rc = coh_node_access(&st, g.rank, home, page, write, &out);
         if (out.n) {
             if (!requested) {
-                if (st == COH_IS_D)
+                if (st == COH_IS_D) {
+                    kind = DSM_TR_READ_MISS;
                     atomic_fetch_add_explicit(&g.st.read_faults, 1, memory_order_relaxed);
-                else if (st == COH_IM_AD)
+                } else if (st == COH_IM_AD) {
+                    kind = DSM_TR_WRITE_MISS;
                     atomic_fetch_add_explicit(&g.st.write_faults, 1, memory_order_relaxed);
-                else
+                } else {
+                    kind = DSM_TR_UPGRADE;
                     atomic_fetch_add_explicit(&g.st.upgrades, 1, memory_order_relaxed);
+                }
             }
             requested = 1;
+            msgs += count_sends(&out);
             atomic_store_explicit(&g.pstate[page], st, memory_order_release);
             dsm_exec(&out, NULL);
+            if (st == COH_IS_D && g.cfg.prefetch) read_ahead(page);
             dsm_progress();
         } else if (rc == COH_ACCESS_WAIT && !requested) {
             atomic_fetch_add_explicit(&g.st.waits_joined, 1, memory_order_relaxed);
@@ -93,8 +146,17 @@ void dsm_access(uint64_t page, int write, int from_fault)
         dsm_wait(access_settled, &w);
         if (access_ok(&w)) break;
     }
-    if (from_fault && requested) {
-        uint64_t dt = dsm_now_ns() - t0;
+    uint64_t now = dsm_now_ns();
+    /* The page is in place and this thread is about to use it: a recall may go ahead as soon
+     * as the access has been retried, which takes a signal return, not a whole hold. */
+    uint64_t until = __atomic_load_n(&g.hold_until[page], __ATOMIC_RELAXED);
+    if (until > now + HOLD_GRACE_NS)
+        __atomic_store_n(&g.hold_until[page], now + HOLD_GRACE_NS, __ATOMIC_RELAXED);
+    if (!requested) return;
+    uint64_t dt = now - t0;
+    DSM_TRACE(from_fault ? kind : DSM_TR_KERNEL_FAULT, write ? DSM_TR_F_WRITE : 0, page, t0, dt,
+              offset, home, msgs);
+    if (from_fault) {
         /* The histogram is not atomic: record it only when the token is free right away; a
          * lost sample under contention is better than a lock in the fault path. */
         if (dsm_token_try()) {
@@ -124,7 +186,8 @@ static void sigbus_handler(int sig, siginfo_t *si, void *ctx)
     int saved = errno;
     ucontext_t *uc = ctx;
     int write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;
-    dsm_access(dsm_page_of(si->si_addr), write, 1);
+    dsm_access(dsm_page_of(si->si_addr), write, 1,
+               (uint32_t)((uintptr_t)si->si_addr & (PAGE_SIZE - 1)));
     errno = saved;
 }
 
@@ -160,7 +223,7 @@ void dsm_prefault(const void *addr, size_t len, int write)
     if (hi > re) hi = re;
     for (uint64_t p = dsm_page_of((void *)lo); p <= dsm_page_of((void *)(hi - 1)); p++) {
         struct access_wait w = {p, write};
-        if (!access_ok(&w)) dsm_access(p, write, 0);
+        if (!access_ok(&w)) dsm_access(p, write, 0, 0);
     }
 }
 
@@ -190,8 +253,9 @@ static void iov_prefault(const struct iovec *iov, int n, int write)
  * a log line inside the fault handler; resolved lazily too, for calls before dsm_init. */
 #define WRAPPED(X)                                                                                 \
     X(read)                                                                                        \
-    X(write) X(pread) X(pwrite) X(readv) X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom)        \
-        X(send) X(sendto) X(recvmsg) X(sendmsg)
+    X(write)                                                                                       \
+    X(pread) X(pwrite) X(readv) X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom) X(send)         \
+        X(sendto) X(recvmsg) X(sendmsg)
 #define DECLARE_REAL(name) static __typeof__(name) *real_##name;
 WRAPPED(DECLARE_REAL)
 #define RESOLVE_REAL(name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);

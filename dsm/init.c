@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "trace.h"
 
 const char *dsm_strerror(int err)
 {
@@ -57,6 +58,7 @@ int dsm_nodes(void)
 static void teardown(void)
 {
     dsm_service_stop();
+    dsm_trace_close();
     if (g.tp) g.tp->ops->destroy(g.tp);
     g.tp = NULL;
     dsm_fault_uninstall();
@@ -113,7 +115,7 @@ int dsm_init(const dsm_options_t *opts)
     g.byes = 0;
     g.svc_stop = 0;
     if ((rc = dsm_region_map(err, sizeof err)) || (rc = dsm_alloc_init(err, sizeof err)) ||
-        (rc = dsm_fault_install(err, sizeof err))) {
+        (rc = dsm_fault_install(err, sizeof err)) || (rc = dsm_trace_open(err, sizeof err))) {
         LOGE("dsm_init: %s", err);
         teardown();
         return rc;
@@ -145,7 +147,7 @@ static void print_stats(void)
             "ufdsm[node %d] stats: read_faults %llu write_faults %llu upgrades %llu "
             "waits_joined %llu inv_sent %llu inv_recv %llu recalls_sent %llu recalls_recv %llu "
             "pages_fetched %llu pages_sent %llu barriers %llu lock_acquires %llu "
-            "kernel_retries %llu\n"
+            "kernel_retries %llu pages_prefetched %llu\n"
             "ufdsm[node %d] stats: tcp msgs_sent %llu msgs_recv %llu bytes_sent %llu "
             "bytes_recv %llu; local msgs %llu bytes %llu\n"
             "ufdsm[node %d] stats: fault service time us: count %llu mean %.1f p50 %.1f p90 "
@@ -156,7 +158,7 @@ static void print_stats(void)
             (unsigned long long)s.recalls_sent, (unsigned long long)s.recalls_recv,
             (unsigned long long)s.pages_fetched, (unsigned long long)s.pages_sent,
             (unsigned long long)s.barriers, (unsigned long long)s.lock_acquires,
-            (unsigned long long)s.kernel_retries, g.rank,
+            (unsigned long long)s.kernel_retries, (unsigned long long)s.pages_prefetched, g.rank,
             (unsigned long long)s.tp[DSM_TP_TCP].msgs_sent,
             (unsigned long long)s.tp[DSM_TP_TCP].msgs_recv,
             (unsigned long long)s.tp[DSM_TP_TCP].bytes_sent,
@@ -215,6 +217,7 @@ int dsm_stats(dsm_stats_t *o)
     C(barriers);
     C(lock_acquires);
     C(kernel_retries);
+    C(pages_prefetched);
 #undef C
     if (g.tp) {
         o->tp[DSM_TP_TCP].msgs_sent = g.tp->cnt.msgs_sent;

@@ -60,6 +60,7 @@ struct dsm_cfg {
     int connect_timeout_ms;
     long spin_us; /* how long a waiter spins before sleeping */
     long hold_us; /* how long a granted page stays before a recall is honoured */
+    int prefetch; /* most pages read ahead of a sequential stream of read misses, 0: off */
 };
 /* Fills cfg from opts (NULL = all from the environment). DSM_OK or DSM_EINVAL (logged). */
 int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts);
@@ -83,6 +84,7 @@ struct dsm_global {
     uint8_t *home;           /* home node per page, HOME_NONE if unallocated */
     struct coh_dir *dir;     /* directory entries (only those of homed pages are used) */
     uint64_t *hold_until;    /* per page: recalls wait until this time (ns), see progress.c */
+    uint8_t *pf;             /* per page: 1 while a prefetch request is in flight */
     uint64_t coll_pages;     /* pages [0, coll_pages) are for dsm_alloc, the rest for arenas */
     uint64_t arena_pages;    /* per-node dsm_malloc arena size in pages */
 
@@ -100,7 +102,7 @@ struct dsm_global {
     struct {
         _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
-            kernel_retries, local_msgs, local_bytes;
+            kernel_retries, local_msgs, local_bytes, pages_prefetched;
     } st;
     struct dsm_hist fault_hist; /* under token */
 };
@@ -159,8 +161,10 @@ int dsm_fault_install(char *err, size_t errlen);
 void dsm_fault_uninstall(void);
 /* Makes [addr, addr+len) accessible (write: writable) on this node, fetching as needed. */
 void dsm_prefault(const void *addr, size_t len, int write);
-/* Resolves one access to a page: returns when this node holds the needed permission. */
-void dsm_access(uint64_t page, int write, int from_fault);
+/* Resolves one access to a page: returns when this node holds the needed permission.
+ * from_fault: 1 for a trapped access (offset = its byte offset in the page, for tracing),
+ * 0 for a buffer made present for a system call. */
+void dsm_access(uint64_t page, int write, int from_fault, uint32_t offset);
 
 /* ---------------------------------------------------------------- sync.c */
 void dsm_sync_init(void);

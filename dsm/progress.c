@@ -15,8 +15,9 @@
  * threads are polling it stays "dormant" (not woken by the network, which would steal their
  * CPU for nothing) and looks again after a short timeout or when a waiter goes to sleep.
  *
- * Waiters spin (yielding the CPU now and then, so threads sharing it still progress) for
- * cfg.spin_us, then sleep on a futex that the engine bumps whenever it changed something.
+ * Waiters spin (yielding the CPU now and then, so threads sharing it still progress) until
+ * cfg.spin_us have passed without any message to handle, then sleep on a futex that the
+ * engine bumps whenever it changed something.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "trace.h"
 
 struct dsm_global g = {.uffd = -1};
 
@@ -165,6 +167,9 @@ static void send_coh(const struct coh_msg *m)
         payload = (m->type == COH_WB || m->type == COH_PUT_M) ? dsm_page_addr(m->page)
                                                               : g.store + m->page * PAGE_SIZE;
         atomic_fetch_add_explicit(&g.st.pages_sent, 1, memory_order_relaxed);
+        if (m->type == COH_DATA_S || m->type == COH_DATA_M)
+            DSM_TRACE(DSM_TR_SERVED, m->type == COH_DATA_M ? DSM_TR_F_WRITE : 0, m->page,
+                      dsm_now_ns(), 0, 0, m->dst, 1);
     }
     if (m->type == COH_INV) atomic_fetch_add_explicit(&g.st.inv_sent, 1, memory_order_relaxed);
     if (m->type == COH_RECALL_S || m->type == COH_RECALL_I)
@@ -210,18 +215,21 @@ void dsm_exec(const struct coh_out *out, const void *payload)
  * first (often in the same engine pass), the page leaves before it was used and two nodes can
  * take a page from each other forever without either making progress. So an invalidation or
  * recall that arrives within cfg.hold_us of a grant is set aside and handled once the time is
- * up. That is safe with respect to ordering: the home sends nothing more about that page to
- * this node until it gets the answer, and messages about other pages are independent. */
+ * up - or sooner: the thread that waited for the page cuts the hold short to a few
+ * microseconds once it has seen the page arrive (fault.c), so a page that is used at once
+ * (a lock handoff) is not kept from the next node for the whole hold. That is safe with respect to
+ * ordering: the home sends nothing more about that page to this node until it gets the answer, and
+ * messages about other pages are independent. */
 #define DEFER_CAP 4096
 static struct dsm_wire_hdr deferred[DEFER_CAP];
 static uint32_t def_head, def_tail;
 
 static int defer_if_held(const struct dsm_wire_hdr *h)
 {
-    uint64_t until = g.hold_until[h->arg0];
+    uint64_t until = __atomic_load_n(&g.hold_until[h->arg0], __ATOMIC_RELAXED);
     if (!until || def_tail - def_head >= DEFER_CAP) return 0;
     if (dsm_now_ns() >= until) {
-        g.hold_until[h->arg0] = 0;
+        __atomic_store_n(&g.hold_until[h->arg0], 0, __ATOMIC_RELAXED);
         return 0;
     }
     deferred[def_tail++ % DEFER_CAP] = *h;
@@ -239,9 +247,10 @@ static int run_deferred(void)
     while (def_head != end) {
         struct dsm_wire_hdr h = deferred[def_head % DEFER_CAP];
         if (!now) now = dsm_now_ns();
-        if (g.hold_until[h.arg0] > now) break; /* FIFO: later ones wait behind it */
+        if (__atomic_load_n(&g.hold_until[h.arg0], __ATOMIC_RELAXED) > now)
+            break; /* FIFO: later ones wait behind it */
         def_head++;
-        g.hold_until[h.arg0] = 0;
+        __atomic_store_n(&g.hold_until[h.arg0], 0, __ATOMIC_RELAXED);
         deliver_coh(&h, NULL);
         n++;
     }
@@ -282,14 +291,25 @@ static void deliver_coh(const struct dsm_wire_hdr *h, const void *payload)
             return;
         uint8_t st = atomic_load_explicit(&g.pstate[p], memory_order_relaxed);
         rc = coh_node_recv(&st, g.rank, &m, &out, &why);
-        if (!rc && (m.type == COH_DATA_S || m.type == COH_DATA_M) && g.cfg.hold_us)
-            g.hold_until[p] = dsm_now_ns() + (uint64_t)g.cfg.hold_us * 1000;
+        /* A page read ahead has nobody about to use it: no hold. */
+        if (!rc && (m.type == COH_DATA_S || m.type == COH_DATA_M) && g.cfg.hold_us && !g.pf[p])
+            __atomic_store_n(&g.hold_until[p], dsm_now_ns() + (uint64_t)g.cfg.hold_us * 1000,
+                             __ATOMIC_RELAXED);
         if (!rc) {
-            if (m.type == COH_INV)
+            if (m.type == COH_INV) {
                 atomic_fetch_add_explicit(&g.st.inv_recv, 1, memory_order_relaxed);
-            if (m.type == COH_RECALL_S || m.type == COH_RECALL_I)
+                DSM_TRACE(DSM_TR_INVALIDATED, 0, p, dsm_now_ns(), 0, 0, h->src, 1);
+            }
+            if (m.type == COH_RECALL_S || m.type == COH_RECALL_I) {
                 atomic_fetch_add_explicit(&g.st.recalls_recv, 1, memory_order_relaxed);
+                DSM_TRACE(DSM_TR_RECALLED, 0, p, dsm_now_ns(), 0, 0, h->src, 1);
+            }
             if (h->len) atomic_fetch_add_explicit(&g.st.pages_fetched, 1, memory_order_relaxed);
+            if (g.pf[p] && (m.type == COH_DATA_S || m.type == COH_DATA_M)) {
+                g.pf[p] = 0;
+                atomic_fetch_add_explicit(&g.st.pages_prefetched, 1, memory_order_relaxed);
+                DSM_TRACE(DSM_TR_PREFETCHED, 0, p, dsm_now_ns(), 0, 0, h->src, 0);
+            }
             /* Mappings change before the state says so: a waiter that sees S or M finds the
              * page in place. Downgrades are the other way round, which is fine because a
              * thread that sees the old state just faults again. */
@@ -353,7 +373,10 @@ void dsm_wait(int (*cond)(void *), void *arg)
         if (cond(arg)) return;
         if (dsm_token_try()) {
             atomic_fetch_add_explicit(&g.poll_epoch, 1, memory_order_relaxed);
-            dsm_progress();
+            /* Serving peers counts as activity: a waiter that is answering requests (a home
+             * node in a barrier while another node streams faults at it) keeps polling, so
+             * the requests are not left to a service thread that would have to be woken. */
+            if (dsm_progress()) start = 0;
             dsm_token_release();
             if (cond(arg)) return;
         } else {
@@ -388,6 +411,24 @@ static int svc_started;
 #define SVC_DORMANT_US 200
 #define SVC_ARMED_US   20000
 
+/* How long the service thread keeps polling after it last handled a message. */
+#define SVC_LINGER_US 50
+
+static void svc_linger(void)
+{
+    uint64_t last = dsm_now_ns();
+    unsigned spins = 0;
+    while (!__atomic_load_n(&g.svc_stop, __ATOMIC_ACQUIRE)) {
+        if (dsm_token_try()) {
+            int n = dsm_progress();
+            dsm_token_release();
+            if (n) last = dsm_now_ns();
+        }
+        cpu_relax();
+        if ((++spins & 15) == 0 && dsm_now_ns() - last > SVC_LINGER_US * 1000ull) return;
+    }
+}
+
 static void *svc_main(void *arg)
 {
     (void)arg;
@@ -406,9 +447,13 @@ static void *svc_main(void *arg)
         seen_epoch = epoch;
         if (atomic_load(&g.sleepers) > 0) app_polling = 0; /* they asked us to listen */
         if (dsm_token_try()) {
-            dsm_progress();
+            int handled = dsm_progress();
             dsm_token_release();
             armed = !app_polling;
+            /* Requests come in streams (a peer faulting through an array, a lock handed
+             * back and forth): after serving one, keep polling briefly, so the next one of
+             * the stream finds a running thread instead of paying for a wakeup. */
+            if (handled && armed) svc_linger();
         } else {
             armed = 0;
         }

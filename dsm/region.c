@@ -94,7 +94,8 @@ int dsm_region_map(char *err, size_t errlen)
     g.home = map_anon(g.npages);
     g.dir = map_anon(g.npages * sizeof(struct coh_dir));
     g.hold_until = map_anon(g.npages * sizeof(uint64_t));
-    if (!g.store || !g.pstate || !g.home || !g.dir || !g.hold_until) {
+    g.pf = map_anon(g.npages);
+    if (!g.store || !g.pstate || !g.home || !g.dir || !g.hold_until || !g.pf) {
         snprintf(err, errlen, "cannot reserve bookkeeping for %llu pages: %s",
                  (unsigned long long)g.npages, strerror(errno));
         return DSM_ENOMEM;
@@ -113,12 +114,14 @@ void dsm_region_unmap(void)
     if (g.home) munmap(g.home, g.npages);
     if (g.dir) munmap(g.dir, g.npages * sizeof(struct coh_dir));
     if (g.hold_until) munmap(g.hold_until, g.npages * sizeof(uint64_t));
+    if (g.pf) munmap(g.pf, g.npages);
     if (g.uffd >= 0) close(g.uffd);
     g.base = g.store = NULL;
     g.pstate = NULL;
     g.home = NULL;
     g.dir = NULL;
     g.hold_until = NULL;
+    g.pf = NULL;
     g.uffd = -1;
 }
 
@@ -157,5 +160,6 @@ void dsm_region_reset(uint64_t first, uint64_t count)
     for (uint64_t p = first; p < first + count; p++) {
         atomic_store_explicit(&g.pstate[p], COH_I, memory_order_relaxed);
         coh_dir_init(&g.dir[p]);
+        g.pf[p] = 0;
     }
 }

@@ -124,6 +124,7 @@ typedef struct dsm_stats {
     /* Fault service time: from the trap to the page being usable, in microseconds. */
     uint64_t fault_count;
     double fault_mean_us, fault_p50_us, fault_p90_us, fault_p99_us, fault_max_us;
+    uint64_t pages_prefetched; /* pages read ahead of a sequential stream (DSM_PREFETCH) */
 } dsm_stats_t;
 
 /* Fills *out with this node's counters. 0, or DSM_ESTATE before dsm_init. */

@@ -506,16 +506,12 @@ static void test_stress_tiny_heap(void **state)
     stress_vs_reference(2048, 64, 20000, 103);
 }
 
-/* ------------------------------------------------------------------ speed */
+/* ------------------------------------------------------------------ churn */
 
-/* The bound is for an optimised build (the CMake default is RelWithDebInfo, -O2). Sanitizers
- * and -O0 slow this code down by up to ten times, which says nothing about its complexity. */
-#if defined(__SANITIZE_ADDRESS__) || !defined(__OPTIMIZE__)
-#define TIME_LIMIT 10.0
-#else
-#define TIME_LIMIT 1.0
-#endif
-
+/* Large-scale churn: 100k blocks allocated and freed in random order, then steady-state
+ * alloc/free over a fragmented heap, checking that everything coalesces back. The times are
+ * printed for information only: timing never decides a test here (a loaded CI machine would
+ * make it flaky); the allocator's speed belongs to the benchmarks. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -554,19 +550,17 @@ static void timed_churn(uint64_t align, const char *what)
     print_message("%s: 100k allocs + 100k random frees %.3f s; 100k free/alloc pairs with 50k "
                   "live %.3f s\n",
                   what, t1 - t0, t2 - t1);
-    assert_true(t1 - t0 < TIME_LIMIT);
-    assert_true(t2 - t1 < TIME_LIMIT);
     free(off);
     dsm_heap_destroy(h);
 }
 
-static void test_speed_granule_aligned(void **state)
+static void test_churn_granule_aligned(void **state)
 {
     (void)state;
     timed_churn(0, "align 16");
 }
 
-static void test_speed_cache_line_aligned(void **state)
+static void test_churn_cache_line_aligned(void **state)
 {
     (void)state;
     timed_churn(64, "align 64"); /* what dsm_malloc asks for */
@@ -698,8 +692,8 @@ int main(void)
         cmocka_unit_test(test_stress_small_granule),
         cmocka_unit_test(test_stress_page_granule),
         cmocka_unit_test(test_stress_tiny_heap),
-        cmocka_unit_test(test_speed_granule_aligned),
-        cmocka_unit_test(test_speed_cache_line_aligned),
+        cmocka_unit_test(test_churn_granule_aligned),
+        cmocka_unit_test(test_churn_cache_line_aligned),
         cmocka_unit_test(test_place_block),
         cmocka_unit_test(test_place_cyclic),
         cmocka_unit_test(test_place_node),
