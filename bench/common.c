@@ -220,6 +220,41 @@ void *bench_alloc_rows(size_t row_bytes, size_t nrows, const size_t *row_first)
     return alloc_pieces(bench_nodes, lo, home);
 }
 
+volatile uint64_t *bench_alloc_fault_layout(long a_mib, size_t *npages)
+{
+    size_t global = (size_t)a_mib << 21, pad = global / 4;
+    size_t asize = ((size_t)a_mib << 20) + BENCH_PAGE;
+    /* The pad is never touched: it only pushes A to where the definition puts it. */
+    void *padp = bench_alloc_global_block(0, pad, global);
+    volatile uint64_t *A = bench_alloc_global_block(pad, asize, global);
+    BENCH_CHECK(padp && A, "allocation of the pad and A failed: run with DSM_MEMORY=256M");
+    *npages = asize / BENCH_PAGE;
+    return A;
+}
+
+int bench_place_ok(const char *s)
+{
+    return !strcmp(s, "default") || !strcmp(s, "local") || !strcmp(s, "node0");
+}
+
+void *bench_alloc_app(const char *place, size_t row_bytes, size_t nrows, const size_t *row_first)
+{
+    size_t bytes = row_bytes * nrows;
+    void *p;
+    if (!strcmp(place, "default"))
+        p = dsm_alloc(bytes);
+    else if (!strcmp(place, "node0"))
+        p = dsm_alloc_placed(bytes, DSM_PLACE_NODE, 0);
+    else {
+        BENCH_CHECK(row_bytes % BENCH_PAGE == 0,
+                    "-p local needs rows of whole pages (N a multiple of 512), rows of %zu bytes",
+                    row_bytes);
+        p = bench_alloc_rows(row_bytes, nrows, row_first);
+    }
+    BENCH_CHECK(p, "allocation of %zu bytes failed: raise DSM_MEMORY", bytes);
+    return p;
+}
+
 long bench_arg_long(const char *opt, const char *s, long lo, long hi)
 {
     char *end;

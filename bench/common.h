@@ -75,6 +75,17 @@ void *bench_alloc_global_block(size_t offset, size_t size, size_t global);
  * (row_first[nodes] = nrows). Same technique as above. */
 void *bench_alloc_rows(size_t row_bytes, size_t nrows, const size_t *row_first);
 
+/* Collective: the layout of workloads (a) and (b): a global space of G = 2*a_mib MiB homed in
+ * contiguous per-node chunks, a pad of G/4 (32 MiB for the definition's a_mib = 64), then the
+ * array A of a_mib MiB plus one page, returned; *npages = its page count. Fatal on failure. */
+volatile uint64_t *bench_alloc_fault_layout(long a_mib, size_t *npages);
+/* Collective: one N x N array of rows of row_bytes for workloads (f1)/(f2), placed by
+ * `place`: "default" (dsm_alloc, ufdsm's own default), "local" (rows [row_first[p],
+ * row_first[p+1]) homed on node p) or "node0" (all homed on node 0). Fatal on failure. */
+void *bench_alloc_app(const char *place, size_t row_bytes, size_t nrows, const size_t *row_first);
+/* 1 if s names one of those placements. */
+int bench_place_ok(const char *s);
+
 /* A small deterministic PRNG (splitmix64). */
 static inline uint64_t bench_rand(uint64_t *s)
 {

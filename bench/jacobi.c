@@ -110,8 +110,7 @@ int main(int argc, char **argv)
     int n = 1024, iters = 50, is_serial = 0, opt;
     const char *place = "default";
     while ((opt = getopt(argc, argv, "p:n:i:s")) != -1) {
-        if (opt == 'p' &&
-            (!strcmp(optarg, "default") || !strcmp(optarg, "local") || !strcmp(optarg, "node0")))
+        if (opt == 'p' && bench_place_ok(optarg))
             place = optarg;
         else if (opt == 'n')
             n = (int)bench_arg_long("-n", optarg, 3, 16384);
@@ -142,20 +141,9 @@ int main(int argc, char **argv)
     }
     own[0] = 0;
     own[bench_nodes] = (size_t)n;
-    size_t row = (size_t)n * sizeof(double), bytes = row * (size_t)n;
+    size_t row = (size_t)n * sizeof(double);
     double *grid[2];
-    for (int a = 0; a < 2; a++) {
-        if (!strcmp(place, "default"))
-            grid[a] = dsm_alloc(bytes);
-        else if (!strcmp(place, "node0"))
-            grid[a] = dsm_alloc_placed(bytes, DSM_PLACE_NODE, 0);
-        else {
-            BENCH_CHECK(row % BENCH_PAGE == 0,
-                        "-p local needs rows of whole pages (N a multiple of 512), N = %d", n);
-            grid[a] = bench_alloc_rows(row, (size_t)n, own);
-        }
-        BENCH_CHECK(grid[a], "allocation of %zu bytes failed: raise DSM_MEMORY", bytes);
-    }
+    for (int a = 0; a < 2; a++) grid[a] = bench_alloc_app(place, row, (size_t)n, own);
     bench_reduce_init();
     int lo = (int)own[bench_rank], hi = (int)own[bench_rank + 1];
     int local_rows = 0;

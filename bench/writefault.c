@@ -41,11 +41,8 @@ int main(int argc, char **argv)
     bench_begin(argv[0]);
     BENCH_CHECK(bench_nodes >= 2, "needs at least 2 nodes");
 
-    size_t global = (size_t)a_mib << 21, pad = global / 4;
-    size_t asize = ((size_t)a_mib << 20) + BENCH_PAGE, np = asize / BENCH_PAGE;
-    void *padp = bench_alloc_global_block(0, pad, global);
-    volatile uint64_t *A = bench_alloc_global_block(pad, asize, global);
-    BENCH_CHECK(padp && A, "allocation failed");
+    size_t np;
+    volatile uint64_t *A = bench_alloc_fault_layout(a_mib, &np);
     bench_reduce_init();
 
     int *home = malloc(np * sizeof *home);
