@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages ufdsm builds and tests with (as root). Quiet when they are
 # already there, so every other script can call it first.
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config liburing-dev libcmocka-dev libibverbs-dev librdmacm-dev)
+# python3 and gnuplot-nox: bench/run and tools/dsmtrace (their tests skip the plots without gnuplot).
+pkgs=(cmake make gcc pkg-config liburing-dev libcmocka-dev libibverbs-dev librdmacm-dev python3 gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
