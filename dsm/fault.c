@@ -157,12 +157,12 @@ void dsm_access(uint64_t page, int write, int from_fault, uint32_t offset)
     DSM_TRACE(from_fault ? kind : DSM_TR_KERNEL_FAULT, write ? DSM_TR_F_WRITE : 0, page, t0, dt,
               offset, home, msgs);
     if (from_fault) {
-        /* The histogram is not atomic: record it only when the token is free right away; a
-         * lost sample under contention is better than a lock in the fault path. */
-        if (dsm_token_try()) {
-            dsm_hist_add(&g.fault_hist, dt);
-            dsm_token_release();
-        }
+        /* Its own lock, not the token: the token may be busy for a whole engine pass, this
+         * lock only for the few instructions of one add, and no sample is lost. */
+        while (atomic_flag_test_and_set_explicit(&g.fault_hist_lock, memory_order_acquire))
+            ;
+        dsm_hist_add(&g.fault_hist, dt);
+        atomic_flag_clear_explicit(&g.fault_hist_lock, memory_order_release);
     }
 }
 

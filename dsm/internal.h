@@ -104,7 +104,8 @@ struct dsm_global {
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
             kernel_retries, local_msgs, local_bytes, pages_prefetched;
     } st;
-    struct dsm_hist fault_hist; /* under token */
+    struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
+    atomic_flag fault_hist_lock;
 };
 extern struct dsm_global g;
 
