@@ -856,7 +856,11 @@ static void codec(const struct mconfig *c, struct mstate *s, int proj, struct bi
                 } else if (b->rd) {
                     m->flags = 0;
                 }
-                if (c->order == ORDER_GLOBAL) f8(b, &m->seq, bits_for(MAXSEQ), "message rank");
+                /* The protocol state leaves the ranks out: then it compares with ORDER_PAIR's. */
+                if (c->order == ORDER_GLOBAL && !proj)
+                    f8(b, &m->seq, bits_for(MAXSEQ), "message rank");
+                else if (b->rd)
+                    m->seq = 0;
                 struct coh_msg cm = to_coh(m, a, d);
                 if (!proj && coh_msg_has_payload(&cm))
                     fval(b, &m->val);

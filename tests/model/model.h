@@ -115,7 +115,8 @@ const char *model_invariants(const struct mconfig *c, const struct mstate *s, ch
 /* No pending access and every channel empty. */
 int model_quiescent(const struct mconfig *c, const struct mstate *s);
 
-/* Packed encodings. proj = 1 drops page values and op counters (the "protocol state").
+/* Packed encodings. proj = 1 drops page values, op counters and ORDER_GLOBAL message ranks (the
+ * "protocol state": node states, waiting accesses, directories, channel contents).
  * Buffers need ENC_MAX + 8 bytes: the codec reads and writes 8-byte words. */
 #define ENC_MAX 256
 int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint8_t *buf);
