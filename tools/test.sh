@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds ufdsm twice - optimised, and with AddressSanitizer + UndefinedBehaviorSanitizer - and
 # runs the whole test suite on each: unit tests, the launcher, the multi-node tests through
-# dsmrun at 2, 3 and 4 nodes, and the protocol model checker. Needs root (userfaultfd).
+# dsmrun at 2, 3 and 4 nodes, the protocol model checker, the litmus tests and the history
+# checker. Needs root (userfaultfd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
@@ -20,7 +21,9 @@ run() { # build-dir, cmake args...
 }
 run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${UFDSM_SKIP_SANITIZE:-0}" != 1 ]; then
-  # The model checker is pure computation already checked above; skip it under sanitizers.
+  # The model checker is pure computation already checked above: under the sanitizers only its
+  # fast configurations and self-tests are registered, and the litmus and history tests run
+  # fewer iterations (see tests/model, tests/litmus, tests/history CMakeLists.txt).
   ASAN_OPTIONS=handle_sigbus=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     run build-asan -DCMAKE_BUILD_TYPE=Debug -DUFDSM_SANITIZE=ON
 fi
