@@ -41,7 +41,8 @@ static int access_ok(void *arg)
 {
     struct access_wait *w = arg;
     uint8_t st = atomic_load_explicit(&g.pstate[w->page], memory_order_acquire);
-    if (w->write) return st == COH_M;
+    if (w->write)
+        return st == COH_M && !(__atomic_load_n(&g.mig[w->page], __ATOMIC_RELAXED) & MIG_CLEAN);
     return st == COH_S || st == COH_M || st == COH_SM_A;
 }
 
@@ -118,10 +119,27 @@ void dsm_access(uint64_t page, int write, int from_fault, uint32_t offset)
         uint8_t st = atomic_load_explicit(&g.pstate[page], memory_order_relaxed);
         struct coh_out out;
         out.n = 0;
-        int rc = coh_node_access(&st, g.rank, home, page, write, &out);
+        /* Migratory data (read, then written, by one node after another: a counter under a
+         * lock) costs two round trips per visit, a read miss and an upgrade. A page this node
+         * had to upgrade before is asked for exclusively on a read miss (the protocol allows
+         * a GET_M for any access), mapped read-only all the same, so that the first write
+         * shows: a write confirms the guess (one local fault, no message), losing the page
+         * unwritten withdraws it. */
+        int ask_write = write || (st == COH_I && (g.mig[page] & MIG_SEEN) && g.nodes > 1);
+        int rc = coh_node_access(&st, g.rank, home, page, ask_write, &out);
+        if (write && st == COH_M && (g.mig[page] & MIG_CLEAN)) {
+            dsm_protect_page(page, 0);
+            __atomic_store_n(&g.mig[page], MIG_SEEN, __ATOMIC_RELAXED);
+        }
+        if (out.n && ask_write && !write)
+            __atomic_store_n(&g.mig[page], MIG_SEEN | MIG_CLEAN, __ATOMIC_RELAXED);
         if (out.n) {
             if (!requested) {
-                if (st == COH_IS_D) {
+                if (ask_write && !write) {
+                    kind = DSM_TR_READ_MISS; /* a read fault, whatever was asked for */
+                    atomic_fetch_add_explicit(&g.st.read_faults, 1, memory_order_relaxed);
+                    atomic_fetch_add_explicit(&g.st.migratory_reads, 1, memory_order_relaxed);
+                } else if (st == COH_IS_D) {
                     kind = DSM_TR_READ_MISS;
                     atomic_fetch_add_explicit(&g.st.read_faults, 1, memory_order_relaxed);
                 } else if (st == COH_IM_AD) {
@@ -130,6 +148,7 @@ void dsm_access(uint64_t page, int write, int from_fault, uint32_t offset)
                 } else {
                     kind = DSM_TR_UPGRADE;
                     atomic_fetch_add_explicit(&g.st.upgrades, 1, memory_order_relaxed);
+                    g.mig[page] = MIG_SEEN;
                 }
             }
             requested = 1;
@@ -254,8 +273,9 @@ static void iov_prefault(const struct iovec *iov, int n, int write)
 #define WRAPPED(X)                                                                                 \
     X(read)                                                                                        \
     X(write)                                                                                       \
-    X(pread) X(pwrite) X(readv) X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom) X(send)         \
-        X(sendto) X(recvmsg) X(sendmsg)
+    X(pread)                                                                                       \
+    X(pwrite) X(readv) X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom) X(send) X(sendto)        \
+        X(recvmsg) X(sendmsg)
 #define DECLARE_REAL(name) static __typeof__(name) *real_##name;
 WRAPPED(DECLARE_REAL)
 #define RESOLVE_REAL(name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);

@@ -147,7 +147,7 @@ static void print_stats(void)
             "ufdsm[node %d] stats: read_faults %llu write_faults %llu upgrades %llu "
             "waits_joined %llu inv_sent %llu inv_recv %llu recalls_sent %llu recalls_recv %llu "
             "pages_fetched %llu pages_sent %llu barriers %llu lock_acquires %llu "
-            "kernel_retries %llu pages_prefetched %llu\n"
+            "kernel_retries %llu pages_prefetched %llu migratory_reads %llu\n"
             "ufdsm[node %d] stats: tcp msgs_sent %llu msgs_recv %llu bytes_sent %llu "
             "bytes_recv %llu; local msgs %llu bytes %llu\n"
             "ufdsm[node %d] stats: fault service time us: count %llu mean %.1f p50 %.1f p90 "
@@ -158,7 +158,8 @@ static void print_stats(void)
             (unsigned long long)s.recalls_sent, (unsigned long long)s.recalls_recv,
             (unsigned long long)s.pages_fetched, (unsigned long long)s.pages_sent,
             (unsigned long long)s.barriers, (unsigned long long)s.lock_acquires,
-            (unsigned long long)s.kernel_retries, (unsigned long long)s.pages_prefetched, g.rank,
+            (unsigned long long)s.kernel_retries, (unsigned long long)s.pages_prefetched,
+            (unsigned long long)s.migratory_reads, g.rank,
             (unsigned long long)s.tp[DSM_TP_TCP].msgs_sent,
             (unsigned long long)s.tp[DSM_TP_TCP].msgs_recv,
             (unsigned long long)s.tp[DSM_TP_TCP].bytes_sent,
@@ -218,6 +219,7 @@ int dsm_stats(dsm_stats_t *o)
     C(lock_acquires);
     C(kernel_retries);
     C(pages_prefetched);
+    C(migratory_reads);
 #undef C
     if (g.tp) {
         o->tp[DSM_TP_TCP].msgs_sent = g.tp->cnt.msgs_sent;

@@ -32,6 +32,8 @@
 #define PAGE_SIZE  DSM_PAGE_SIZE
 #define PAGE_SHIFT 12
 #define HOME_NONE  0xFF /* page not allocated */
+#define MIG_SEEN   1    /* this node upgraded the page before: read misses ask for ownership */
+#define MIG_CLEAN  2    /* owned by such a guess and not written yet: mapped read-only */
 
 /* ---------------------------------------------------------------- logging (log.c) */
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -85,6 +87,7 @@ struct dsm_global {
     struct coh_dir *dir;     /* directory entries (only those of homed pages are used) */
     uint64_t *hold_until;    /* per page: recalls wait until this time (ns), see progress.c */
     uint8_t *pf;             /* per page: 1 while a prefetch request is in flight */
+    uint8_t *mig;            /* per page: MIG_* (migratory prediction, fault.c), under token */
     uint64_t coll_pages;     /* pages [0, coll_pages) are for dsm_alloc, the rest for arenas */
     uint64_t arena_pages;    /* per-node dsm_malloc arena size in pages */
 
@@ -102,7 +105,7 @@ struct dsm_global {
     struct {
         _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
-            kernel_retries, local_msgs, local_bytes, pages_prefetched;
+            kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

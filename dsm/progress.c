@@ -190,7 +190,8 @@ void dsm_exec(const struct coh_out *out, const void *payload)
             dsm_map_page(p, payload, 0);
             break;
         case COH_A_MAP_RW:
-            dsm_map_page(p, payload, 1);
+            /* An exclusive copy asked for by a read miss (fault.c) starts read-only. */
+            dsm_map_page(p, payload, !(g.mig[p] & MIG_CLEAN));
             break;
         case COH_A_PROTECT:
             dsm_protect_page(p, 1);
@@ -302,6 +303,8 @@ static void deliver_coh(const struct dsm_wire_hdr *h, const void *payload)
             }
             if (m.type == COH_RECALL_S || m.type == COH_RECALL_I) {
                 atomic_fetch_add_explicit(&g.st.recalls_recv, 1, memory_order_relaxed);
+                /* Taken back before it was written: the page is not migratory after all. */
+                if (g.mig[p] & MIG_CLEAN) g.mig[p] = 0;
                 DSM_TRACE(DSM_TR_RECALLED, 0, p, dsm_now_ns(), 0, 0, h->src, 1);
             }
             if (h->len) atomic_fetch_add_explicit(&g.st.pages_fetched, 1, memory_order_relaxed);

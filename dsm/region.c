@@ -95,7 +95,8 @@ int dsm_region_map(char *err, size_t errlen)
     g.dir = map_anon(g.npages * sizeof(struct coh_dir));
     g.hold_until = map_anon(g.npages * sizeof(uint64_t));
     g.pf = map_anon(g.npages);
-    if (!g.store || !g.pstate || !g.home || !g.dir || !g.hold_until || !g.pf) {
+    g.mig = map_anon(g.npages);
+    if (!g.store || !g.pstate || !g.home || !g.dir || !g.hold_until || !g.pf || !g.mig) {
         snprintf(err, errlen, "cannot reserve bookkeeping for %llu pages: %s",
                  (unsigned long long)g.npages, strerror(errno));
         return DSM_ENOMEM;
@@ -115,6 +116,7 @@ void dsm_region_unmap(void)
     if (g.dir) munmap(g.dir, g.npages * sizeof(struct coh_dir));
     if (g.hold_until) munmap(g.hold_until, g.npages * sizeof(uint64_t));
     if (g.pf) munmap(g.pf, g.npages);
+    if (g.mig) munmap(g.mig, g.npages);
     if (g.uffd >= 0) close(g.uffd);
     g.base = g.store = NULL;
     g.pstate = NULL;
@@ -122,6 +124,7 @@ void dsm_region_unmap(void)
     g.dir = NULL;
     g.hold_until = NULL;
     g.pf = NULL;
+    g.mig = NULL;
     g.uffd = -1;
 }
 
@@ -161,5 +164,6 @@ void dsm_region_reset(uint64_t first, uint64_t count)
         atomic_store_explicit(&g.pstate[p], COH_I, memory_order_relaxed);
         coh_dir_init(&g.dir[p]);
         g.pf[p] = 0;
+        g.mig[p] = 0;
     }
 }

@@ -125,6 +125,8 @@ typedef struct dsm_stats {
     uint64_t fault_count;
     double fault_mean_us, fault_p50_us, fault_p90_us, fault_p99_us, fault_max_us;
     uint64_t pages_prefetched; /* pages read ahead of a sequential stream (DSM_PREFETCH) */
+    uint64_t migratory_reads;  /* read misses that asked for an exclusive copy: the page had
+                                  been read, then written, here before (counted in read_faults) */
 } dsm_stats_t;
 
 /* Fills *out with this node's counters. 0, or DSM_ESTATE before dsm_init. */
