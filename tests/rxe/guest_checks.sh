@@ -4,7 +4,7 @@
 # transport will use it: listed by ibv_devices, port active in ibv_devinfo, and a real
 # connection set up through rdma_cm (-R) moving SENDs and RDMA READs.
 #   one: both perftest sides in this guest, over rxe0 on eth0 (ib_send_lat, ib_read_lat)
-#   two: guest A serves, guest B connects to it (ib_send_lat), across two kernels
+#   two: guest A serves, guest B connects to it (ib_send_lat, ib_read_lat), across two kernels
 # Prints "RESULT <where> <tool> typical=<us> p99=<us>" per measurement for rxe_smoke.sh.
 set -euo pipefail
 : "${RXE_DEV:?not inside an rxe-cluster guest}" "${RXE_GID_INDEX:?}" "${RXE_IP:?}"
@@ -58,13 +58,15 @@ one)
     done
     ;;
 two)
-    if [ "$RXE_GUEST" = 0 ]; then
-        perf ib_send_lat >"$tmp/server" 2>&1 || { cat "$tmp/server" >&2; fail "ib_send_lat server failed"; }
-        echo "guest_checks: guest A served ib_send_lat to $RXE_PEER_IP"
-    else
-        client ib_send_lat "$RXE_PEER_IP" "$tmp/client" || fail "ib_send_lat to $RXE_PEER_IP never completed"
-        result two-guests ib_send_lat "$tmp/client"
-    fi
+    for tool in ib_send_lat ib_read_lat; do
+        if [ "$RXE_GUEST" = 0 ]; then
+            perf $tool >"$tmp/$tool.server" 2>&1 || { cat "$tmp/$tool.server" >&2; fail "$tool server failed"; }
+            echo "guest_checks: guest A served $tool to $RXE_PEER_IP"
+        else
+            client $tool "$RXE_PEER_IP" "$tmp/$tool.client" || fail "$tool to $RXE_PEER_IP never completed"
+            result two-guests $tool "$tmp/$tool.client"
+        fi
+    done
     ;;
 *)
     echo "usage: $0 one|two (inside an rxe-cluster guest)" >&2
