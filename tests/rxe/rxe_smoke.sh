@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# rxe_smoke.sh - end-to-end check of tools/rxe/rxe-cluster: boots one soft-RoCE guest and runs
+# guest_checks.sh there (ibv_devices, ibv_devinfo, ib_send_lat and ib_read_lat between two
+# processes over rxe0 with rdma_cm), then two guests joined by a UDP link and ib_send_lat
+# and ib_read_lat (-R) across them. Needs root on Debian 12 (rxe-cluster installs qemu and
+# builds or restores its cached guest image: ~2-3 min the first time, seconds after).
+# Prints each step's time and the latencies, and the closing line "rxe_smoke: N passed, N
+# failed".
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+rxe=$here/../../tools/rxe/rxe-cluster
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# step NAME CMD... - runs CMD, its output also kept in $log, and counts the result.
+step() {
+    local name=$1 t0=$SECONDS
+    shift
+    if "$@" 2>&1 | tee "$log"; then
+        echo "rxe_smoke: $name: ok in $((SECONDS - t0)) s"
+        passed=$((passed + 1))
+    else
+        echo "rxe_smoke: $name: FAILED after $((SECONDS - t0)) s"
+        failed=$((failed + 1))
+    fi
+    grep '^\(\[.\] \)\?RESULT' "$log" | sed 's/^\(\[.\] \)\?RESULT /rxe_smoke: latency (us, 64 B): /' || true
+}
+
+# The guests see only what is shared: this directory, at the same path.
+step "image (build or restore)" "$rxe" build
+step "one guest" "$rxe" run --share "$here" --timeout 300 -- bash "$here/guest_checks.sh" one
+step "two guests" "$rxe" run --guests 2 --share "$here" --timeout 300 -- bash "$here/guest_checks.sh" two
+echo "rxe_smoke: $passed passed, $failed failed"
+((failed == 0))
