@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "select.h"
 
 const char *dsm_strerror(int err)
 {
@@ -67,15 +68,6 @@ static void teardown(void)
 static int start_transport(char *err, size_t errlen)
 {
     if (g.nodes == 1) return DSM_OK;
-    if (!strcmp(g.cfg.transport, "rdma")) {
-        snprintf(err, errlen,
-                 "DSM_TRANSPORT=rdma: this build of ufdsm has no RDMA transport yet; use "
-                 "DSM_TRANSPORT=tcp or auto");
-        return DSM_ETRANSPORT;
-    }
-    LOGI("transport: tcp (%s)", !strcmp(g.cfg.transport, "auto")
-                                    ? "auto: the RDMA transport is not part of this build"
-                                    : "requested");
     struct dsm_boot_cfg bc = {.rank = g.rank,
                               .nodes = g.nodes,
                               .coordinator = g.cfg.coordinator,
@@ -92,8 +84,12 @@ static int start_transport(char *err, size_t errlen)
     if (rc) return rc;
     struct dsm_wire_limits lim = {
         .npages = g.npages, .base = (uint64_t)(uintptr_t)g.base, .nodes = (uint32_t)g.nodes};
-    return dsm_tcp_create(&bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost, NULL, &g.tp, err,
-                          errlen);
+    /* tcp, rdma or auto: decided by all nodes together (transport/select.h). */
+    char chosen[1024];
+    rc = dsm_transport_create(g.cfg.transport, &bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost,
+                              NULL, &g.tp, chosen, sizeof chosen, err, errlen);
+    if (!rc) LOGI("transport: %s", chosen);
+    return rc;
 }
 
 int dsm_init(const dsm_options_t *opts)
