@@ -137,12 +137,14 @@ static void print_stats(void)
 {
     dsm_stats_t s;
     dsm_stats(&s);
+    const char *tpname = g.tp ? g.tp->ops->name : "tcp";
+    int k = strcmp(tpname, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
     fprintf(stderr,
             "ufdsm[node %d] stats: read_faults %llu write_faults %llu upgrades %llu "
             "waits_joined %llu inv_sent %llu inv_recv %llu recalls_sent %llu recalls_recv %llu "
             "pages_fetched %llu pages_sent %llu barriers %llu lock_acquires %llu "
             "kernel_retries %llu\n"
-            "ufdsm[node %d] stats: tcp msgs_sent %llu msgs_recv %llu bytes_sent %llu "
+            "ufdsm[node %d] stats: %s msgs_sent %llu msgs_recv %llu bytes_sent %llu "
             "bytes_recv %llu; local msgs %llu bytes %llu\n"
             "ufdsm[node %d] stats: fault service time us: count %llu mean %.1f p50 %.1f p90 "
             "%.1f p99 %.1f max %.1f\n",
@@ -152,11 +154,9 @@ static void print_stats(void)
             (unsigned long long)s.recalls_sent, (unsigned long long)s.recalls_recv,
             (unsigned long long)s.pages_fetched, (unsigned long long)s.pages_sent,
             (unsigned long long)s.barriers, (unsigned long long)s.lock_acquires,
-            (unsigned long long)s.kernel_retries, g.rank,
-            (unsigned long long)s.tp[DSM_TP_TCP].msgs_sent,
-            (unsigned long long)s.tp[DSM_TP_TCP].msgs_recv,
-            (unsigned long long)s.tp[DSM_TP_TCP].bytes_sent,
-            (unsigned long long)s.tp[DSM_TP_TCP].bytes_recv,
+            (unsigned long long)s.kernel_retries, g.rank, tpname,
+            (unsigned long long)s.tp[k].msgs_sent, (unsigned long long)s.tp[k].msgs_recv,
+            (unsigned long long)s.tp[k].bytes_sent, (unsigned long long)s.tp[k].bytes_recv,
             (unsigned long long)s.tp[DSM_TP_LOCAL].msgs_sent,
             (unsigned long long)s.tp[DSM_TP_LOCAL].bytes_sent, g.rank,
             (unsigned long long)s.fault_count, s.fault_mean_us, s.fault_p50_us, s.fault_p90_us,
@@ -213,10 +213,11 @@ int dsm_stats(dsm_stats_t *o)
     C(kernel_retries);
 #undef C
     if (g.tp) {
-        o->tp[DSM_TP_TCP].msgs_sent = g.tp->cnt.msgs_sent;
-        o->tp[DSM_TP_TCP].msgs_recv = g.tp->cnt.msgs_recv;
-        o->tp[DSM_TP_TCP].bytes_sent = g.tp->cnt.bytes_sent;
-        o->tp[DSM_TP_TCP].bytes_recv = g.tp->cnt.bytes_recv;
+        int k = strcmp(g.tp->ops->name, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
+        o->tp[k].msgs_sent = g.tp->cnt.msgs_sent;
+        o->tp[k].msgs_recv = g.tp->cnt.msgs_recv;
+        o->tp[k].bytes_sent = g.tp->cnt.bytes_sent;
+        o->tp[k].bytes_recv = g.tp->cnt.bytes_recv;
     }
     uint64_t lm = atomic_load(&g.st.local_msgs), lb = atomic_load(&g.st.local_bytes);
     o->tp[DSM_TP_LOCAL] = (dsm_tp_stats_t){lm, lm, lb, lb};
