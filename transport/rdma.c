@@ -688,9 +688,9 @@ static int find_port(char *dev, size_t devlen, int *port, char *why, size_t whyl
         int e = errno;
         if (list) ibv_free_device_list(list);
         snprintf(why, whylen,
-                 "no RDMA device: ibv_get_device_list found none (%s) — load a driver, or for "
-                 "soft-RoCE: modprobe rdma_rxe && rdma link add rxe0 type rxe netdev eth0",
-                 list ? "an empty list" : strerror(e));
+                 "no RDMA device (%s) — load the device's driver, or for soft-RoCE: modprobe "
+                 "rdma_rxe && rdma link add rxe0 type rxe netdev eth0",
+                 list || e == ENOSYS ? "none in /sys/class/infiniband" : strerror(e));
         return -1;
     }
     char seen[400] = "";
