@@ -259,7 +259,10 @@ int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int l
     me.ok = rc == DSM_OK;
     if (me.ok) snprintf(me.why, sizeof me.why, "%s", dsm_rdma_prep_device(prep));
     rc = exchange(s, cfg, &me, err, errlen);
-    if (rc) goto fail;
+    if (rc) {
+        dsm_rdma_prep_free(prep);
+        goto fail;
+    }
     int no = first_no(s, cfg->nodes, 0);
     if (no >= 0) {
         dsm_rdma_prep_free(prep);
