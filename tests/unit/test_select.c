@@ -10,6 +10,8 @@
  *     reason (skipped where a device exists: then it must work, and is checked like auto).
  *   - a node with DSM_TRANSPORT=tcp next to one with auto: the auto node names the mismatch
  *     instead of waiting for a record that never comes.
+ *   - a one-way flood (the receiver never replies): over RDMA, credits must come back in
+ *     credit messages of their own, or the sender stalls after one window.
  *
  * Threads record their first failure; the main thread asserts after joining (cmocka asserts
  * are not thread-safe). The watchdog alarm turns a hang into a failure.
@@ -40,6 +42,7 @@
 #define NPAGES 256u
 #define BASE   0x500000000000ull
 #define FRAMES 300
+#define FLOOD  2000
 
 static int free_port(void)
 {
@@ -71,7 +74,7 @@ struct node {
     int rc;
     char err[1024], chosen[1024];
     char fail[512];
-    int exchange; /* run the frame exchange after a successful create */
+    int exchange; /* run the frame exchange after a successful create (2: one way) */
     uint64_t next_seq, acks;
     int bye, lost;
     pthread_t th;
@@ -102,6 +105,9 @@ static void on_deliver(void *ctx, const struct dsm_wire_hdr *h, const void *payl
         fill_page(want, h->src, h->arg1);
         if (h->len != DSM_PAGE_SIZE || memcmp(payload, want, DSM_PAGE_SIZE))
             tfail(n, "page of seq %llu differs", (unsigned long long)h->arg1);
+        /* One way: no replies to carry credits back, so the receiver must return them in
+         * credit messages of their own; one reply at the end says "all here". */
+        if (n->exchange == 2 && n->next_seq < FLOOD) break;
         /* A reply from inside deliver, as the runtime does. */
         struct dsm_wire_hdr r;
         dsm_wire_init(&r, DSM_MSG_INV_ACK, (uint32_t)n->rank);
@@ -176,6 +182,37 @@ static void exchange(struct node *n)
               (unsigned long long)n->tp->cnt.msgs_recv);
 }
 
+/* Node 0 floods node 1, which only receives; node 1 answers once at the end. */
+static void one_way(struct node *n)
+{
+    static __thread uint8_t page[DSM_PAGE_SIZE];
+    double end = now_s() + 60;
+    if (n->rank == 0) {
+        for (uint64_t s = 0; s < FLOOD; s++) {
+            struct dsm_wire_hdr h;
+            dsm_wire_init(&h, DSM_MSG_DATA_S, 0);
+            h.arg0 = s % NPAGES;
+            h.arg1 = s;
+            h.len = DSM_PAGE_SIZE;
+            fill_page(page, 0, s);
+            if (n->tp->ops->send(n->tp, 1, &h, page))
+                tfail(n, "send %llu failed", (unsigned long long)s);
+            if (s % 100 == 0) n->tp->ops->poll(n->tp);
+        }
+        while (!n->acks && now_s() < end && !n->fail[0]) n->tp->ops->poll(n->tp);
+        if (!n->acks) tfail(n, "node 1 never confirmed the flood");
+    } else {
+        while (n->next_seq < FLOOD && now_s() < end && !n->fail[0]) n->tp->ops->poll(n->tp);
+        if (n->next_seq < FLOOD)
+            tfail(n, "got %llu of %d flooded frames", (unsigned long long)n->next_seq, FLOOD);
+    }
+    struct dsm_wire_hdr b;
+    dsm_wire_init(&b, DSM_MSG_BYE, (uint32_t)n->rank);
+    n->tp->ops->send(n->tp, 1 - n->rank, &b, NULL);
+    while (!n->bye && now_s() < end) n->tp->ops->poll(n->tp);
+    if (!n->bye) tfail(n, "no BYE");
+}
+
 static void *node_main(void *arg)
 {
     struct node *n = arg;
@@ -188,7 +225,8 @@ static void *node_main(void *arg)
     if (getenv("TEST_VERBOSE"))
         fprintf(stderr, "    node %d (%s): rc %d: %s%s\n", n->rank, n->kind, n->rc, n->chosen,
                 n->err);
-    if (!n->rc && n->exchange) exchange(n);
+    if (!n->rc && n->exchange == 1) exchange(n);
+    if (!n->rc && n->exchange == 2) one_way(n);
     if (!n->rc && !n->exchange) {
         /* The tcp node of the mismatch: talk first, then wait for the other to give up. */
         struct dsm_wire_hdr h;
@@ -285,6 +323,15 @@ static void tcp_next_to_auto(void **state)
     assert_has(n[1].err, "DSM_TRANSPORT");
 }
 
+static void one_way_flood(void **state)
+{
+    (void)state;
+    struct node n[2];
+    run(n, "auto", "auto", 2);
+    for (int r = 0; r < 2; r++) assert_int_equal(n[r].rc, 0);
+    assert_int_equal(n[1].next_seq, FLOOD);
+}
+
 static void tcp_requested(void **state)
 {
     (void)state;
@@ -301,9 +348,8 @@ int main(void)
     alarm(300); /* a hang is a failure */
     have_device = access("/sys/class/infiniband", F_OK) == 0;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(auto_agrees_and_works),
-        cmocka_unit_test(forced_rdma),
-        cmocka_unit_test(tcp_next_to_auto),
+        cmocka_unit_test(auto_agrees_and_works), cmocka_unit_test(forced_rdma),
+        cmocka_unit_test(tcp_next_to_auto),      cmocka_unit_test(one_way_flood),
         cmocka_unit_test(tcp_requested),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
