@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "select.h"
 #include "trace.h"
 
 const char *dsm_strerror(int err)
@@ -69,15 +70,6 @@ static void teardown(void)
 static int start_transport(char *err, size_t errlen)
 {
     if (g.nodes == 1) return DSM_OK;
-    if (!strcmp(g.cfg.transport, "rdma")) {
-        snprintf(err, errlen,
-                 "DSM_TRANSPORT=rdma: this build of ufdsm has no RDMA transport yet; use "
-                 "DSM_TRANSPORT=tcp or auto");
-        return DSM_ETRANSPORT;
-    }
-    LOGI("transport: tcp (%s)", !strcmp(g.cfg.transport, "auto")
-                                    ? "auto: the RDMA transport is not part of this build"
-                                    : "requested");
     struct dsm_boot_cfg bc = {.rank = g.rank,
                               .nodes = g.nodes,
                               .coordinator = g.cfg.coordinator,
@@ -94,8 +86,12 @@ static int start_transport(char *err, size_t errlen)
     if (rc) return rc;
     struct dsm_wire_limits lim = {
         .npages = g.npages, .base = (uint64_t)(uintptr_t)g.base, .nodes = (uint32_t)g.nodes};
-    return dsm_tcp_create(&bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost, NULL, &g.tp, err,
-                          errlen);
+    /* tcp, rdma or auto: decided by all nodes together (transport/select.h). */
+    char chosen[1024];
+    rc = dsm_transport_create(g.cfg.transport, &bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost,
+                              NULL, &g.tp, chosen, sizeof chosen, err, errlen);
+    if (!rc) LOGI("transport: %s", chosen);
+    return rc;
 }
 
 int dsm_init(const dsm_options_t *opts)
@@ -143,12 +139,14 @@ static void print_stats(void)
 {
     dsm_stats_t s;
     dsm_stats(&s);
+    const char *tpname = g.tp ? g.tp->ops->name : "tcp";
+    int k = strcmp(tpname, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
     fprintf(stderr,
             "ufdsm[node %d] stats: read_faults %llu write_faults %llu upgrades %llu "
             "waits_joined %llu inv_sent %llu inv_recv %llu recalls_sent %llu recalls_recv %llu "
             "pages_fetched %llu pages_sent %llu barriers %llu lock_acquires %llu "
             "kernel_retries %llu pages_prefetched %llu migratory_reads %llu\n"
-            "ufdsm[node %d] stats: tcp msgs_sent %llu msgs_recv %llu bytes_sent %llu "
+            "ufdsm[node %d] stats: %s msgs_sent %llu msgs_recv %llu bytes_sent %llu "
             "bytes_recv %llu; local msgs %llu bytes %llu\n"
             "ufdsm[node %d] stats: fault service time us: count %llu mean %.1f p50 %.1f p90 "
             "%.1f p99 %.1f max %.1f\n",
@@ -159,11 +157,9 @@ static void print_stats(void)
             (unsigned long long)s.pages_fetched, (unsigned long long)s.pages_sent,
             (unsigned long long)s.barriers, (unsigned long long)s.lock_acquires,
             (unsigned long long)s.kernel_retries, (unsigned long long)s.pages_prefetched,
-            (unsigned long long)s.migratory_reads, g.rank,
-            (unsigned long long)s.tp[DSM_TP_TCP].msgs_sent,
-            (unsigned long long)s.tp[DSM_TP_TCP].msgs_recv,
-            (unsigned long long)s.tp[DSM_TP_TCP].bytes_sent,
-            (unsigned long long)s.tp[DSM_TP_TCP].bytes_recv,
+            (unsigned long long)s.migratory_reads, g.rank, tpname,
+            (unsigned long long)s.tp[k].msgs_sent, (unsigned long long)s.tp[k].msgs_recv,
+            (unsigned long long)s.tp[k].bytes_sent, (unsigned long long)s.tp[k].bytes_recv,
             (unsigned long long)s.tp[DSM_TP_LOCAL].msgs_sent,
             (unsigned long long)s.tp[DSM_TP_LOCAL].bytes_sent, g.rank,
             (unsigned long long)s.fault_count, s.fault_mean_us, s.fault_p50_us, s.fault_p90_us,
@@ -222,10 +218,11 @@ int dsm_stats(dsm_stats_t *o)
     C(migratory_reads);
 #undef C
     if (g.tp) {
-        o->tp[DSM_TP_TCP].msgs_sent = g.tp->cnt.msgs_sent;
-        o->tp[DSM_TP_TCP].msgs_recv = g.tp->cnt.msgs_recv;
-        o->tp[DSM_TP_TCP].bytes_sent = g.tp->cnt.bytes_sent;
-        o->tp[DSM_TP_TCP].bytes_recv = g.tp->cnt.bytes_recv;
+        int k = strcmp(g.tp->ops->name, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
+        o->tp[k].msgs_sent = g.tp->cnt.msgs_sent;
+        o->tp[k].msgs_recv = g.tp->cnt.msgs_recv;
+        o->tp[k].bytes_sent = g.tp->cnt.bytes_sent;
+        o->tp[k].bytes_recv = g.tp->cnt.bytes_recv;
     }
     uint64_t lm = atomic_load(&g.st.local_msgs), lb = atomic_load(&g.st.local_bytes);
     o->tp[DSM_TP_LOCAL] = (dsm_tp_stats_t){lm, lm, lb, lb};

@@ -1,7 +1,8 @@
 /*
  * transport.h - the one interface the runtime uses to move protocol messages between nodes.
  *
- * Implementations: TCP driven by io_uring (tcp.c); RDMA comes later behind the same ops.
+ * Implementations: TCP driven by io_uring (tcp.c), RDMA over verbs (rdma.c); select.h
+ * creates the one the nodes agree on (DSM_TRANSPORT).
  * The transport knows frames, peers and buffers; it knows nothing of coherence.
  *
  * Threading contract (the runtime guarantees it, implementations rely on it):
@@ -11,8 +12,8 @@
  *   - kick: any thread, any time (async-signal-safe); makes a blocked or the next wait return.
  * Received payloads are handed to the deliver callback in place (in the transport's receive
  * buffer, valid until the callback returns), so a page lands with no extra copy: the runtime
- * installs it straight from there with UFFDIO_COPY. RDMA will place pages the same way, from
- * its registered receive buffers.
+ * installs it straight from there with UFFDIO_COPY. RDMA places pages the same way, in its
+ * registered receive buffers.
  */
 #ifndef DSM_TRANSPORT_H
 #define DSM_TRANSPORT_H
