@@ -2,7 +2,8 @@
 # Builds ufdsm twice - optimised, and with AddressSanitizer + UndefinedBehaviorSanitizer - and
 # runs the whole test suite on each: unit tests, the launcher, the multi-node tests through
 # dsmrun at 2, 3 and 4 nodes, the protocol model checker, the litmus tests and the history
-# checker. Needs root (userfaultfd).
+# checker - and, on the optimised build, runs the soft-RoCE checks and the multi-node suite
+# over RDMA inside qemu guests (UFDSM_RXE=OFF skips them). Needs root (userfaultfd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
@@ -19,7 +20,13 @@ run() { # build-dir, cmake args...
   # which a concurrent test could take in between.
   ctest --test-dir "$dir" --output-on-failure --timeout 600
 }
-run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# -DUFDSM_RXE=ON adds rxe.smoke: soft-RoCE guests (qemu) checked with perftest.
+run build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUFDSM_RXE="${UFDSM_RXE:-ON}"
+if [ "${UFDSM_RXE:-ON}" = ON ]; then
+  # The multi-node suite again, over real RDMA (rdma_rxe) in one soft-RoCE guest and across two.
+  echo "== test build over RDMA (soft-RoCE guests)"
+  tests/rxe/rdma_suite.sh build
+fi
 if [ "${UFDSM_SKIP_SANITIZE:-0}" != 1 ]; then
   # The model checker is pure computation already checked above: under the sanitizers only its
   # fast configurations and self-tests are registered, and the litmus and history tests run
