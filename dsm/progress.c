@@ -349,21 +349,20 @@ void dsm_peer_lost(void *ctx, int peer, const char *why)
     dsm_fatal("lost node %d: %s; the job cannot continue without it", peer, why);
 }
 
+/* One pass, not "until nothing is left": every caller polls again anyway (waiters loop, the
+ * service thread lingers), and a second receive right after a successful one almost never
+ * finds anything - it only put a system call between a page's arrival and its waiter. */
 int dsm_progress(void)
 {
-    int total = 0, n;
-    do {
-        n = def_head != def_tail ? run_deferred() : 0;
+    int n = def_head != def_tail ? run_deferred() : 0;
+    n += lq_drain();
+    if (g.tp) {
+        n += g.tp->ops->poll(g.tp);
         n += lq_drain();
-        if (g.tp) {
-            n += g.tp->ops->poll(g.tp);
-            n += lq_drain();
-            g.tp->ops->flush(g.tp);
-        }
-        total += n;
-    } while (n);
-    if (total) dsm_wake_waiters();
-    return total;
+        g.tp->ops->flush(g.tp);
+    }
+    if (n) dsm_wake_waiters();
+    return n;
 }
 
 /* ---------------------------------------------------------------- waiting */
