@@ -19,8 +19,10 @@
  * of 10 us or more), so the same loop gives the result (last minus first timestamp, over the
  * pages) and the per-page distribution: p50/p90/p99/max keys. With prefetching, pages that
  * arrived with an earlier fault cost almost nothing, and the distribution shows it.
- * Extra keys: msgs_per_page (TCP messages node 1 sent during the loop, per page read: 1 is
- * one round trip per page, below 1 means sequential faults were batched or prefetched).
+ * Extra keys: msgs_per_page (messages node 1 sent during the loop, per page read: read-ahead
+ * still asks for each page, but a window of them in one batch) and faults_per_page (read
+ * faults per page read: the round trips the reader waited for; 1 without read-ahead, below 1
+ * when sequential faults are read ahead).
  *
  * Prefetch: the runtime reads DSM_PREFETCH (pages, 0 = off). When it is set, the variants are
  * named "<variant>.pf<N>" so that both settings can sit in one summary; bench/run runs
