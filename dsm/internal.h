@@ -139,7 +139,8 @@ int dsm_token_try(void);
 /* Spins (yielding now and then) until the token is ours. */
 void dsm_token_acquire(void);
 void dsm_token_release(void);
-/* One pass of the protocol engine: deferred recalls, local queue, network. Token held.
+/* Runs the protocol engine (deferred recalls, local queue, network) until a pass finds
+ * nothing. Token held.
  * Returns the number of messages handled. */
 int dsm_progress(void);
 /* Whether recalls are set aside waiting for a page hold to end (token holder). */

@@ -349,20 +349,24 @@ void dsm_peer_lost(void *ctx, int peer, const char *why)
     dsm_fatal("lost node %d: %s; the job cannot continue without it", peer, why);
 }
 
-/* One pass, not "until nothing is left": every caller polls again anyway (waiters loop, the
- * service thread lingers), and a second receive right after a successful one almost never
- * finds anything - it only put a system call between a page's arrival and its waiter. */
+/* Until a pass finds nothing, not a single pass: measured, a single pass made barriers and
+ * read faults slower (p50 7.6 -> 8.4 us and 21 -> 28 us), although every caller polls again
+ * anyway - the extra receive catches the reply already on its way. */
 int dsm_progress(void)
 {
-    int n = def_head != def_tail ? run_deferred() : 0;
-    n += lq_drain();
-    if (g.tp) {
-        n += g.tp->ops->poll(g.tp);
+    int total = 0, n;
+    do {
+        n = def_head != def_tail ? run_deferred() : 0;
         n += lq_drain();
-        g.tp->ops->flush(g.tp);
-    }
-    if (n) dsm_wake_waiters();
-    return n;
+        if (g.tp) {
+            n += g.tp->ops->poll(g.tp);
+            n += lq_drain();
+            g.tp->ops->flush(g.tp);
+        }
+        total += n;
+    } while (n);
+    if (total) dsm_wake_waiters();
+    return total;
 }
 
 /* ---------------------------------------------------------------- waiting */
