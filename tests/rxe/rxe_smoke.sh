@@ -2,7 +2,7 @@
 # rxe_smoke.sh - end-to-end check of tools/rxe/rxe-cluster: boots one soft-RoCE guest and runs
 # guest_checks.sh there (ibv_devices, ibv_devinfo, ib_send_lat and ib_read_lat between two
 # processes over rxe0 with rdma_cm), then two guests joined by a UDP link and ib_send_lat
-# and ib_read_lat (-R) across them. Needs root on Debian 12 (rxe-cluster installs qemu and
+# (-R) across them. Needs root on Debian 12 (rxe-cluster installs qemu and
 # builds or restores its cached guest image: ~2-3 min the first time, seconds after).
 # Prints each step's time and the latencies, and the closing line "rxe_smoke: N passed, N
 # failed".
