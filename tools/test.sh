@@ -27,6 +27,12 @@ if [ "${UFDSM_RXE:-ON}" = ON ]; then
   echo "== test build over RDMA (soft-RoCE guests)"
   tests/rxe/rdma_suite.sh build
 fi
+# -O3 inlines differently and finds warnings -O2 does not: users build Release, so it must
+# compile cleanly too (compile only; the tests above ran on the same code).
+echo "== build build-release (compile check, -DCMAKE_BUILD_TYPE=Release)"
+cmake -S . -B build-release -DUFDSM_WERROR=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-release -j"$jobs" 2>&1 | grep -E 'error|warning' || true
+cmake --build build-release -j"$jobs" >/dev/null
 if [ "${UFDSM_SKIP_SANITIZE:-0}" != 1 ]; then
   # The model checker is pure computation already checked above: under the sanitizers only its
   # fast configurations and self-tests are registered, and the litmus and history tests run

@@ -240,7 +240,7 @@ static void fill_slot(struct rpeer *p, const void *hdr_wire, const struct dsm_wi
         memcpy(s, hdr_wire, HDR + h->len); /* from the backlog: already encoded */
     else {
         dsm_wire_encode(h, s);
-        if (h->len) memcpy(s + HDR, payload, h->len);
+        if (h->len && payload) memcpy(s + HDR, payload, h->len);
     }
     p->tx_len[slot] = HDR + h->len;
     dsm_rdma_credits_take(&p->cr);
