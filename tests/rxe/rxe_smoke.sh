@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # rxe_smoke.sh - end-to-end check of tools/rxe/rxe-cluster: boots one soft-RoCE guest and runs
 # guest_checks.sh there (ibv_devices, ibv_devinfo, ib_send_lat and ib_read_lat between two
-# processes over rxe0 with rdma_cm), then two guests joined by a UDP link and ib_send_lat
-# (-R) across them. Needs root on Debian 12 (rxe-cluster installs qemu and
+# processes over rxe0 with rdma_cm), then, with RXE_SMOKE_TWO_GUESTS=1, two guests joined
+# by a UDP link and ib_send_lat (-R) across them. Needs root on Debian 12 (rxe-cluster installs qemu and
 # builds or restores its cached guest image: ~2-3 min the first time, seconds after).
 # Prints each step's time and the latencies, and the closing line "rxe_smoke: N passed, N
 # failed".
@@ -31,6 +31,14 @@ step() {
 # The guests see only what is shared: this directory, at the same path.
 step "image (build or restore)" "$rxe" build
 step "one guest" "$rxe" run --share "$here" --timeout 300 -- bash "$here/guest_checks.sh" one
-step "two guests" "$rxe" run --guests 2 --share "$here" --timeout 300 -- bash "$here/guest_checks.sh" two
+# perftest across two guests is opt-in (RXE_SMOKE_TWO_GUESTS=1): its connection set-up has no
+# retry on the server side, and over the emulated UDP link it failed 2 CI runs in 4 waiting
+# for a client that never got through. The multi-node suite across two guests
+# (rdma_suite.sh), whose connections retry, is what CI relies on for two kernels.
+if [ "${RXE_SMOKE_TWO_GUESTS:-0}" = 1 ]; then
+  step "two guests" "$rxe" run --guests 2 --share "$here" --timeout 300 -- bash "$here/guest_checks.sh" two
+else
+  echo "rxe_smoke: two guests: skipped (RXE_SMOKE_TWO_GUESTS=1 runs perftest across two guests)"
+fi
 echo "rxe_smoke: $passed passed, $failed failed"
 ((failed == 0))
