@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "test_net.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -43,17 +45,6 @@
 #define BASE   0x500000000000ull
 #define FRAMES 300
 #define FLOOD  2000
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 static void fill_page(uint8_t *p, int src, uint64_t seq)
 {
