@@ -148,7 +148,7 @@ void dsm_access(uint64_t page, int write, int from_fault, uint32_t offset)
                 } else {
                     kind = DSM_TR_UPGRADE;
                     atomic_fetch_add_explicit(&g.st.upgrades, 1, memory_order_relaxed);
-                    g.mig[page] = MIG_SEEN;
+                    __atomic_store_n(&g.mig[page], MIG_SEEN, __ATOMIC_RELAXED);
                 }
             }
             requested = 1;

@@ -87,7 +87,7 @@ struct dsm_global {
     struct coh_dir *dir;     /* directory entries (only those of homed pages are used) */
     uint64_t *hold_until;    /* per page: recalls wait until this time (ns), see progress.c */
     uint8_t *pf;             /* per page: 1 while a prefetch request is in flight */
-    uint8_t *mig;            /* per page: MIG_* (migratory prediction, fault.c), under token */
+    uint8_t *mig;            /* per page: MIG_* (fault.c); token holder writes, atomically */
     uint64_t coll_pages;     /* pages [0, coll_pages) are for dsm_alloc, the rest for arenas */
     uint64_t arena_pages;    /* per-node dsm_malloc arena size in pages */
 

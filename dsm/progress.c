@@ -304,7 +304,7 @@ static void deliver_coh(const struct dsm_wire_hdr *h, const void *payload)
             if (m.type == COH_RECALL_S || m.type == COH_RECALL_I) {
                 atomic_fetch_add_explicit(&g.st.recalls_recv, 1, memory_order_relaxed);
                 /* Taken back before it was written: the page is not migratory after all. */
-                if (g.mig[p] & MIG_CLEAN) g.mig[p] = 0;
+                if (g.mig[p] & MIG_CLEAN) __atomic_store_n(&g.mig[p], 0, __ATOMIC_RELAXED);
                 DSM_TRACE(DSM_TR_RECALLED, 0, p, dsm_now_ns(), 0, 0, h->src, 1);
             }
             if (h->len) atomic_fetch_add_explicit(&g.st.pages_fetched, 1, memory_order_relaxed);
