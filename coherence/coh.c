@@ -10,6 +10,7 @@
  * 2 = forget to record a reader in the sharer set.
  */
 #include "coh.h"
+#include "proto.h"
 
 #include <stddef.h>
 
@@ -375,4 +376,27 @@ int coh_dir_recv(struct coh_dir *d, int home, const struct coh_msg *m, struct co
         *why = "a directory received a message meant for a node";
         return COH_EPROTO;
     }
+}
+
+/* ---------------------------------------------------------------- as a protocol */
+
+static int node_stable(uint8_t st)
+{
+    return st == COH_I || st == COH_S || st == COH_M;
+}
+
+static const struct coh_protocol coh_sc = {
+    .name = "sc",
+    .node_access = coh_node_access,
+    .node_recv = coh_node_recv,
+    .node_evict = coh_node_evict,
+    .dir_init = coh_dir_init,
+    .dir_recv = coh_dir_recv,
+    .dir_idle = coh_dir_idle,
+    .node_stable = node_stable,
+};
+
+const struct coh_protocol *coh_protocol_get(unsigned id)
+{
+    return id == DSM_PROTO_SC ? &coh_sc : NULL;
 }

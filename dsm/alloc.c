@@ -15,192 +15,229 @@
  * nodes arrive in the protocol engine (possibly inside a fault handler, where arena_lock must
  * not be taken), so they are queued in a lock-free ring and applied at the next malloc/free.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "engine.h"
 #include "heap.h"
-#include "internal.h"
+#include "log.h"
 
-static struct dsm_heap *coll_heap, *arena_heap;
-static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
-
-#define REMOTE_FREES 4096
-static uint64_t remote_free[REMOTE_FREES];
-static _Atomic uint32_t rf_head, rf_tail; /* producer: token holder; consumer: arena_lock */
-
-static uint64_t arena_first(int node)
+static uint64_t arena_first(const struct dsm_node *n, int node)
 {
-    return g.coll_pages + (uint64_t)node * g.arena_pages;
+    return n->coll_pages + (uint64_t)node * n->arena_pages;
 }
 
-int dsm_alloc_init(char *err, size_t errlen)
+int dsm_alloc_init(struct dsm_node *n, char *err, size_t errlen)
 {
-    g.coll_pages = g.npages / 2;
-    g.arena_pages = (g.npages - g.coll_pages) / (uint64_t)g.nodes;
-    coll_heap = dsm_heap_create(g.coll_pages * PAGE_SIZE, PAGE_SIZE);
-    arena_heap = dsm_heap_create(g.arena_pages * PAGE_SIZE, 16);
-    if (!coll_heap || !arena_heap) {
+    n->coll_pages = n->npages / 2;
+    n->arena_pages = (n->npages - n->coll_pages) / (uint64_t)n->nodes;
+    n->coll_heap = dsm_heap_create(n->coll_pages * PAGE_SIZE, PAGE_SIZE);
+    n->arena_heap = dsm_heap_create(n->arena_pages * PAGE_SIZE, 16);
+    if (!n->coll_heap || !n->arena_heap || pthread_mutex_init(&n->arena_lock, NULL)) {
         snprintf(err, errlen, "cannot create the allocators' metadata (out of memory)");
         return DSM_ENOMEM;
     }
-    for (int n = 0; n < g.nodes; n++) memset(g.home + arena_first(n), n, g.arena_pages);
+    for (int k = 0; k < n->nodes; k++) {
+        memset(n->home + arena_first(n, k), k, n->arena_pages);
+        memset(n->proto + arena_first(n, k), n->cfg.default_proto, n->arena_pages);
+    }
     return DSM_OK;
 }
 
-void dsm_alloc_fini(void)
+void dsm_alloc_fini(struct dsm_node *n)
 {
-    dsm_heap_destroy(coll_heap);
-    dsm_heap_destroy(arena_heap);
-    coll_heap = arena_heap = NULL;
-    rf_head = rf_tail = 0;
+    if (n->coll_heap || n->arena_heap) pthread_mutex_destroy(&n->arena_lock);
+    dsm_heap_destroy(n->coll_heap);
+    dsm_heap_destroy(n->arena_heap);
+    n->coll_heap = n->arena_heap = NULL;
 }
 
-void *dsm_alloc(size_t size)
+uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size_t arg)
 {
-    return dsm_alloc_placed(size, DSM_PLACE_BLOCK, 0);
-}
-
-void *dsm_alloc_placed(size_t size, int policy, size_t arg)
-{
-    if (!g.initialized) {
-        LOGE("dsm_alloc called before dsm_init");
-        return NULL;
-    }
     char why[160] = "";
     uint64_t off = 0;
     int rc = -1;
+    int place = policy & DSM_PLACE_MASK;
+    int proto = n->cfg.default_proto;
     if (size == 0)
         snprintf(why, sizeof why, "size 0");
-    else if (dsm_place_check(policy, arg, g.nodes, why, sizeof why) == 0)
-        rc = dsm_heap_alloc(coll_heap, size, PAGE_SIZE, &off);
+    else if (policy & ~DSM_PLACE_MASK)
+        snprintf(why, sizeof why, "unknown flags 0x%x in the policy", policy & ~DSM_PLACE_MASK);
+    else if (dsm_place_check(place, arg, n->nodes, why, sizeof why) == 0)
+        rc = dsm_heap_alloc(n->coll_heap, size, PAGE_SIZE, &off);
     if (rc == 0) {
         /* Homes are recorded before this node tells the others it has allocated: a peer that
          * finishes the agreement first may fault on these pages at once. */
         uint64_t first = off / PAGE_SIZE, np = (size + PAGE_SIZE - 1) / PAGE_SIZE;
-        for (uint64_t i = 0; i < np; i++)
-            g.home[first + i] = (uint8_t)dsm_place_home(policy, arg, g.nodes, np, i);
+        dsm_token_acquire(n);
+        for (uint64_t i = 0; i < np; i++) {
+            n->home[first + i] = (uint8_t)dsm_place_home(place, arg, n->nodes, np, i);
+            n->proto[first + i] = (uint8_t)proto;
+        }
+        dsm_token_release(n);
     }
-    dsm_collective(COLL_ALLOC, size, (uint64_t)policy, arg);
-    if (rc == 0) return g.base + off;
+    dsm_collective(n, COLL_ALLOC, size, (uint64_t)policy, arg);
+    if (rc == 0) return n->cfg.base + off;
     if (why[0])
         LOGE("dsm_alloc_placed(%zu, %d, %zu): %s", size, policy, arg, why);
     else
         LOGE("dsm_alloc(%zu): global memory exhausted (%llu bytes free in one piece of %llu for "
              "collective allocations); raise DSM_MEMORY (now %llu bytes)",
-             size, (unsigned long long)dsm_heap_largest_free(coll_heap),
-             (unsigned long long)(g.coll_pages * PAGE_SIZE), (unsigned long long)g.cfg.memory);
-    return NULL;
+             size, (unsigned long long)dsm_heap_largest_free(n->coll_heap),
+             (unsigned long long)(n->coll_pages * PAGE_SIZE), (unsigned long long)n->cfg.memory);
+    return 0;
 }
 
 /* Applies frees other nodes asked for. arena_lock held. */
-static void drain_remote_frees(void)
+static void drain_remote_frees(struct dsm_node *n)
 {
-    uint32_t h = atomic_load_explicit(&rf_head, memory_order_relaxed);
-    uint32_t t = atomic_load_explicit(&rf_tail, memory_order_acquire);
+    uint32_t h = atomic_load_explicit(&n->rf_head, memory_order_relaxed);
+    uint32_t t = atomic_load_explicit(&n->rf_tail, memory_order_acquire);
     for (; h != t; h++) {
-        uint64_t off = remote_free[h % REMOTE_FREES], sz;
-        if (dsm_heap_free(arena_heap, off, &sz))
+        uint64_t off = n->remote_free[h % REMOTE_FREES], sz;
+        if (dsm_heap_free(n->arena_heap, off, &sz))
             LOGE("dsm_free(%p) from another node: not a live dsm_malloc block (double free?)",
-                 (void *)(g.base + arena_first(g.rank) * PAGE_SIZE + off));
+                 (void *)(uintptr_t)(n->cfg.base + arena_first(n, n->rank) * PAGE_SIZE + off));
     }
-    atomic_store_explicit(&rf_head, h, memory_order_release);
+    atomic_store_explicit(&n->rf_head, h, memory_order_release);
 }
 
-void dsm_malloc_free_home(uint64_t addr)
+void dsm_malloc_free_home(struct dsm_node *n, uint64_t addr)
 {
-    uint64_t lo = (uint64_t)(uintptr_t)g.base + arena_first(g.rank) * PAGE_SIZE;
-    if (addr < lo || addr >= lo + g.arena_pages * PAGE_SIZE) {
+    uint64_t lo = n->cfg.base + arena_first(n, n->rank) * PAGE_SIZE;
+    if (addr < lo || addr >= lo + n->arena_pages * PAGE_SIZE) {
         LOGE("a peer asked to free %p, which is not in this node's dsm_malloc arena",
              (void *)(uintptr_t)addr);
         return;
     }
-    uint32_t t = atomic_load_explicit(&rf_tail, memory_order_relaxed);
-    if (t - atomic_load_explicit(&rf_head, memory_order_acquire) >= REMOTE_FREES) {
+    uint32_t t = atomic_load_explicit(&n->rf_tail, memory_order_relaxed);
+    if (t - atomic_load_explicit(&n->rf_head, memory_order_acquire) >= REMOTE_FREES) {
         LOGW("too many remote frees pending; %p stays allocated", (void *)(uintptr_t)addr);
         return;
     }
-    remote_free[t % REMOTE_FREES] = addr - lo;
-    atomic_store_explicit(&rf_tail, t + 1, memory_order_release);
+    n->remote_free[t % REMOTE_FREES] = addr - lo;
+    atomic_store_explicit(&n->rf_tail, t + 1, memory_order_release);
 }
 
-void *dsm_malloc(size_t size)
+uint64_t dsm_node_malloc(struct dsm_node *n, size_t size)
 {
-    if (!g.initialized) {
-        LOGE("dsm_malloc called before dsm_init");
-        return NULL;
-    }
     if (!size) size = 1;
     uint64_t off;
-    pthread_mutex_lock(&arena_lock);
-    drain_remote_frees();
+    pthread_mutex_lock(&n->arena_lock);
+    drain_remote_frees(n);
     /* Page-sized and larger blocks start on a page, so they share no page (and no false
      * sharing) with their neighbours; small ones pack on cache lines. */
-    int rc = dsm_heap_alloc(arena_heap, size, size >= PAGE_SIZE ? PAGE_SIZE : 64, &off);
-    uint64_t largest = rc ? dsm_heap_largest_free(arena_heap) : 0;
-    pthread_mutex_unlock(&arena_lock);
+    int rc = dsm_heap_alloc(n->arena_heap, size, size >= PAGE_SIZE ? PAGE_SIZE : 64, &off);
+    uint64_t largest = rc ? dsm_heap_largest_free(n->arena_heap) : 0;
+    pthread_mutex_unlock(&n->arena_lock);
     if (rc) {
         LOGE("dsm_malloc(%zu): node %d's arena is exhausted (largest free piece %llu of %llu "
              "bytes); raise DSM_MEMORY (each node's arena is half of it divided by the nodes)",
-             size, g.rank, (unsigned long long)largest,
-             (unsigned long long)(g.arena_pages * PAGE_SIZE));
-        return NULL;
+             size, n->rank, (unsigned long long)largest,
+             (unsigned long long)(n->arena_pages * PAGE_SIZE));
+        return 0;
     }
-    return g.base + arena_first(g.rank) * PAGE_SIZE + off;
+    return n->cfg.base + arena_first(n, n->rank) * PAGE_SIZE + off;
 }
 
-void dsm_free(void *ptr)
+struct range_wait {
+    struct dsm_node *n;
+    uint64_t first, count;
+};
+
+/* Whether no transaction on a page of the range involves this node any more: no request of
+ * its own in flight (a read-ahead reply, a grant), and as a home no directory entry waiting
+ * for acks or a write-back. */
+static int range_quiet(void *arg)
 {
-    if (!ptr) return;
-    if (!g.initialized || !dsm_in_region(ptr)) {
-        LOGE("dsm_free(%p): not DSM memory (use free() for malloc'd memory)", ptr);
+    struct range_wait *w = arg;
+    struct dsm_node *n = w->n;
+    for (uint64_t p = w->first; p < w->first + w->count; p++) {
+        const struct coh_protocol *pr = coh_protocol_get(n->proto[p]);
+        if (!pr->node_stable(atomic_load_explicit(&n->pstate[p], memory_order_acquire))) return 0;
+        if (n->home[p] == n->rank && !pr->dir_idle(&n->dir[p])) return 0;
+    }
+    return 1;
+}
+
+void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count)
+{
+    if (!count) return;
+    n->mem->reset(n->mem_ctx, first, count);
+    for (uint64_t p = first; p < first + count; p++) {
+        atomic_store_explicit(&n->pstate[p], COH_I, memory_order_relaxed);
+        coh_protocol_get(n->proto[p])->dir_init(&n->dir[p]);
+        __atomic_store_n(&n->hold_until[p], 0, __ATOMIC_RELAXED);
+        n->pf[p] = 0;
+        __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);
+        n->home[p] = HOME_NONE;
+    }
+    if (n->pf_next >= first && n->pf_next <= first + count) n->pf_next = UINT64_MAX;
+}
+
+void dsm_node_free(struct dsm_node *n, uint64_t addr)
+{
+    if (!addr) return;
+    if (!dsm_node_in_region(n, addr)) {
+        LOGE("dsm_free(%p): not DSM memory (use free() for malloc'd memory)",
+             (void *)(uintptr_t)addr);
         return;
     }
-    uint64_t page = dsm_page_of(ptr);
-    uint64_t off = (uint64_t)((char *)ptr - g.base);
-    if (page < g.coll_pages) {
+    uint64_t page = dsm_node_page_of(n, addr);
+    uint64_t off = addr - n->cfg.base;
+    if (page < n->coll_pages) {
         /* Collective: after the agreement no node uses the block any more, so each can
          * forget its copies and, as a home, its directory entries and store. The agreement
          * comes first so that a bad pointer is reported on every node alike instead of
          * leaving the others waiting. */
-        dsm_collective(COLL_FREE, off, 0, 0);
+        dsm_collective(n, COLL_FREE, off, 0, 0);
         uint64_t sz;
-        if (dsm_heap_free(coll_heap, off, &sz)) {
-            LOGE("dsm_free(%p): not the start of a live dsm_alloc block", ptr);
+        if (dsm_heap_free(n->coll_heap, off, &sz)) {
+            LOGE("dsm_free(%p): not the start of a live dsm_alloc block", (void *)(uintptr_t)addr);
             return;
         }
-        dsm_token_acquire();
-        dsm_region_reset(page, sz / PAGE_SIZE);
-        memset(g.home + page, HOME_NONE, sz / PAGE_SIZE);
-        dsm_token_release();
+        struct range_wait w = {n, page, sz / PAGE_SIZE};
+#ifndef UFDSM_INJECT_FREE_BUG
+        /* Requests the program made before the free may still be in flight: read-ahead
+         * replies, and the recalls and invalidations a home sent to serve them. Resetting a
+         * page under them makes the reply meet a page that no longer expects it (found by
+         * tests/engine: 3 nodes, a few sequential reads, then a collective free). So every
+         * node first waits until none of its own transactions on the range is open, and a
+         * barrier makes sure all have got there before any forgets the pages. */
+        dsm_wait(n, range_quiet, &w);
+        dsm_node_barrier(n);
+#endif
+        dsm_token_acquire(n);
+        dsm_node_reset(n, w.first, w.count);
+        dsm_token_release(n);
         return;
     }
-    int owner = (int)((page - g.coll_pages) / g.arena_pages);
-    if (owner >= g.nodes) {
-        LOGE("dsm_free(%p): outside every allocator's range", ptr);
+    int owner = (int)((page - n->coll_pages) / n->arena_pages);
+    if (owner >= n->nodes) {
+        LOGE("dsm_free(%p): outside every allocator's range", (void *)(uintptr_t)addr);
         return;
     }
-    if (owner == g.rank) {
+    if (owner == n->rank) {
         uint64_t sz;
-        pthread_mutex_lock(&arena_lock);
-        drain_remote_frees();
-        int rc = dsm_heap_free(arena_heap, off - arena_first(g.rank) * PAGE_SIZE, &sz);
-        pthread_mutex_unlock(&arena_lock);
-        if (rc) LOGE("dsm_free(%p): not a live dsm_malloc block (double free?)", ptr);
+        pthread_mutex_lock(&n->arena_lock);
+        drain_remote_frees(n);
+        int rc = dsm_heap_free(n->arena_heap, off - arena_first(n, n->rank) * PAGE_SIZE, &sz);
+        pthread_mutex_unlock(&n->arena_lock);
+        if (rc) LOGE("dsm_free(%p): not a live dsm_malloc block (double free?)", (void *)addr);
         return;
     }
     struct dsm_wire_hdr h;
-    dsm_wire_init(&h, DSM_MSG_FREE, (uint32_t)g.rank);
-    h.arg0 = (uint64_t)(uintptr_t)ptr;
-    dsm_token_acquire();
-    dsm_send(owner, &h, NULL);
-    dsm_progress();
-    dsm_token_release();
+    dsm_wire_init(&h, DSM_MSG_FREE, (uint32_t)n->rank);
+    h.arg0 = addr;
+    dsm_token_acquire(n);
+    dsm_send(n, owner, &h, NULL);
+    dsm_progress(n);
+    dsm_token_release(n);
 }
 
-int dsm_home(const void *addr)
+int dsm_node_home(const struct dsm_node *n, uint64_t addr)
 {
-    if (!g.initialized || !dsm_in_region(addr)) return -1;
-    uint8_t h = g.home[dsm_page_of(addr)];
-    return h == HOME_NONE ? -1 : h;
+    if (!dsm_node_in_region(n, addr)) return DSM_EINVAL;
+    uint8_t h = n->home[dsm_node_page_of(n, addr)];
+    return h == HOME_NONE ? DSM_EINVAL : h;
 }

@@ -13,6 +13,8 @@
  * call still fails with EFAULT (another node took a page back in between) it does so again
  * and retries. Calls made inside libc itself (fread's internal read, for example) bypass the
  * interposition; dsm_prefault-ing the buffer first covers those (see docs).
+ *
+ * What to ask for, and waiting for it, is the engine's business (dsm_access in engine.c).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -26,168 +28,15 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "trace.h"
 
 static struct sigaction old_bus;
 static int installed;
 static void resolve_all(void);
 
-struct access_wait {
-    uint64_t page;
-    int write;
-};
-
-static int access_ok(void *arg)
-{
-    struct access_wait *w = arg;
-    uint8_t st = atomic_load_explicit(&g.pstate[w->page], memory_order_acquire);
-    if (w->write)
-        return st == COH_M && !(__atomic_load_n(&g.mig[w->page], __ATOMIC_RELAXED) & MIG_CLEAN);
-    return st == COH_S || st == COH_M || st == COH_SM_A;
-}
-
-/* Done waiting: either the access is allowed, or the page is in a stable state that does not
- * allow it (the grant came and the page was taken away again before this thread looked, or a
- * read grant came for a thread that wants to write): then the caller asks again. Waiting for
- * "allowed" alone can wait forever, because nothing else would send a new request. */
-static int access_settled(void *arg)
-{
-    struct access_wait *w = arg;
-    uint8_t st = atomic_load_explicit(&g.pstate[w->page], memory_order_acquire);
-    return access_ok(arg) || st == COH_I || st == COH_S || st == COH_M;
-}
-
-/* Read-ahead of sequential read streams (token held). A read miss on the page right after
- * the last one this node asked for (by fault or read-ahead) extends the stream: the next
- * `win` pages are requested too, the window doubling up to cfg.prefetch. The requests leave
- * together and the home answers them together, so a stream pays one round trip per window
- * instead of one per page. A thread that touches a page still in flight simply waits for it
- * (no second request). Any other miss ends the stream. Write misses never read ahead: taking
- * ownership early would steal pages from their writers. */
-static uint64_t pf_next = UINT64_MAX;
-static int pf_win;
-
-static unsigned count_sends(const struct coh_out *out)
-{
-    unsigned n = 0;
-    for (int i = 0; i < out->n; i++) n += out->a[i].kind == COH_A_SEND;
-    return n;
-}
-
-static void read_ahead(uint64_t page)
-{
-    if (page != pf_next) {
-        pf_win = 0;
-        pf_next = page + 1;
-        return;
-    }
-    pf_win = pf_win ? pf_win * 2 : 2;
-    if (pf_win > g.cfg.prefetch) pf_win = g.cfg.prefetch;
-    uint64_t q = page + 1;
-    for (; q <= page + (uint64_t)pf_win && q < g.npages; q++) {
-        uint8_t st = atomic_load_explicit(&g.pstate[q], memory_order_relaxed);
-        if (g.home[q] == HOME_NONE || st != COH_I) break;
-        struct coh_out out;
-        out.n = 0;
-        coh_node_access(&st, g.rank, g.home[q], q, 0, &out);
-        g.pf[q] = 1;
-        atomic_store_explicit(&g.pstate[q], st, memory_order_release);
-        dsm_exec(&out, NULL);
-    }
-    pf_next = q;
-}
-
-/* How long a page stays after the thread that waited for it saw it arrive: long enough to
- * return from the signal handler and retry the access. */
-#define HOLD_GRACE_NS 3000
-
-void dsm_access(uint64_t page, int write, int from_fault, uint32_t offset)
-{
-    uint64_t t0 = dsm_now_ns();
-    int home = g.home[page];
-    if (home == HOME_NONE)
-        dsm_fatal("access to unallocated DSM memory at %p (page %llu): the address was never "
-                  "returned by dsm_alloc/dsm_malloc, or was freed",
-                  (void *)dsm_page_addr(page), (unsigned long long)page);
-    struct access_wait w = {page, write};
-    int requested = 0;
-    uint8_t kind = 0;
-    unsigned msgs = 0;
-    for (;;) {
-        dsm_token_acquire();
-        atomic_fetch_add_explicit(&g.poll_epoch, 1, memory_order_relaxed);
-        uint8_t st = atomic_load_explicit(&g.pstate[page], memory_order_relaxed);
-        struct coh_out out;
-        out.n = 0;
-        /* Migratory data (read, then written, by one node after another: a counter under a
-         * lock) costs two round trips per visit, a read miss and an upgrade. A page this node
-         * had to upgrade before is asked for exclusively on a read miss (the protocol allows
-         * a GET_M for any access), mapped read-only all the same, so that the first write
-         * shows: a write confirms the guess (one local fault, no message), losing the page
-         * unwritten withdraws it. */
-        int ask_write = write || (st == COH_I && (g.mig[page] & MIG_SEEN) && g.nodes > 1);
-        int rc = coh_node_access(&st, g.rank, home, page, ask_write, &out);
-        if (write && st == COH_M && (g.mig[page] & MIG_CLEAN)) {
-            dsm_protect_page(page, 0);
-            __atomic_store_n(&g.mig[page], MIG_SEEN, __ATOMIC_RELAXED);
-        }
-        if (out.n && ask_write && !write)
-            __atomic_store_n(&g.mig[page], MIG_SEEN | MIG_CLEAN, __ATOMIC_RELAXED);
-        if (out.n) {
-            if (!requested) {
-                if (ask_write && !write) {
-                    kind = DSM_TR_READ_MISS; /* a read fault, whatever was asked for */
-                    atomic_fetch_add_explicit(&g.st.read_faults, 1, memory_order_relaxed);
-                    atomic_fetch_add_explicit(&g.st.migratory_reads, 1, memory_order_relaxed);
-                } else if (st == COH_IS_D) {
-                    kind = DSM_TR_READ_MISS;
-                    atomic_fetch_add_explicit(&g.st.read_faults, 1, memory_order_relaxed);
-                } else if (st == COH_IM_AD) {
-                    kind = DSM_TR_WRITE_MISS;
-                    atomic_fetch_add_explicit(&g.st.write_faults, 1, memory_order_relaxed);
-                } else {
-                    kind = DSM_TR_UPGRADE;
-                    atomic_fetch_add_explicit(&g.st.upgrades, 1, memory_order_relaxed);
-                    __atomic_store_n(&g.mig[page], MIG_SEEN, __ATOMIC_RELAXED);
-                }
-            }
-            requested = 1;
-            msgs += count_sends(&out);
-            atomic_store_explicit(&g.pstate[page], st, memory_order_release);
-            dsm_exec(&out, NULL);
-            if (st == COH_IS_D && g.cfg.prefetch) read_ahead(page);
-            dsm_progress();
-        } else if (rc == COH_ACCESS_WAIT && !requested) {
-            atomic_fetch_add_explicit(&g.st.waits_joined, 1, memory_order_relaxed);
-        }
-        dsm_token_release();
-        if (rc == COH_ACCESS_OK) break; /* allowed (possibly raced with the page's arrival) */
-        dsm_wait(access_settled, &w);
-        if (access_ok(&w)) break;
-    }
-    uint64_t now = dsm_now_ns();
-    /* The page is in place and this thread is about to use it: a recall may go ahead as soon
-     * as the access has been retried, which takes a signal return, not a whole hold. */
-    uint64_t until = __atomic_load_n(&g.hold_until[page], __ATOMIC_RELAXED);
-    if (until > now + HOLD_GRACE_NS)
-        __atomic_store_n(&g.hold_until[page], now + HOLD_GRACE_NS, __ATOMIC_RELAXED);
-    if (!requested) return;
-    uint64_t dt = now - t0;
-    DSM_TRACE(from_fault ? kind : DSM_TR_KERNEL_FAULT, write ? DSM_TR_F_WRITE : 0, page, t0, dt,
-              offset, home, msgs);
-    if (from_fault) {
-        /* Its own lock, not the token: the token may be busy for a whole engine pass, this
-         * lock only for the few instructions of one add, and no sample is lost. */
-        while (atomic_flag_test_and_set_explicit(&g.fault_hist_lock, memory_order_acquire))
-            ;
-        dsm_hist_add(&g.fault_hist, dt);
-        atomic_flag_clear_explicit(&g.fault_hist_lock, memory_order_release);
-    }
-}
-
 static void sigbus_handler(int sig, siginfo_t *si, void *ctx)
 {
-    if (!dsm_in_region(si->si_addr) || !g.initialized) {
+    struct dsm_runtime *rt = ufdsm_rt;
+    if (!rt || !rt->initialized || !dsm_in_region(si->si_addr)) {
         /* Not ours: behave as if we were not here. */
         if (old_bus.sa_flags & SA_SIGINFO) {
             if (old_bus.sa_sigaction) {
@@ -205,7 +54,7 @@ static void sigbus_handler(int sig, siginfo_t *si, void *ctx)
     int saved = errno;
     ucontext_t *uc = ctx;
     int write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;
-    dsm_access(dsm_page_of(si->si_addr), write, 1,
+    dsm_access(rt->node, dsm_page_of(si->si_addr), write, 1,
                (uint32_t)((uintptr_t)si->si_addr & (PAGE_SIZE - 1)));
     errno = saved;
 }
@@ -234,15 +83,15 @@ void dsm_fault_uninstall(void)
 
 void dsm_prefault(const void *addr, size_t len, int write)
 {
-    if (!g.initialized || !len) return;
+    struct dsm_runtime *rt = ufdsm_rt;
+    if (!rt || !rt->initialized || !len) return;
     uintptr_t lo = (uintptr_t)addr, hi = lo + len;
-    uintptr_t rb = (uintptr_t)g.base, re = rb + g.npages * PAGE_SIZE;
+    uintptr_t rb = (uintptr_t)rt->base, re = rb + rt->npages * PAGE_SIZE;
     if (hi <= rb || lo >= re) return;
     if (lo < rb) lo = rb;
     if (hi > re) hi = re;
     for (uint64_t p = dsm_page_of((void *)lo); p <= dsm_page_of((void *)(hi - 1)); p++) {
-        struct access_wait w = {p, write};
-        if (!access_ok(&w)) dsm_access(p, write, 0, 0);
+        if (!dsm_access_ok(rt->node, p, write)) dsm_access(rt->node, p, write, 0, 0);
     }
 }
 
@@ -251,8 +100,10 @@ void dsm_prefault(const void *addr, size_t len, int write)
 /* Whether a buffer overlaps the global space (cheap enough for every call). */
 static inline int overlaps(const void *buf, size_t len)
 {
-    return g.initialized && len && (uintptr_t)buf < (uintptr_t)g.base + g.npages * PAGE_SIZE &&
-           (uintptr_t)buf + len > (uintptr_t)g.base;
+    struct dsm_runtime *rt = ufdsm_rt;
+    return rt && rt->initialized && len &&
+           (uintptr_t)buf < (uintptr_t)rt->base + rt->npages * PAGE_SIZE &&
+           (uintptr_t)buf + len > (uintptr_t)rt->base;
 }
 
 static int iov_overlaps(const struct iovec *iov, int n)
@@ -274,8 +125,9 @@ static void iov_prefault(const struct iovec *iov, int n, int write)
     X(read)                                                                                        \
     X(write)                                                                                       \
     X(pread)                                                                                       \
-    X(pwrite) X(readv) X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom) X(send) X(sendto)        \
-        X(recvmsg) X(sendmsg)
+    X(pwrite)                                                                                      \
+    X(readv) X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom) X(send) X(sendto) X(recvmsg)       \
+        X(sendmsg)
 #define DECLARE_REAL(name) static __typeof__(name) *real_##name;
 WRAPPED(DECLARE_REAL)
 #define RESOLVE_REAL(name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);
@@ -294,7 +146,8 @@ static void resolve_all(void)
             prefault;                                                                              \
             __typeof__(call) r_ = call;                                                            \
             if (r_ >= 0 || errno != EFAULT || tries_ >= 1000) return r_;                           \
-            atomic_fetch_add_explicit(&g.st.kernel_retries, 1, memory_order_relaxed);              \
+            atomic_fetch_add_explicit(&ufdsm_rt->node->st.kernel_retries, 1,                       \
+                                      memory_order_relaxed);                                       \
         }                                                                                          \
     } while (0)
 

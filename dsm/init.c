@@ -8,6 +8,7 @@
  */
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,106 +42,124 @@ const char *dsm_strerror(int err)
         return "unexpected system call failure";
     case DSM_ECOLLECTIVE:
         return "nodes disagree on a collective call";
+    case DSM_EBUSY:
+        return "the mutex is held by another thread or node";
     default:
         return "unknown error";
     }
 }
 
+struct dsm_runtime *ufdsm_rt;
+
+/* The runtime lives in static storage (there is one per process), but every field is reset
+ * by dsm_init, so dsm_init after dsm_finalize starts from nothing. */
+static struct dsm_runtime the_rt;
+
 int dsm_rank(void)
 {
-    return g.rank;
+    return ufdsm_rt ? ufdsm_rt->cfg.rank : 0;
 }
 
 int dsm_nodes(void)
 {
-    return g.nodes ? g.nodes : 1;
+    return ufdsm_rt ? ufdsm_rt->cfg.nodes : 1;
 }
 
-static void teardown(void)
+static void teardown(struct dsm_runtime *rt)
 {
-    dsm_service_stop();
+    rt->initialized = 0;
+    if (rt->node) dsm_service_stop(rt);
     dsm_trace_close();
-    if (g.tp) g.tp->ops->destroy(g.tp);
-    g.tp = NULL;
+    if (rt->node && rt->node->tp) rt->node->tp->ops->destroy(rt->node->tp);
     dsm_fault_uninstall();
-    dsm_alloc_fini();
-    dsm_region_unmap();
+    /* No fault can be served any more: forget the runtime before its memory goes. */
+    ufdsm_rt = NULL;
+    dsm_node_destroy(rt->node);
+    rt->node = NULL;
+    dsm_region_unmap(rt);
 }
 
-static int start_transport(char *err, size_t errlen)
+static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
 {
-    if (g.nodes == 1) return DSM_OK;
-    struct dsm_boot_cfg bc = {.rank = g.rank,
-                              .nodes = g.nodes,
-                              .coordinator = g.cfg.coordinator,
-                              .timeout_ms = g.cfg.connect_timeout_ms};
-    snprintf(bc.desc.job, sizeof bc.desc.job, "%s", g.cfg.job);
+    if (rt->cfg.nodes == 1) return DSM_OK;
+    struct dsm_boot_cfg bc = {.rank = rt->cfg.rank,
+                              .nodes = rt->cfg.nodes,
+                              .coordinator = rt->cfg.coordinator,
+                              .timeout_ms = rt->cfg.connect_timeout_ms};
+    snprintf(bc.desc.job, sizeof bc.desc.job, "%s", rt->cfg.job);
     bc.desc.version = DSM_WIRE_VERSION;
-    bc.desc.nodes = (uint32_t)g.nodes;
-    bc.desc.region_base = g.cfg.base;
-    bc.desc.region_size = g.cfg.memory;
+    bc.desc.nodes = (uint32_t)rt->cfg.nodes;
+    bc.desc.region_base = rt->cfg.base;
+    bc.desc.region_size = rt->cfg.memory;
     bc.desc.page_size = PAGE_SIZE;
     struct dsm_peer_addr addrs[DSM_MAX_NODES];
     int lfd = -1;
     int rc = dsm_bootstrap(&bc, &lfd, addrs, err, errlen);
     if (rc) return rc;
-    struct dsm_wire_limits lim = {
-        .npages = g.npages, .base = (uint64_t)(uintptr_t)g.base, .nodes = (uint32_t)g.nodes};
+    struct dsm_wire_limits lim = {.npages = rt->npages,
+                                  .base = (uint64_t)(uintptr_t)rt->base,
+                                  .nodes = (uint32_t)rt->cfg.nodes};
     /* tcp, rdma or auto: decided by all nodes together (transport/select.h). */
     char chosen[1024];
-    rc = dsm_transport_create(g.cfg.transport, &bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost,
-                              NULL, &g.tp, chosen, sizeof chosen, err, errlen);
+    rc = dsm_transport_create(rt->cfg.transport, &bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost,
+                              rt->node, &rt->node->tp, chosen, sizeof chosen, err, errlen);
     if (!rc) LOGI("transport: %s", chosen);
     return rc;
 }
 
 int dsm_init(const dsm_options_t *opts)
 {
-    if (g.initialized) {
+    if (ufdsm_rt) {
         LOGE("dsm_init called twice");
         return DSM_ESTATE;
     }
-    int rc = dsm_cfg_load(&g.cfg, opts);
+    struct dsm_runtime *rt = &the_rt;
+    memset(rt, 0, sizeof *rt);
+    rt->uffd = -1;
+    int rc = dsm_cfg_load(&rt->cfg, opts);
     if (rc) return rc;
-    g.rank = g.cfg.rank;
-    g.nodes = g.cfg.nodes;
+    dsm_log_rank = rt->cfg.rank;
     char err[512] = "";
-    memset(&g.st, 0, sizeof g.st);
-    dsm_hist_reset(&g.fault_hist);
-    g.finalizing = 0;
-    g.byes = 0;
-    g.svc_stop = 0;
-    if ((rc = dsm_region_map(err, sizeof err)) || (rc = dsm_alloc_init(err, sizeof err)) ||
-        (rc = dsm_fault_install(err, sizeof err)) || (rc = dsm_trace_open(err, sizeof err))) {
-        LOGE("dsm_init: %s", err);
-        teardown();
-        return rc;
+    if ((rc = dsm_region_map(rt, err, sizeof err))) goto fail;
+    struct dsm_engine_cfg ec = {.rank = rt->cfg.rank,
+                                .nodes = rt->cfg.nodes,
+                                .npages = rt->npages,
+                                .base = (uint64_t)(uintptr_t)rt->base,
+                                .memory = rt->cfg.memory,
+                                .hold_us = rt->cfg.hold_us,
+                                .prefetch = rt->cfg.prefetch,
+                                .default_proto = DSM_PROTO_SC};
+    rt->node = dsm_node_create(&ec, &rt_mem_ops, rt, &rt_env_ops, rt, err, sizeof err);
+    if (!rt->node) {
+        rc = DSM_ENOMEM;
+        goto fail;
     }
-    dsm_sync_init();
-    if ((rc = start_transport(err, sizeof err)) || (rc = dsm_service_start(err, sizeof err))) {
-        LOGE("dsm_init: %s", err);
-        teardown();
-        return rc;
-    }
-    g.initialized = 1;
-    dsm_collective(COLL_BARRIER, 0, 0, 0);
-    LOGI("node %d of %d ready: %llu MiB of global space at %p", g.rank, g.nodes,
-         (unsigned long long)(g.cfg.memory >> 20), (void *)g.base);
+    ufdsm_rt = rt;
+    if ((rc = dsm_fault_install(err, sizeof err)) ||
+        (rc = dsm_trace_open(rt->cfg.rank, rt->cfg.nodes, (uint64_t)(uintptr_t)rt->base,
+                             rt->cfg.memory, err, sizeof err)) ||
+        (rc = start_transport(rt, err, sizeof err)) ||
+        (rc = dsm_service_start(rt, err, sizeof err)))
+        goto fail;
+    rt->initialized = 1;
+    dsm_collective(rt->node, COLL_BARRIER, 0, 0, 0);
+    LOGI("node %d of %d ready: %llu MiB of global space at %p", rt->cfg.rank, rt->cfg.nodes,
+         (unsigned long long)(rt->cfg.memory >> 20), (void *)rt->base);
     return DSM_OK;
+fail:
+    LOGE("dsm_init: %s", err);
+    teardown(rt);
+    return rc;
 }
 
-static int all_byes(void *arg)
-{
-    (void)arg;
-    return atomic_load(&g.byes) >= g.nodes - 1;
-}
-
-static void print_stats(void)
+static void print_stats(struct dsm_runtime *rt)
 {
     dsm_stats_t s;
     dsm_stats(&s);
-    const char *tpname = g.tp ? g.tp->ops->name : "tcp";
+    struct dsm_tp *tp = rt->node->tp;
+    const char *tpname = tp ? tp->ops->name : "tcp";
     int k = strcmp(tpname, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
+    int r = rt->cfg.rank;
     fprintf(stderr,
             "ufdsm[node %d] stats: read_faults %llu write_faults %llu upgrades %llu "
             "waits_joined %llu inv_sent %llu inv_recv %llu recalls_sent %llu recalls_recv %llu "
@@ -150,57 +169,51 @@ static void print_stats(void)
             "bytes_recv %llu; local msgs %llu bytes %llu\n"
             "ufdsm[node %d] stats: fault service time us: count %llu mean %.1f p50 %.1f p90 "
             "%.1f p99 %.1f max %.1f\n",
-            g.rank, (unsigned long long)s.read_faults, (unsigned long long)s.write_faults,
+            r, (unsigned long long)s.read_faults, (unsigned long long)s.write_faults,
             (unsigned long long)s.upgrades, (unsigned long long)s.waits_joined,
             (unsigned long long)s.inv_sent, (unsigned long long)s.inv_recv,
             (unsigned long long)s.recalls_sent, (unsigned long long)s.recalls_recv,
             (unsigned long long)s.pages_fetched, (unsigned long long)s.pages_sent,
             (unsigned long long)s.barriers, (unsigned long long)s.lock_acquires,
             (unsigned long long)s.kernel_retries, (unsigned long long)s.pages_prefetched,
-            (unsigned long long)s.migratory_reads, g.rank, tpname,
-            (unsigned long long)s.tp[k].msgs_sent, (unsigned long long)s.tp[k].msgs_recv,
-            (unsigned long long)s.tp[k].bytes_sent, (unsigned long long)s.tp[k].bytes_recv,
+            (unsigned long long)s.migratory_reads, r, tpname, (unsigned long long)s.tp[k].msgs_sent,
+            (unsigned long long)s.tp[k].msgs_recv, (unsigned long long)s.tp[k].bytes_sent,
+            (unsigned long long)s.tp[k].bytes_recv,
             (unsigned long long)s.tp[DSM_TP_LOCAL].msgs_sent,
-            (unsigned long long)s.tp[DSM_TP_LOCAL].bytes_sent, g.rank,
-            (unsigned long long)s.fault_count, s.fault_mean_us, s.fault_p50_us, s.fault_p90_us,
-            s.fault_p99_us, s.fault_max_us);
+            (unsigned long long)s.tp[DSM_TP_LOCAL].bytes_sent, r, (unsigned long long)s.fault_count,
+            s.fault_mean_us, s.fault_p50_us, s.fault_p90_us, s.fault_p99_us, s.fault_max_us);
 }
 
 void dsm_finalize(void)
 {
-    if (!g.initialized) return;
-    dsm_collective(COLL_FINALIZE, 0, 0, 0);
-    if (g.cfg.stats) print_stats();
-    g.finalizing = 1;
-    if (g.tp) {
-        struct dsm_wire_hdr h;
-        dsm_wire_init(&h, DSM_MSG_BYE, (uint32_t)g.rank);
-        dsm_token_acquire();
-        for (int n = 0; n < g.nodes; n++)
-            if (n != g.rank) dsm_send(n, &h, NULL);
-        dsm_progress();
-        dsm_token_release();
-        /* Bounded: a peer that dies now has finished its part anyway. */
-        uint64_t deadline = dsm_now_ns() + 5000000000ull;
-        while (!all_byes(NULL) && dsm_now_ns() < deadline) {
-            if (dsm_token_try()) {
-                dsm_progress();
-                dsm_token_release();
-            }
-            sched_yield();
-        }
-        if (!all_byes(NULL))
-            LOGW("dsm_finalize: not every node said goodbye within 5 s; leaving anyway");
-    }
-    g.initialized = 0;
-    teardown();
+    struct dsm_runtime *rt = ufdsm_rt;
+    if (!rt || !rt->initialized) return;
+    struct dsm_node *n = rt->node;
+    dsm_collective(n, COLL_FINALIZE, 0, 0, 0);
+    if (rt->cfg.stats) print_stats(rt);
+    if (n->tp && !dsm_node_goodbye(n, 5000000000ull))
+        LOGW("dsm_finalize: not every node said goodbye within 5 s; leaving anyway");
+    teardown(rt);
 }
 
+/* The first version of dsm_stats_t, before it had room to grow: what binaries built against
+ * it receive from the unversioned entry point. */
+#define STATS_V1_SIZE (offsetof(dsm_stats_t, migratory_reads) + sizeof(uint64_t))
+
+#undef dsm_stats
 int dsm_stats(dsm_stats_t *o)
 {
-    if (!g.base) return DSM_ESTATE;
-    memset(o, 0, sizeof *o);
-#define C(f) o->f = atomic_load_explicit(&g.st.f, memory_order_relaxed)
+    return dsm_stats_sized(o, STATS_V1_SIZE);
+}
+
+int dsm_stats_sized(dsm_stats_t *out, size_t size)
+{
+    struct dsm_runtime *rt = ufdsm_rt;
+    if (!rt || !out) return rt ? DSM_EINVAL : DSM_ESTATE;
+    struct dsm_node *n = rt->node;
+    dsm_stats_t s;
+    memset(&s, 0, sizeof s);
+#define C(f) s.f = atomic_load_explicit(&n->st.f, memory_order_relaxed)
     C(read_faults);
     C(write_faults);
     C(upgrades);
@@ -217,21 +230,26 @@ int dsm_stats(dsm_stats_t *o)
     C(pages_prefetched);
     C(migratory_reads);
 #undef C
-    if (g.tp) {
-        int k = strcmp(g.tp->ops->name, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
-        o->tp[k].msgs_sent = g.tp->cnt.msgs_sent;
-        o->tp[k].msgs_recv = g.tp->cnt.msgs_recv;
-        o->tp[k].bytes_sent = g.tp->cnt.bytes_sent;
-        o->tp[k].bytes_recv = g.tp->cnt.bytes_recv;
+    if (n->tp) {
+        int k = strcmp(n->tp->ops->name, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
+        s.tp[k].msgs_sent = n->tp->cnt.msgs_sent;
+        s.tp[k].msgs_recv = n->tp->cnt.msgs_recv;
+        s.tp[k].bytes_sent = n->tp->cnt.bytes_sent;
+        s.tp[k].bytes_recv = n->tp->cnt.bytes_recv;
     }
-    uint64_t lm = atomic_load(&g.st.local_msgs), lb = atomic_load(&g.st.local_bytes);
-    o->tp[DSM_TP_LOCAL] = (dsm_tp_stats_t){lm, lm, lb, lb};
-    struct dsm_hist h = g.fault_hist; /* a racy snapshot is fine for counters */
-    o->fault_count = h.count;
-    o->fault_mean_us = dsm_hist_mean_ns(&h) / 1000.0;
-    o->fault_p50_us = dsm_hist_quantile_ns(&h, 0.50) / 1000.0;
-    o->fault_p90_us = dsm_hist_quantile_ns(&h, 0.90) / 1000.0;
-    o->fault_p99_us = dsm_hist_quantile_ns(&h, 0.99) / 1000.0;
-    o->fault_max_us = h.max_ns / 1000.0;
+    uint64_t lm = atomic_load(&n->st.local_msgs), lb = atomic_load(&n->st.local_bytes);
+    s.tp[DSM_TP_LOCAL] = (dsm_tp_stats_t){lm, lm, lb, lb};
+    struct dsm_hist h = n->fault_hist; /* a racy snapshot is fine for counters */
+    s.fault_count = h.count;
+    s.fault_mean_us = dsm_hist_mean_ns(&h) / 1000.0;
+    s.fault_p50_us = dsm_hist_quantile_ns(&h, 0.50) / 1000.0;
+    s.fault_p90_us = dsm_hist_quantile_ns(&h, 0.90) / 1000.0;
+    s.fault_p99_us = dsm_hist_quantile_ns(&h, 0.99) / 1000.0;
+    s.fault_max_us = h.max_ns / 1000.0;
+    s.size = sizeof s;
+    /* Fields a caller's (older, smaller) struct has room for; newer ones are appended, and a
+     * newer caller's fields this library does not know stay zero (s.size says how far). */
+    memset(out, 0, size);
+    memcpy(out, &s, size < sizeof s ? size : sizeof s);
     return DSM_OK;
 }

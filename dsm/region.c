@@ -27,20 +27,13 @@
 
 static const char zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 
-static void *map_anon(size_t len)
+int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
 {
-    void *p =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
+    rt->npages = rt->cfg.memory / PAGE_SIZE;
+    size_t len = rt->cfg.memory;
 
-int dsm_region_map(char *err, size_t errlen)
-{
-    g.npages = g.cfg.memory / PAGE_SIZE;
-    size_t len = g.cfg.memory;
-
-    g.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (g.uffd < 0) {
+    rt->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (rt->uffd < 0) {
         if (errno == EPERM)
             snprintf(err, errlen,
                      "userfaultfd is not permitted for this process: run as root, or allow it "
@@ -55,7 +48,7 @@ int dsm_region_map(char *err, size_t errlen)
     }
     struct uffdio_api api = {.api = UFFD_API,
                              .features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP};
-    if (ioctl(g.uffd, UFFDIO_API, &api) < 0) {
+    if (ioctl(rt->uffd, UFFDIO_API, &api) < 0) {
         snprintf(err, errlen,
                  "userfaultfd lacks SIGBUS mode or write-protect faults (%s): ufdsm needs Linux "
                  "5.7 or later",
@@ -63,7 +56,7 @@ int dsm_region_map(char *err, size_t errlen)
         return DSM_ESYS;
     }
 
-    void *want = (void *)(uintptr_t)g.cfg.base;
+    void *want = (void *)(uintptr_t)rt->cfg.base;
     void *p = mmap(want, len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED || p != want) {
@@ -75,95 +68,100 @@ int dsm_region_map(char *err, size_t errlen)
                  want, (char *)want + len, p == MAP_FAILED ? strerror(errno) : "moved");
         return DSM_EADDRINUSE;
     }
-    g.base = p;
+    rt->base = p;
     /* 4 KiB pages only (coherence unit), never inherited by fork (a child would see half a
      * protocol). */
-    madvise(g.base, len, MADV_NOHUGEPAGE);
-    madvise(g.base, len, MADV_DONTFORK);
+    madvise(rt->base, len, MADV_NOHUGEPAGE);
+    madvise(rt->base, len, MADV_DONTFORK);
 
-    struct uffdio_register reg = {.range = {.start = (uintptr_t)g.base, .len = len},
+    struct uffdio_register reg = {.range = {.start = (uintptr_t)rt->base, .len = len},
                                   .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP};
-    if (ioctl(g.uffd, UFFDIO_REGISTER, &reg) < 0) {
+    if (ioctl(rt->uffd, UFFDIO_REGISTER, &reg) < 0) {
         snprintf(err, errlen, "registering the global space with userfaultfd failed: %s",
                  strerror(errno));
         return DSM_ESYS;
     }
 
-    g.store = map_anon(len);
-    g.pstate = map_anon(g.npages);
-    g.home = map_anon(g.npages);
-    g.dir = map_anon(g.npages * sizeof(struct coh_dir));
-    g.hold_until = map_anon(g.npages * sizeof(uint64_t));
-    g.pf = map_anon(g.npages);
-    g.mig = map_anon(g.npages);
-    if (!g.store || !g.pstate || !g.home || !g.dir || !g.hold_until || !g.pf || !g.mig) {
-        snprintf(err, errlen, "cannot reserve bookkeeping for %llu pages: %s",
-                 (unsigned long long)g.npages, strerror(errno));
+    rt->store =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (rt->store == MAP_FAILED) {
+        rt->store = NULL;
+        snprintf(err, errlen, "cannot reserve the home store (%llu bytes): %s",
+                 (unsigned long long)len, strerror(errno));
         return DSM_ENOMEM;
     }
-    madvise(g.store, len, MADV_DONTFORK);
-    memset(g.home, HOME_NONE, g.npages);
+    madvise(rt->store, len, MADV_DONTFORK);
     return DSM_OK;
 }
 
-void dsm_region_unmap(void)
+void dsm_region_unmap(struct dsm_runtime *rt)
 {
-    size_t len = g.npages * PAGE_SIZE;
-    if (g.base) munmap(g.base, len);
-    if (g.store) munmap(g.store, len);
-    if (g.pstate) munmap((void *)g.pstate, g.npages);
-    if (g.home) munmap(g.home, g.npages);
-    if (g.dir) munmap(g.dir, g.npages * sizeof(struct coh_dir));
-    if (g.hold_until) munmap(g.hold_until, g.npages * sizeof(uint64_t));
-    if (g.pf) munmap(g.pf, g.npages);
-    if (g.mig) munmap(g.mig, g.npages);
-    if (g.uffd >= 0) close(g.uffd);
-    g.base = g.store = NULL;
-    g.pstate = NULL;
-    g.home = NULL;
-    g.dir = NULL;
-    g.hold_until = NULL;
-    g.pf = NULL;
-    g.mig = NULL;
-    g.uffd = -1;
+    size_t len = rt->npages * PAGE_SIZE;
+    if (rt->base) munmap(rt->base, len);
+    if (rt->store) munmap(rt->store, len);
+    if (rt->uffd >= 0) close(rt->uffd);
+    rt->base = rt->store = NULL;
+    rt->uffd = -1;
 }
 
-void dsm_map_page(uint64_t page, const void *data, int writable)
+static char *page_addr(struct dsm_runtime *rt, uint64_t page)
 {
-    struct uffdio_copy c = {.dst = (uintptr_t)dsm_page_addr(page),
+    return rt->base + (page << PAGE_SHIFT);
+}
+
+static void map_page(void *ctx, uint64_t page, const void *data, int writable)
+{
+    struct dsm_runtime *rt = ctx;
+    struct uffdio_copy c = {.dst = (uintptr_t)page_addr(rt, page),
                             .src = (uintptr_t)(data ? data : zero_page),
                             .len = PAGE_SIZE,
                             .mode = writable ? 0 : UFFDIO_COPY_MODE_WP};
-    if (ioctl(g.uffd, UFFDIO_COPY, &c) < 0)
+    if (ioctl(rt->uffd, UFFDIO_COPY, &c) < 0)
         dsm_fatal("installing page %llu at %p failed: %s (a protocol bug: please report it)",
                   (unsigned long long)page, (void *)c.dst, strerror(errno));
 }
 
-void dsm_protect_page(uint64_t page, int protect)
+static void protect_page(void *ctx, uint64_t page, int protect)
 {
+    struct dsm_runtime *rt = ctx;
     struct uffdio_writeprotect wp = {
-        .range = {.start = (uintptr_t)dsm_page_addr(page), .len = PAGE_SIZE},
+        .range = {.start = (uintptr_t)page_addr(rt, page), .len = PAGE_SIZE},
         .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
-    if (ioctl(g.uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+    if (ioctl(rt->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
         dsm_fatal("changing write protection of page %llu failed: %s", (unsigned long long)page,
                   strerror(errno));
 }
 
-void dsm_unmap_page(uint64_t page)
+static void unmap_page(void *ctx, uint64_t page)
 {
-    if (madvise(dsm_page_addr(page), PAGE_SIZE, MADV_DONTNEED) < 0)
+    struct dsm_runtime *rt = ctx;
+    if (madvise(page_addr(rt, page), PAGE_SIZE, MADV_DONTNEED) < 0)
         dsm_fatal("dropping page %llu failed: %s", (unsigned long long)page, strerror(errno));
 }
 
-void dsm_region_reset(uint64_t first, uint64_t count)
+static void reset_range(void *ctx, uint64_t first, uint64_t count)
 {
-    if (!count) return;
-    madvise(dsm_page_addr(first), count * PAGE_SIZE, MADV_DONTNEED);
-    madvise(g.store + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
-    for (uint64_t p = first; p < first + count; p++) {
-        atomic_store_explicit(&g.pstate[p], COH_I, memory_order_relaxed);
-        coh_dir_init(&g.dir[p]);
-        g.pf[p] = 0;
-        g.mig[p] = 0;
-    }
+    struct dsm_runtime *rt = ctx;
+    madvise(page_addr(rt, first), count * PAGE_SIZE, MADV_DONTNEED);
+    madvise(rt->store + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
 }
+
+static const void *page_copy(void *ctx, uint64_t page)
+{
+    return page_addr(ctx, page);
+}
+
+static void *store_copy(void *ctx, uint64_t page)
+{
+    struct dsm_runtime *rt = ctx;
+    return rt->store + page * PAGE_SIZE;
+}
+
+const struct dsm_mem_ops rt_mem_ops = {
+    .map = map_page,
+    .protect = protect_page,
+    .unmap = unmap_page,
+    .reset = reset_range,
+    .page = page_copy,
+    .store = store_copy,
+};

@@ -11,39 +11,32 @@
  *
  * Mutexes are granted by a manager, the node that homes the mutex's address, in FIFO order.
  * The mutex's own bytes are never touched, so locking costs no page traffic; the data a lock
- * protects moves by the normal protocol when it is used. All tables are fixed-size and
- * preallocated: the manager runs under the progress token, possibly inside a fault handler,
- * where malloc is not allowed.
+ * protects moves by the normal protocol when it is used. A manager keeps an entry only while
+ * its mutex is held or waited for, so a program may create and drop any number of mutexes
+ * over its life. Each node also remembers which mutexes it holds, so that unlocking a mutex
+ * this node does not hold is an error returned to the caller (as pthreads does), not a fatal
+ * message at the manager. Tables are allocated once at creation: the manager runs under the
+ * progress token, possibly inside a fault handler, where malloc is not allowed.
  *
  * State here is owned by the progress-token holder; waiters read progress counters with
- * atomic loads.
+ * atomic loads (see engine.h).
  */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "engine.h"
+#include "log.h"
 
 /* ---------------------------------------------------------------- collectives */
 
 static int releases_done(void *arg);
 
-struct coll_rec {
-    uint64_t seq; /* 0: none yet */
-    uint32_t kind;
-    uint64_t a, b, c;
-};
-
-static uint64_t cseq; /* collectives entered by this node */
-static int cur_kind;  /* kind of collective `cseq` */
-static uint64_t cur_a, cur_b, cur_c;
-static uint64_t bar_recv[64][2];               /* [round][seq parity] = seq of last BARRIER msg */
-static struct coll_rec coll[DSM_MAX_NODES][2]; /* [peer][seq parity] */
-
-static void describe(char *buf, size_t len, int kind, uint64_t a, uint64_t b, uint64_t c)
+static void describe(struct dsm_node *n, char *buf, size_t len, int kind, uint64_t a, uint64_t b,
+                     uint64_t c)
 {
     switch (kind) {
     case COLL_BARRIER:
@@ -54,7 +47,7 @@ static void describe(char *buf, size_t len, int kind, uint64_t a, uint64_t b, ui
                  (unsigned long long)a, (unsigned long long)b, (unsigned long long)c);
         break;
     case COLL_FREE:
-        snprintf(buf, len, "dsm_free(%p)", (void *)(g.base + a));
+        snprintf(buf, len, "dsm_free(%p)", (void *)(uintptr_t)(n->cfg.base + a));
         break;
     case COLL_FINALIZE:
         snprintf(buf, len, "dsm_finalize()");
@@ -64,26 +57,28 @@ static void describe(char *buf, size_t len, int kind, uint64_t a, uint64_t b, ui
     }
 }
 
-static void mismatch(int peer, int kind, uint64_t a, uint64_t b, uint64_t c)
+static void mismatch(struct dsm_node *n, int peer, int kind, uint64_t a, uint64_t b, uint64_t c)
 {
     char mine[128], theirs[128];
-    describe(mine, sizeof mine, cur_kind, cur_a, cur_b, cur_c);
-    describe(theirs, sizeof theirs, kind, a, b, c);
-    dsm_fatal("collective call #%llu differs between nodes: node %d called %s, node %d called "
-              "%s - every node must make the same collective calls (dsm_alloc, "
-              "dsm_alloc_placed, dsm_free of dsm_alloc memory, dsm_barrier, dsm_finalize) in "
-              "the same order with the same arguments",
-              (unsigned long long)cseq, g.rank, mine, peer, theirs);
+    describe(n, mine, sizeof mine, n->cur_kind, n->cur_a, n->cur_b, n->cur_c);
+    describe(n, theirs, sizeof theirs, kind, a, b, c);
+    dsm_node_fatal(n,
+                   "collective call #%llu differs between nodes: node %d called %s, node %d "
+                   "called %s - every node must make the same collective calls (dsm_alloc, "
+                   "dsm_alloc_placed, dsm_free of dsm_alloc memory, dsm_barrier, dsm_finalize) "
+                   "in the same order with the same arguments",
+                   (unsigned long long)n->cseq, n->rank, mine, peer, theirs);
 }
 
-static int rounds(void)
+static int rounds(const struct dsm_node *n)
 {
     int r = 0;
-    while ((1 << r) < g.nodes) r++;
+    while ((1 << r) < n->nodes) r++;
     return r;
 }
 
 struct bar_wait {
+    struct dsm_node *n;
     int round;
     uint64_t seq;
 };
@@ -91,390 +86,536 @@ struct bar_wait {
 static int bar_done(void *arg)
 {
     struct bar_wait *w = arg;
-    return __atomic_load_n(&bar_recv[w->round][w->seq & 1], __ATOMIC_ACQUIRE) == w->seq;
+    return __atomic_load_n(&w->n->bar_recv[w->round][w->seq & 1], __ATOMIC_ACQUIRE) == w->seq;
 }
+
+struct coll_wait {
+    struct dsm_node *n;
+    uint64_t seq;
+};
 
 static int coll_done(void *arg)
 {
-    uint64_t seq = *(uint64_t *)arg;
-    for (int n = 0; n < g.nodes; n++)
-        if (n != g.rank && __atomic_load_n(&coll[n][seq & 1].seq, __ATOMIC_ACQUIRE) != seq)
+    struct coll_wait *w = arg;
+    for (int k = 0; k < w->n->nodes; k++)
+        if (k != w->n->rank &&
+            __atomic_load_n(&w->n->coll[k][w->seq & 1].seq, __ATOMIC_ACQUIRE) != w->seq)
             return 0;
     return 1;
 }
 
-void dsm_collective(int kind, uint64_t a, uint64_t b, uint64_t c)
+void dsm_collective(struct dsm_node *n, int kind, uint64_t a, uint64_t b, uint64_t c)
 {
-    if (!releases_done(NULL)) dsm_wait(releases_done, NULL);
-    dsm_token_acquire();
-    cseq++;
-    cur_kind = kind;
-    cur_a = a;
-    cur_b = b;
-    cur_c = c;
-    uint64_t seq = cseq;
+    if (!releases_done(n)) dsm_wait(n, releases_done, n);
+    dsm_token_acquire(n);
+    n->cseq++;
+    n->cur_kind = kind;
+    n->cur_a = a;
+    n->cur_b = b;
+    n->cur_c = c;
+    uint64_t seq = n->cseq;
     /* Messages for this collective that arrived before we got here. */
-    for (int n = 0; n < g.nodes; n++) {
-        struct coll_rec *r = &coll[n][seq & 1];
-        if (n != g.rank && r->seq == seq &&
+    for (int k = 0; k < n->nodes; k++) {
+        struct coll_rec *r = &n->coll[k][seq & 1];
+        if (k != n->rank && r->seq == seq &&
             (kind == COLL_BARRIER || r->kind != (uint32_t)kind || r->a != a || r->b != b ||
              r->c != c))
-            mismatch(n, (int)r->kind, r->a, r->b, r->c);
+            mismatch(n, k, (int)r->kind, r->a, r->b, r->c);
     }
     if (kind != COLL_BARRIER)
-        for (int k = 0; k < rounds(); k++)
-            if (bar_recv[k][seq & 1] == seq)
-                mismatch((g.rank - (1 << k) + g.nodes) % g.nodes, COLL_BARRIER, 0, 0, 0);
+        for (int k = 0; k < rounds(n); k++)
+            if (n->bar_recv[k][seq & 1] == seq)
+                mismatch(n, (n->rank - (1 << k) + n->nodes) % n->nodes, COLL_BARRIER, 0, 0, 0);
 
     if (kind == COLL_BARRIER) {
-        for (int k = 0; k < rounds(); k++) {
+        for (int k = 0; k < rounds(n); k++) {
             struct dsm_wire_hdr h;
-            dsm_wire_init(&h, DSM_MSG_BARRIER, (uint32_t)g.rank);
+            dsm_wire_init(&h, DSM_MSG_BARRIER, (uint32_t)n->rank);
             h.aux = (uint32_t)k;
             h.arg0 = seq;
-            dsm_send((g.rank + (1 << k)) % g.nodes, &h, NULL);
-            dsm_progress();
-            dsm_token_release();
-            struct bar_wait w = {k, seq};
-            dsm_wait(bar_done, &w);
-            dsm_token_acquire();
+            dsm_send(n, (n->rank + (1 << k)) % n->nodes, &h, NULL);
+            dsm_progress(n);
+            dsm_token_release(n);
+            struct bar_wait w = {n, k, seq};
+            dsm_wait(n, bar_done, &w);
+            dsm_token_acquire(n);
         }
-        dsm_token_release();
+        dsm_token_release(n);
         return;
     }
     struct dsm_wire_hdr h;
-    dsm_wire_init(&h, DSM_MSG_COLL, (uint32_t)g.rank);
+    dsm_wire_init(&h, DSM_MSG_COLL, (uint32_t)n->rank);
     h.arg0 = seq;
     h.aux = (uint32_t)kind;
     h.arg1 = a;
     uint64_t payload[2] = {b, c};
     h.len = sizeof payload;
-    for (int n = 0; n < g.nodes; n++)
-        if (n != g.rank) dsm_send(n, &h, payload);
-    dsm_progress();
-    dsm_token_release();
-    dsm_wait(coll_done, &seq);
-    for (int n = 0; n < g.nodes; n++) {
-        struct coll_rec *r = &coll[n][seq & 1];
-        if (n != g.rank && (r->kind != (uint32_t)kind || r->a != a || r->b != b || r->c != c))
-            mismatch(n, (int)r->kind, r->a, r->b, r->c);
+    for (int k = 0; k < n->nodes; k++)
+        if (k != n->rank) dsm_send(n, k, &h, payload);
+    dsm_progress(n);
+    dsm_token_release(n);
+    struct coll_wait w = {n, seq};
+    dsm_wait(n, coll_done, &w);
+    for (int k = 0; k < n->nodes; k++) {
+        struct coll_rec *r = &n->coll[k][seq & 1];
+        if (k != n->rank && (r->kind != (uint32_t)kind || r->a != a || r->b != b || r->c != c))
+            mismatch(n, k, (int)r->kind, r->a, r->b, r->c);
     }
 }
 
-static void recv_barrier(const struct dsm_wire_hdr *h)
+static void recv_barrier(struct dsm_node *n, const struct dsm_wire_hdr *h)
 {
     uint64_t seq = h->arg0;
     /* A peer is at most one collective ahead of us (it cannot finish one we have not
      * entered), so two parities suffice; anything else is a corrupt or foreign stream. */
-    if (seq != cseq && seq != cseq + 1)
-        dsm_fatal("node %d sent a barrier message for collective #%llu while this node is at "
-                  "#%llu: the nodes are out of step",
-                  h->src, (unsigned long long)seq, (unsigned long long)cseq);
-    if (seq == cseq && cur_kind != COLL_BARRIER) mismatch(h->src, COLL_BARRIER, 0, 0, 0);
-    __atomic_store_n(&bar_recv[h->aux][seq & 1], seq, __ATOMIC_RELEASE);
+    if (seq != n->cseq && seq != n->cseq + 1)
+        dsm_node_fatal(n,
+                       "node %d sent a barrier message for collective #%llu while this node "
+                       "is at #%llu: the nodes are out of step",
+                       h->src, (unsigned long long)seq, (unsigned long long)n->cseq);
+    if (h->aux >= 64 || (1 << h->aux) >= 2 * n->nodes)
+        dsm_node_fatal(n, "node %d sent a barrier message for round %u of %d", h->src, h->aux,
+                       rounds(n));
+    if (seq == n->cseq && n->cur_kind != COLL_BARRIER) mismatch(n, h->src, COLL_BARRIER, 0, 0, 0);
+    __atomic_store_n(&n->bar_recv[h->aux][seq & 1], seq, __ATOMIC_RELEASE);
 }
 
-static void recv_coll(const struct dsm_wire_hdr *h, const void *payload)
+static void recv_coll(struct dsm_node *n, const struct dsm_wire_hdr *h, const void *payload)
 {
     uint64_t seq = h->arg0, bc[2];
     memcpy(bc, payload, sizeof bc);
-    if (seq != cseq && seq != cseq + 1)
-        dsm_fatal("node %d sent a collective message for #%llu while this node is at #%llu: "
-                  "the nodes are out of step",
-                  h->src, (unsigned long long)seq, (unsigned long long)cseq);
-    struct coll_rec *r = &coll[h->src][seq & 1];
+    if (seq != n->cseq && seq != n->cseq + 1)
+        dsm_node_fatal(n,
+                       "node %d sent a collective message for #%llu while this node is at "
+                       "#%llu: the nodes are out of step",
+                       h->src, (unsigned long long)seq, (unsigned long long)n->cseq);
+    struct coll_rec *r = &n->coll[h->src][seq & 1];
     r->kind = h->aux;
     r->a = h->arg1;
     r->b = bc[0];
     r->c = bc[1];
-    if (seq == cseq && cur_kind == COLL_BARRIER) mismatch(h->src, (int)h->aux, r->a, bc[0], bc[1]);
+    if (seq == n->cseq && n->cur_kind == COLL_BARRIER)
+        mismatch(n, h->src, (int)h->aux, r->a, bc[0], bc[1]);
     __atomic_store_n(&r->seq, seq, __ATOMIC_RELEASE);
+}
+
+void dsm_node_barrier(struct dsm_node *n)
+{
+    atomic_fetch_add_explicit(&n->st.barriers, 1, memory_order_relaxed);
+    dsm_collective(n, COLL_BARRIER, 0, 0, 0);
+}
+
+/* ---------------------------------------------------------------- address tables */
+
+/* Open addressing with linear probing over a power-of-two table, deleted by shifting the
+ * following run back (no tombstones, so a table that sees millions of mutexes come and go
+ * never fills up with dead entries). */
+static uint32_t slot_of(uint64_t addr, uint32_t cap)
+{
+    return (uint32_t)(((addr >> 3) * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+/* The mutexes this node holds. */
+static int held_find(struct dsm_node *n, uint64_t addr, uint32_t *at)
+{
+    uint32_t cap = n->cfg.locks_max;
+    for (uint32_t i = slot_of(addr, cap);; i = (i + 1) & (cap - 1)) {
+        if (n->held[i] == addr) {
+            *at = i;
+            return 1;
+        }
+        if (!n->held[i]) {
+            *at = i;
+            return 0;
+        }
+    }
+}
+
+static void held_add(struct dsm_node *n, uint64_t addr)
+{
+    uint32_t i;
+    if (held_find(n, addr, &i)) return;
+    if (n->held_live + 1 >= n->cfg.locks_max)
+        dsm_node_fatal(n, "node %d holds %u mutexes at once, the most it can track", n->rank,
+                       n->held_live);
+    n->held[i] = addr;
+    n->held_live++;
+}
+
+static void held_del(struct dsm_node *n, uint32_t i)
+{
+    uint32_t cap = n->cfg.locks_max;
+    n->held[i] = 0;
+    n->held_live--;
+    for (uint32_t j = (i + 1) & (cap - 1); n->held[j]; j = (j + 1) & (cap - 1)) {
+        uint32_t want = slot_of(n->held[j], cap);
+        /* Move j back into the hole at i unless its home slot lies cyclically in (i, j]. */
+        if ((j > i && (want <= i || want > j)) || (j < i && want <= i && want > j)) {
+            n->held[i] = n->held[j];
+            n->held[j] = 0;
+            i = j;
+        }
+    }
+}
+
+/* The manager's entries. */
+static struct lock_ent *lock_find(struct dsm_node *n, uint64_t addr, int create)
+{
+    uint32_t cap = n->cfg.locks_max;
+    for (uint32_t i = slot_of(addr, cap);; i = (i + 1) & (cap - 1)) {
+        struct lock_ent *e = &n->locks[i];
+        if (e->addr == addr) return e;
+        if (!e->addr) {
+            if (!create) return NULL;
+            if (n->locks_live + 1 >= cap)
+                dsm_node_fatal(n,
+                               "node %d manages %u mutexes that are held or waited for at "
+                               "once, the most it can: spread mutexes over the nodes' memory",
+                               n->rank, n->locks_live);
+            *e = (struct lock_ent){.addr = addr, .head = QNIL, .tail = QNIL};
+            n->locks_live++;
+            return e;
+        }
+    }
+}
+
+static void lock_del(struct dsm_node *n, struct lock_ent *e)
+{
+    uint32_t cap = n->cfg.locks_max, i = (uint32_t)(e - n->locks);
+    n->locks[i].addr = 0;
+    n->locks_live--;
+    for (uint32_t j = (i + 1) & (cap - 1); n->locks[j].addr; j = (j + 1) & (cap - 1)) {
+        uint32_t want = slot_of(n->locks[j].addr, cap);
+        if ((j > i && (want <= i || want > j)) || (j < i && want <= i && want > j)) {
+            n->locks[i] = n->locks[j];
+            n->locks[j].addr = 0;
+            i = j;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- mutex: requesting side */
 
-#define WAITER_SLOTS 1024
 /* arg1 of a LOCK_REL, echoed in the manager's LOCK_GRANT: "your release is done". */
 #define REL_ACK_ID WAITER_SLOTS
-enum { W_FREE = 0, W_WAITING = 1, W_GRANTED = 2, W_BUSY = 3 };
-static _Atomic int waiter[WAITER_SLOTS];
+
 /* Releases sent to another node's manager and not yet acknowledged. Unlock does not wait for
  * the ack (a lock handoff should cost one message, not a round trip), but every collective
  * does, so that "unlock; barrier" on one node and "barrier; trylock" on another always finds
  * the mutex free: the release and the trylock travel on different connections otherwise. */
-static _Atomic int rel_outstanding;
-
 static int releases_done(void *arg)
 {
-    (void)arg;
-    return atomic_load_explicit(&rel_outstanding, memory_order_acquire) == 0;
+    struct dsm_node *n = arg;
+    return atomic_load_explicit(&n->rel_outstanding, memory_order_acquire) == 0;
 }
 
-static int slot_get(void)
+/* A waiter slot in state `waiting` (W_WAITING for a lock request, W_CHECKING for an
+ * init/destroy check: only a granted lock request makes this node a holder). */
+static int slot_get(struct dsm_node *n, int waiting)
 {
     for (;;) {
         for (int i = 0; i < WAITER_SLOTS; i++) {
             int f = W_FREE;
-            if (atomic_load_explicit(&waiter[i], memory_order_relaxed) == W_FREE &&
-                atomic_compare_exchange_strong(&waiter[i], &f, W_WAITING))
+            if (atomic_load_explicit(&n->waiter[i], memory_order_relaxed) == W_FREE &&
+                atomic_compare_exchange_strong(&n->waiter[i], &f, waiting))
                 return i;
         }
         sched_yield(); /* more than WAITER_SLOTS threads in lock calls at once */
     }
 }
 
+struct slot_wait {
+    struct dsm_node *n;
+    int slot;
+};
+
 static int slot_answered(void *arg)
 {
-    return atomic_load_explicit(&waiter[*(int *)arg], memory_order_acquire) != W_WAITING;
+    struct slot_wait *w = arg;
+    int s = atomic_load_explicit(&w->n->waiter[w->slot], memory_order_acquire);
+    return s != W_WAITING && s != W_CHECKING;
 }
 
-static int manager_of(const dsm_mutex_t *m, const char *fn)
+static int manager_of(struct dsm_node *n, uint64_t m, const char *fn)
 {
-    int home = dsm_home(m);
+    int home = dsm_node_home(n, m);
     if (home < 0)
-        dsm_fatal("%s(%p): the mutex is not in DSM memory; put dsm_mutex_t in memory from "
-                  "dsm_alloc or dsm_malloc so every node names the same mutex",
-                  fn, (const void *)m);
+        LOGE("%s(%p): the mutex is not in allocated DSM memory; put dsm_mutex_t in memory from "
+             "dsm_alloc or dsm_malloc so every node names the same mutex",
+             fn, (void *)(uintptr_t)m);
     return home;
 }
 
-/* Sends a lock message and waits for the manager's answer. Returns W_GRANTED or W_BUSY. */
-static int lock_call(dsm_mutex_t *m, int type, int aux, const char *fn)
+/* Sends a lock message to the manager and waits for its answer: W_GRANTED or W_BUSY. */
+static int lock_call(struct dsm_node *n, int mgr, uint64_t m, int type, int aux)
 {
-    int mgr = manager_of(m, fn);
-    int slot = slot_get();
+    int slot = slot_get(n, type == DSM_MSG_LOCK_REQ ? W_WAITING : W_CHECKING);
     struct dsm_wire_hdr h;
-    dsm_wire_init(&h, (enum dsm_wire_type)type, (uint32_t)g.rank);
-    h.arg0 = (uint64_t)(uintptr_t)m;
+    dsm_wire_init(&h, (enum dsm_wire_type)type, (uint32_t)n->rank);
+    h.arg0 = m;
     h.arg1 = (uint64_t)slot;
     h.aux = (uint32_t)aux;
-    dsm_token_acquire();
-    dsm_send(mgr, &h, NULL);
-    dsm_progress();
-    dsm_token_release();
-    dsm_wait(slot_answered, &slot);
-    int r = atomic_load(&waiter[slot]);
-    atomic_store(&waiter[slot], W_FREE);
+    dsm_token_acquire(n);
+    dsm_send(n, mgr, &h, NULL);
+    dsm_progress(n);
+    dsm_token_release(n);
+    struct slot_wait w = {n, slot};
+    dsm_wait(n, slot_answered, &w);
+    int r = atomic_load(&n->waiter[slot]);
+    atomic_store(&n->waiter[slot], W_FREE);
     return r;
 }
 
-void dsm_mutex_init(dsm_mutex_t *m)
+int dsm_node_mutex_init(struct dsm_node *n, uint64_t m)
 {
-    lock_call(m, DSM_MSG_LOCK_INIT, 0, "dsm_mutex_init");
+    int mgr = manager_of(n, m, "dsm_mutex_init");
+    if (mgr < 0) return DSM_EINVAL;
+    return lock_call(n, mgr, m, DSM_MSG_LOCK_INIT, 0) == W_GRANTED ? DSM_OK : DSM_EBUSY;
 }
 
-void dsm_mutex_lock(dsm_mutex_t *m)
+int dsm_node_mutex_destroy(struct dsm_node *n, uint64_t m)
 {
-    lock_call(m, DSM_MSG_LOCK_REQ, 0, "dsm_mutex_lock");
-    atomic_fetch_add_explicit(&g.st.lock_acquires, 1, memory_order_relaxed);
+    int mgr = manager_of(n, m, "dsm_mutex_destroy");
+    if (mgr < 0) return DSM_EINVAL;
+    /* The manager keeps nothing for a free mutex, so destroying one is the same check as
+     * initialising it: it must not be held or waited for. */
+    return lock_call(n, mgr, m, DSM_MSG_LOCK_INIT, 0) == W_GRANTED ? DSM_OK : DSM_EBUSY;
+}
+
+int dsm_node_mutex_lock(struct dsm_node *n, uint64_t m)
+{
+    int mgr = manager_of(n, m, "dsm_mutex_lock");
+    if (mgr < 0) return DSM_EINVAL;
+    lock_call(n, mgr, m, DSM_MSG_LOCK_REQ, 0);
+    atomic_fetch_add_explicit(&n->st.lock_acquires, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
+    return DSM_OK;
 }
 
-int dsm_mutex_trylock(dsm_mutex_t *m)
+int dsm_node_mutex_trylock(struct dsm_node *n, uint64_t m)
 {
-    if (lock_call(m, DSM_MSG_LOCK_REQ, 1, "dsm_mutex_trylock") != W_GRANTED) return 1;
-    atomic_fetch_add_explicit(&g.st.lock_acquires, 1, memory_order_relaxed);
+    int mgr = manager_of(n, m, "dsm_mutex_trylock");
+    if (mgr < 0) return DSM_EINVAL;
+    if (lock_call(n, mgr, m, DSM_MSG_LOCK_REQ, 1) != W_GRANTED) return DSM_EBUSY;
+    atomic_fetch_add_explicit(&n->st.lock_acquires, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    return 0;
+    return DSM_OK;
 }
 
-void dsm_mutex_unlock(dsm_mutex_t *m)
+int dsm_node_mutex_unlock(struct dsm_node *n, uint64_t m)
 {
-    int mgr = manager_of(m, "dsm_mutex_unlock");
+    int mgr = manager_of(n, m, "dsm_mutex_unlock");
+    if (mgr < 0) return DSM_EINVAL;
     /* Every write of the critical section is performed (this node holds the page exclusively
      * or it has been written back) before the release leaves: SC needs no flush here, only
      * that the CPU's stores are visible to the engine, which this fence orders. */
     atomic_thread_fence(memory_order_seq_cst);
+    dsm_token_acquire(n);
+    uint32_t i;
+    if (!held_find(n, m, &i)) {
+        dsm_token_release(n);
+        LOGE("dsm_mutex_unlock(%p): this node does not hold the mutex (unlock without a "
+             "matching lock, or a second unlock)",
+             (void *)(uintptr_t)m);
+        return DSM_EPERM;
+    }
+    held_del(n, i);
     struct dsm_wire_hdr h;
-    dsm_wire_init(&h, DSM_MSG_LOCK_REL, (uint32_t)g.rank);
-    h.arg0 = (uint64_t)(uintptr_t)m;
+    dsm_wire_init(&h, DSM_MSG_LOCK_REL, (uint32_t)n->rank);
+    h.arg0 = m;
     h.arg1 = REL_ACK_ID;
-    if (mgr != g.rank) atomic_fetch_add(&rel_outstanding, 1);
-    dsm_token_acquire();
-    dsm_send(mgr, &h, NULL);
-    dsm_progress();
-    dsm_token_release();
+    if (mgr != n->rank) atomic_fetch_add(&n->rel_outstanding, 1);
+    dsm_send(n, mgr, &h, NULL);
+    dsm_progress(n);
+    dsm_token_release(n);
+    return DSM_OK;
 }
 
-static void recv_grant(const struct dsm_wire_hdr *h)
+static void recv_grant(struct dsm_node *n, const struct dsm_wire_hdr *h)
 {
     if (h->arg1 == REL_ACK_ID) {
-        if (atomic_fetch_sub(&rel_outstanding, 1) <= 0)
-            dsm_fatal("node %d acknowledged a mutex release this node did not send", h->src);
+        if (atomic_fetch_sub(&n->rel_outstanding, 1) <= 0)
+            dsm_node_fatal(n, "node %d acknowledged a mutex release this node did not send",
+                           h->src);
         return;
     }
-    if (h->arg1 >= WAITER_SLOTS || atomic_load(&waiter[h->arg1]) != W_WAITING)
-        dsm_fatal("node %d answered a lock request this node did not make (slot %llu)", h->src,
-                  (unsigned long long)h->arg1);
-    atomic_store_explicit(&waiter[h->arg1], h->aux ? W_GRANTED : W_BUSY, memory_order_release);
+    int s = h->arg1 < WAITER_SLOTS ? atomic_load(&n->waiter[h->arg1]) : W_FREE;
+    if (s != W_WAITING && s != W_CHECKING)
+        dsm_node_fatal(n, "node %d answered a lock request this node did not make (slot %llu)",
+                       h->src, (unsigned long long)h->arg1);
+    if (s == W_WAITING && h->aux) held_add(n, h->arg0);
+    atomic_store_explicit(&n->waiter[h->arg1], h->aux ? W_GRANTED : W_BUSY, memory_order_release);
 }
 
 /* ---------------------------------------------------------------- mutex: manager side */
 
-#define LOCKS_MAX  65536 /* mutexes one node can manage at once (open addressing) */
-#define QNODES_MAX 65536 /* queued lock requests on one manager */
-#define QNIL       0xFFFFFFFFu
-
-struct lock_ent {
-    uint64_t addr; /* 0: empty slot */
-    uint32_t head, tail;
-    uint16_t holder;
-    uint8_t held;
-};
-struct qnode {
-    uint64_t waiter;
-    uint32_t next;
-    uint16_t node;
-};
-static struct lock_ent *locks;
-static struct qnode *qnodes;
-static uint32_t qfree = QNIL;
-static uint32_t qnext_unused;
-
-static struct lock_ent *lock_find(uint64_t addr, int create)
-{
-    uint64_t h = (addr >> 3) * 0x9E3779B97F4A7C15ull;
-    for (uint32_t i = 0; i < LOCKS_MAX; i++) {
-        struct lock_ent *e = &locks[(h + i) & (LOCKS_MAX - 1)];
-        if (e->addr == addr) return e;
-        if (!e->addr) {
-            if (!create) return NULL;
-            *e = (struct lock_ent){.addr = addr, .head = QNIL, .tail = QNIL};
-            return e;
-        }
-    }
-    dsm_fatal("node %d manages more than %d mutexes; raise LOCKS_MAX in dsm/sync.c", g.rank,
-              LOCKS_MAX);
-}
-
-static void grant(int node, uint64_t addr, uint64_t w, int granted)
+/* aux of a LOCK_GRANT: 1 granted (or: the init/destroy check passed), 0 busy. */
+static void grant(struct dsm_node *n, int node, uint64_t addr, uint64_t w, int granted)
 {
     struct dsm_wire_hdr h;
-    dsm_wire_init(&h, DSM_MSG_LOCK_GRANT, (uint32_t)g.rank);
+    dsm_wire_init(&h, DSM_MSG_LOCK_GRANT, (uint32_t)n->rank);
     h.arg0 = addr;
     h.arg1 = w;
     h.aux = (uint32_t)granted;
-    dsm_send(node, &h, NULL);
+    dsm_send(n, node, &h, NULL);
 }
 
-static void manage(const struct dsm_wire_hdr *h)
+static void manage(struct dsm_node *n, const struct dsm_wire_hdr *h)
 {
     uint64_t addr = h->arg0;
-    if (dsm_home((void *)(uintptr_t)addr) != g.rank)
-        dsm_fatal("node %d sent a lock message for %p, which node %d does not manage", h->src,
-                  (void *)(uintptr_t)addr, g.rank);
-    struct lock_ent *e = lock_find(addr, 1);
+    if (dsm_node_home(n, addr) != n->rank)
+        dsm_node_fatal(n, "node %d sent a lock message for %p, which node %d does not manage",
+                       h->src, (void *)(uintptr_t)addr, n->rank);
+    if (h->type != DSM_MSG_LOCK_REL && h->arg1 >= WAITER_SLOTS)
+        dsm_node_fatal(n, "node %d sent a lock request with waiter slot %llu (at most %d)", h->src,
+                       (unsigned long long)h->arg1, WAITER_SLOTS - 1);
+    struct lock_ent *e;
     switch (h->type) {
-    case DSM_MSG_LOCK_INIT:
-        if (e->held)
-            dsm_fatal("dsm_mutex_init(%p) on node %d while node %d holds it", (void *)addr, h->src,
-                      e->holder);
-        grant(h->src, addr, h->arg1, 1);
+    case DSM_MSG_LOCK_INIT: /* also destroy: both only check that nobody holds it */
+        e = lock_find(n, addr, 0);
+        grant(n, h->src, addr, h->arg1, !e);
         break;
     case DSM_MSG_LOCK_REQ:
+        e = lock_find(n, addr, 1);
         if (!e->held) {
             e->held = 1;
-            e->holder = h->src;
-            grant(h->src, addr, h->arg1, 1);
+            e->holder = (uint16_t)h->src;
+            grant(n, h->src, addr, h->arg1, 1);
         } else if (h->aux) {
-            grant(h->src, addr, h->arg1, 0);
+            grant(n, h->src, addr, h->arg1, 0);
         } else {
-            uint32_t q = qfree;
+            uint32_t q = n->qfree;
             if (q != QNIL)
-                qfree = qnodes[q].next;
-            else if (qnext_unused < QNODES_MAX)
-                q = qnext_unused++;
+                n->qfree = n->qnodes[q].next;
+            else if (n->qnext_unused < n->cfg.locks_max)
+                q = n->qnext_unused++;
             else
-                dsm_fatal("more than %d lock requests queued on node %d", QNODES_MAX, g.rank);
-            qnodes[q] = (struct qnode){.waiter = h->arg1, .next = QNIL, .node = h->src};
+                dsm_node_fatal(n, "more than %u lock requests queued on node %d", n->cfg.locks_max,
+                               n->rank);
+            n->qnodes[q] =
+                (struct qnode){.waiter = h->arg1, .next = QNIL, .node = (uint16_t)h->src};
             if (e->tail == QNIL)
                 e->head = q;
             else
-                qnodes[e->tail].next = q;
+                n->qnodes[e->tail].next = q;
             e->tail = q;
         }
         break;
     case DSM_MSG_LOCK_REL:
-        if (!e->held || e->holder != h->src)
-            dsm_fatal("node %d unlocked mutex %p, which it does not hold (dsm_mutex_unlock "
-                      "without a matching lock)",
-                      h->src, (void *)addr);
-        if (h->src != g.rank) grant(h->src, addr, REL_ACK_ID, 1);
+        e = lock_find(n, addr, 0);
+        if (!e || !e->held || e->holder != h->src)
+            dsm_node_fatal(n,
+                           "node %d released mutex %p, which it does not hold (it checks "
+                           "that itself: its messages cannot be trusted)",
+                           h->src, (void *)(uintptr_t)addr);
+        if (h->src != n->rank) grant(n, h->src, addr, REL_ACK_ID, 1);
         if (e->head == QNIL) {
-            e->held = 0;
+            lock_del(n, e); /* free and nobody waiting: nothing to remember */
         } else {
             uint32_t q = e->head;
-            e->head = qnodes[q].next;
+            e->head = n->qnodes[q].next;
             if (e->head == QNIL) e->tail = QNIL;
-            e->holder = qnodes[q].node;
-            grant(qnodes[q].node, addr, qnodes[q].waiter, 1);
-            qnodes[q].next = qfree;
-            qfree = q;
+            e->holder = n->qnodes[q].node;
+            grant(n, n->qnodes[q].node, addr, n->qnodes[q].waiter, 1);
+            n->qnodes[q].next = n->qfree;
+            n->qfree = q;
         }
         break;
     }
 }
 
-/* ---------------------------------------------------------------- dispatch */
+/* ---------------------------------------------------------------- life cycle and dispatch */
 
-void dsm_sync_init(void)
+int dsm_sync_init(struct dsm_node *n, char *err, size_t errlen)
 {
-    locks = mmap(NULL, LOCKS_MAX * sizeof *locks, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    qnodes = mmap(NULL, QNODES_MAX * sizeof *qnodes, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (locks == MAP_FAILED || qnodes == MAP_FAILED)
-        dsm_fatal("cannot map the lock manager tables: %s", strerror(errno));
-    cseq = 0;
-    memset(bar_recv, 0, sizeof bar_recv);
-    memset(coll, 0, sizeof coll);
+    uint32_t cap = n->cfg.locks_max;
+    if (cap & (cap - 1)) {
+        snprintf(err, errlen, "the lock table size %u is not a power of two", cap);
+        return DSM_EINVAL;
+    }
+    n->locks = calloc(cap, sizeof *n->locks);
+    n->qnodes = calloc(cap, sizeof *n->qnodes);
+    n->held = calloc(cap, sizeof *n->held);
+    if (!n->locks || !n->qnodes || !n->held) {
+        snprintf(err, errlen, "cannot allocate the lock manager's tables (out of memory)");
+        return DSM_ENOMEM;
+    }
+    n->qfree = QNIL;
+    return DSM_OK;
 }
 
-void dsm_sync_recv(const struct dsm_wire_hdr *h, const void *payload)
+void dsm_sync_fini(struct dsm_node *n)
+{
+    free(n->locks);
+    free(n->qnodes);
+    free(n->held);
+    n->locks = NULL;
+    n->qnodes = NULL;
+    n->held = NULL;
+}
+
+void dsm_sync_recv(struct dsm_node *n, const struct dsm_wire_hdr *h, const void *payload)
 {
     switch (h->type) {
     case DSM_MSG_LOCK_REQ:
     case DSM_MSG_LOCK_REL:
     case DSM_MSG_LOCK_INIT:
-        manage(h);
+        manage(n, h);
         break;
     case DSM_MSG_LOCK_GRANT:
-        recv_grant(h);
+        recv_grant(n, h);
         break;
     case DSM_MSG_BARRIER:
-        recv_barrier(h);
+        recv_barrier(n, h);
         break;
     case DSM_MSG_COLL:
-        recv_coll(h, payload);
+        recv_coll(n, h, payload);
         break;
     case DSM_MSG_FREE:
-        dsm_malloc_free_home(h->arg0);
+        dsm_malloc_free_home(n, h->arg0);
         break;
     case DSM_MSG_BYE:
-        atomic_fetch_add(&g.byes, 1);
+        atomic_fetch_add(&n->byes, 1);
         break;
     case DSM_MSG_ABORT: {
         char text[1025];
-        size_t n = h->len < 1024 ? h->len : 1024;
-        memcpy(text, payload, n);
-        text[n] = 0;
-        for (size_t i = 0; i < n; i++)
+        size_t len = h->len < 1024 ? h->len : 1024;
+        memcpy(text, payload, len);
+        text[len] = 0;
+        for (size_t i = 0; i < len; i++)
             if ((unsigned char)text[i] < 32 && text[i]) text[i] = '?';
-        g.finalizing = 1; /* the others are going down too: no "lost node" noise */
-        LOGE("node %d failed: %s", h->src, text);
-        _exit(3);
+        n->finalizing = 1; /* the others are going down too: no "lost node" noise */
+        dsm_node_fatal(n, "node %d failed: %s", h->src, text);
     }
     default:
-        dsm_fatal("node %d sent an unexpected message type %u", h->src, h->type);
+        dsm_node_fatal(n, "node %d sent an unexpected message type %u", h->src, h->type);
     }
 }
 
-void dsm_barrier(void)
+static int all_byes(void *arg)
 {
-    if (!g.initialized) {
-        LOGE("dsm_barrier called before dsm_init");
-        return;
+    struct dsm_node *n = arg;
+    return atomic_load(&n->byes) >= n->nodes - 1;
+}
+
+int dsm_node_goodbye(struct dsm_node *n, uint64_t timeout_ns)
+{
+    dsm_token_acquire(n);
+    n->finalizing = 1;
+    struct dsm_wire_hdr h;
+    dsm_wire_init(&h, DSM_MSG_BYE, (uint32_t)n->rank);
+    for (int k = 0; k < n->nodes; k++)
+        if (k != n->rank) dsm_send(n, k, &h, NULL);
+    dsm_progress(n);
+    dsm_token_release(n);
+    /* Bounded: a peer that dies now has finished its part anyway. */
+    uint64_t deadline = dsm_node_now(n) + timeout_ns;
+    while (!all_byes(n) && dsm_node_now(n) < deadline) {
+        if (dsm_token_try(n)) {
+            dsm_progress(n);
+            dsm_token_release(n);
+        }
+        sched_yield();
     }
-    atomic_fetch_add_explicit(&g.st.barriers, 1, memory_order_relaxed);
-    dsm_collective(COLL_BARRIER, 0, 0, 0);
+    return all_byes(n);
 }

@@ -14,7 +14,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "engine.h"
+#include "log.h"
 #include "trace.h"
 
 #define TB_CAP 4096 /* records per thread buffer: 128 KiB, one write(2) when full */
@@ -43,6 +47,23 @@ struct trace_hdr {
 };
 _Static_assert(sizeof(struct trace_hdr) == 64, "trace header layout is part of the format");
 
+/* The trace is output, not a decision: it reads the clock and the thread id itself (the
+ * engine's records carry the engine's time; this is only the file header's origin). */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static __thread int my_tid;
+
+static int tid(void)
+{
+    if (!my_tid) my_tid = (int)syscall(SYS_gettid);
+    return my_tid;
+}
+
 static int write_all(const void *p, size_t n)
 {
     const char *c = p;
@@ -63,14 +84,14 @@ static void flush_buf(struct tbuf *b)
     b->n = 0;
 }
 
-int dsm_trace_open(char *err, size_t errlen)
+int dsm_trace_open(int rank, int nodes, uint64_t base, uint64_t size, char *err, size_t errlen)
 {
     const char *pat = getenv("DSM_TRACE");
     if (!pat || !*pat) return DSM_OK;
     char path[4096];
     const char *r = strstr(pat, "%r");
-    int len = r ? snprintf(path, sizeof path, "%.*s%d%s", (int)(r - pat), pat, g.rank, r + 2)
-                : snprintf(path, sizeof path, "%s.%d", pat, g.rank);
+    int len = r ? snprintf(path, sizeof path, "%.*s%d%s", (int)(r - pat), pat, rank, r + 2)
+                : snprintf(path, sizeof path, "%s.%d", pat, rank);
     if (len < 0 || (size_t)len >= sizeof path) {
         snprintf(err, errlen, "DSM_TRACE='%s' is too long a path", pat);
         return DSM_EINVAL;
@@ -84,12 +105,12 @@ int dsm_trace_open(char *err, size_t errlen)
     }
     struct trace_hdr h = {.magic = "UFDSMTR1",
                           .version = 1,
-                          .rank = (uint32_t)g.rank,
-                          .nodes = (uint32_t)g.nodes,
+                          .rank = (uint32_t)rank,
+                          .nodes = (uint32_t)nodes,
                           .page_size = PAGE_SIZE,
-                          .region_base = (uint64_t)(uintptr_t)g.base,
-                          .region_size = g.npages * PAGE_SIZE,
-                          .t0_ns = dsm_now_ns(),
+                          .region_base = base,
+                          .region_size = size,
+                          .t0_ns = now_ns(),
                           .record_size = sizeof(struct dsm_trace_rec)};
     if (write_all(&h, sizeof h) < 0) {
         snprintf(err, errlen, "DSM_TRACE: cannot write '%s': %s", path, strerror(errno));
@@ -126,7 +147,7 @@ void dsm_trace_rec(uint8_t kind, uint8_t flags, uint64_t page, uint64_t t_ns, ui
         .t_ns = t_ns,
         .page = page,
         .service_ns = service_ns > UINT32_MAX ? UINT32_MAX : (uint32_t)service_ns,
-        .tid = (uint32_t)dsm_tid(),
+        .tid = (uint32_t)tid(),
         .offset = (uint16_t)offset,
         .peer = peer < 0 ? DSM_TR_NO_PEER : (uint16_t)peer,
         .msgs = msgs > 0xFFFF ? 0xFFFF : (uint16_t)msgs,

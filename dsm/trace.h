@@ -10,6 +10,7 @@
 #ifndef DSM_TRACE_H
 #define DSM_TRACE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum dsm_trace_kind {
@@ -43,7 +44,7 @@ extern int dsm_trace_on;
 
 /* Opens the node's file from DSM_TRACE (called in dsm_init after the region exists). 0, or a
  * DSM_E* code with err filled. */
-int dsm_trace_open(char *err, size_t errlen);
+int dsm_trace_open(int rank, int nodes, uint64_t base, uint64_t size, char *err, size_t errlen);
 /* Writes every thread's pending records and closes the file. */
 void dsm_trace_close(void);
 void dsm_trace_rec(uint8_t kind, uint8_t flags, uint64_t page, uint64_t t_ns, uint64_t service_ns,

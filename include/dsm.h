@@ -36,6 +36,7 @@ enum {
     DSM_ESTATE = -8,       /* called in the wrong state (e.g. dsm_init twice) */
     DSM_ESYS = -9,         /* an unexpected system call failure (logged with errno) */
     DSM_ECOLLECTIVE = -10, /* nodes disagree on a collective call (order, size, kind) */
+    DSM_EBUSY = -11,       /* the mutex is held (trylock), or held or waited for (destroy) */
 };
 
 /* Options for dsm_init. dsm_options_init() fills every field with "take it from the
@@ -82,21 +83,27 @@ void *dsm_malloc(size_t size);
 /* Frees memory from either allocator. Memory from dsm_alloc: collective, like dsm_alloc.
  * Memory from dsm_malloc: any node, any thread. */
 void dsm_free(void *ptr);
-/* The node that homes this address, -1 if it is not DSM memory. */
+/* The node that homes this address (0 .. dsm_nodes()-1), or DSM_EINVAL (-1) if the address
+ * is not in allocated DSM memory. */
 int dsm_home(const void *addr);
 
 /* All nodes, one call per node. Every write before it is visible to every read after it. */
 void dsm_barrier(void);
 
 /* A mutex that lives in DSM memory. Locks are granted in FIFO order by the node that homes
- * the mutex's address. */
+ * the mutex's address; ownership belongs to the node (any thread of the holding node may
+ * unlock). The mutex's bytes are never touched, and a free mutex costs its manager nothing,
+ * so a program may create any number of them over its life.
+ * Every call returns 0, or: DSM_EINVAL if the mutex is not in allocated DSM memory,
+ * DSM_ESTATE before dsm_init, and as noted below. */
 typedef struct dsm_mutex {
     uint64_t opaque[2];
 } dsm_mutex_t;
-void dsm_mutex_init(dsm_mutex_t *m); /* by one node, before others use it */
-void dsm_mutex_lock(dsm_mutex_t *m);
-int dsm_mutex_trylock(dsm_mutex_t *m); /* 0 acquired, nonzero busy */
-void dsm_mutex_unlock(dsm_mutex_t *m);
+int dsm_mutex_init(dsm_mutex_t *m);    /* by one node, before others use it; DSM_EBUSY: held */
+int dsm_mutex_destroy(dsm_mutex_t *m); /* DSM_EBUSY if held or waited for */
+int dsm_mutex_lock(dsm_mutex_t *m);
+int dsm_mutex_trylock(dsm_mutex_t *m); /* DSM_EBUSY if another thread or node holds it */
+int dsm_mutex_unlock(dsm_mutex_t *m);  /* DSM_EPERM if this node does not hold it */
 
 /* Per-transport traffic counters; index with DSM_TP_*. */
 enum { DSM_TP_TCP = 0, DSM_TP_RDMA = 1, DSM_TP_LOCAL = 2, DSM_TP_COUNT = 3 };
@@ -127,10 +134,18 @@ typedef struct dsm_stats {
     uint64_t pages_prefetched; /* pages read ahead of a sequential stream (DSM_PREFETCH) */
     uint64_t migratory_reads;  /* read misses that asked for an exclusive copy: the page had
                                   been read, then written, here before (counted in read_faults) */
+    /* Bytes of this struct the library filled: counters are only ever appended, so a program
+     * built against a newer header and run with an older library sees the newer fields as 0
+     * and can tell from `size` which fields the library knew. */
+    size_t size;
 } dsm_stats_t;
 
-/* Fills *out with this node's counters. 0, or DSM_ESTATE before dsm_init. */
-int dsm_stats(dsm_stats_t *out);
+/* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or
+ * DSM_ESTATE before dsm_init. dsm_stats(out) passes the size of the caller's struct, so a
+ * program keeps working with a library that has more counters than its header. */
+int dsm_stats_sized(dsm_stats_t *out, size_t size);
+int dsm_stats(dsm_stats_t *out); /* binaries built before dsm_stats_sized existed */
+#define dsm_stats(out) dsm_stats_sized((out), sizeof *(out))
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,305 @@
+/*
+ * engine.h - the protocol engine of one node: one object, its effects behind ops tables.
+ *
+ * Everything that decides which messages a node sends, and when, lives in a struct dsm_node:
+ * page states, directory entries, the hold and deferral of invalidations and recalls,
+ * read-ahead, migratory prediction, collective agreement, barriers, the lock manager, the
+ * allocators and the homes of pages. The engine never makes a system call, never reads a
+ * clock and never touches application memory itself. Its effects go through three tables the
+ * embedder supplies:
+ *   - memory (struct dsm_mem_ops): install a page read-only or writable, write-protect,
+ *     drop, reset a range, and give access to this node's copy and to the home store;
+ *   - environment (struct dsm_env_ops): the time, how a thread waits for a condition, how
+ *     sleepers are woken, and what a fatal error does;
+ *   - the transport (transport/transport.h), for messages to other nodes.
+ * The real runtime (region.c, service.c, init.c) implements them with userfaultfd, the clock,
+ * futexes, and TCP or RDMA. The in-process fixture (tests/engine) implements them with plain
+ * memory, a virtual clock, coroutines and in-memory FIFO channels, and runs whole clusters of
+ * engines in one process under a seeded scheduler. What the fixture checks is what runs.
+ *
+ * Threads and who owns what (the real runtime; in the fixture everything runs on one thread):
+ *   - The PROGRESS TOKEN (n->token) serialises every protocol step on a node: whoever holds
+ *     it (an application thread waiting in a fault, a barrier or a lock, or the service
+ *     thread) receives messages, runs the protocol, changes mappings and sends. Fields marked
+ *     [token] are read and written only by the holder. It is a try-lock, never slept on.
+ *   - Fields marked [atomic] are read by anyone without the token (waiters poll them) and
+ *     written by the token holder.
+ *   - Fields marked [init] are set by dsm_node_create and read-only after.
+ *   - Fields marked [arena] are under n->arena_lock (dsm_malloc's heap).
+ */
+#ifndef DSM_ENGINE_H
+#define DSM_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coh.h"
+#include "dsm.h"
+#include "hist.h"
+#include "proto.h"
+#include "transport.h"
+
+#define PAGE_SIZE      DSM_PAGE_SIZE
+#define PAGE_SHIFT     12
+#define HOME_NONE      0xFF /* page not allocated */
+#define DSM_PLACE_MASK 0xFF /* the placement part of dsm_alloc_placed's policy */
+#define MIG_SEEN       1    /* this node upgraded the page before: read misses ask for ownership */
+#define MIG_CLEAN      2    /* owned by such a guess and not written yet: mapped read-only */
+
+struct dsm_node;
+
+/* ---------------------------------------------------------------- effects */
+
+/* Memory of one node. Every call is made by the token holder; failures are fatal inside the
+ * implementation (they mean a protocol bug or a broken kernel, never a user error). */
+struct dsm_mem_ops {
+    /* Installs `page` with a copy of `data` (NULL: zeros), read-only or writable. The page
+     * has no copy here (installing over a present page is an error, as with UFFDIO_COPY). */
+    void (*map)(void *ctx, uint64_t page, const void *data, int writable);
+    /* Makes a present page read-only (protect=1) or writable again (0), data kept. */
+    void (*protect)(void *ctx, uint64_t page, int protect);
+    /* Drops this node's copy of the page. */
+    void (*unmap)(void *ctx, uint64_t page);
+    /* Drops this node's copies and home-store contents of [first, first + count). */
+    void (*reset)(void *ctx, uint64_t first, uint64_t count);
+    /* This node's present copy of `page` (read for write-backs). */
+    const void *(*page)(void *ctx, uint64_t page);
+    /* The home store's copy of `page` (this node homes it). */
+    void *(*store)(void *ctx, uint64_t page);
+};
+
+/* Time, waiting, waking and dying. */
+struct dsm_env_ops {
+    /* Monotonic time in nanoseconds: the only clock the engine reads. */
+    uint64_t (*now)(void *ctx);
+    /* Returns once cond(arg) is true, driving the engine (dsm_progress) while it waits. */
+    void (*wait)(struct dsm_node *n, int (*cond)(void *), void *arg);
+    /* The engine changed state that sleeping waiters may be waiting for. */
+    void (*wake)(struct dsm_node *n);
+    /* A fatal error (text already formatted). Must not return. */
+    void (*fatal)(struct dsm_node *n, const char *text) __attribute__((noreturn));
+};
+
+/* ---------------------------------------------------------------- configuration */
+
+struct dsm_engine_cfg {
+    int rank, nodes;
+    uint64_t npages;    /* pages in the global space */
+    uint64_t base;      /* its address (addresses of mutexes and dsm_malloc blocks are in it) */
+    uint64_t memory;    /* bytes of the global space (for messages) */
+    long hold_us;       /* how long a granted page stays before a recall is honoured */
+    int prefetch;       /* most pages read ahead of a sequential read stream, 0: off */
+    uint32_t locks_max; /* mutexes one node manages at once (a power of two) */
+    uint32_t lq_cap;    /* local message queue capacity (messages to self) */
+    int default_proto;  /* DSM_PROTO_*: protocol of allocations that name none */
+};
+
+/* ---------------------------------------------------------------- the node */
+
+struct local_msg {
+    struct dsm_wire_hdr h;
+    uint32_t slot; /* payload slot, if h.len */
+};
+
+enum { COLL_BARRIER = 1, COLL_ALLOC = 2, COLL_FREE = 3, COLL_FINALIZE = 4 };
+
+struct coll_rec {
+    uint64_t seq; /* 0: none yet */
+    uint32_t kind;
+    uint64_t a, b, c;
+};
+
+#define WAITER_SLOTS 1024
+enum { W_FREE = 0, W_WAITING = 1, W_GRANTED = 2, W_BUSY = 3, W_CHECKING = 4 };
+#define QNIL 0xFFFFFFFFu
+
+struct lock_ent {
+    uint64_t addr; /* 0: empty slot */
+    uint32_t head, tail;
+    uint16_t holder;
+    uint8_t held;
+};
+struct qnode {
+    uint64_t waiter;
+    uint32_t next;
+    uint16_t node;
+};
+
+#define REMOTE_FREES  4096
+#define DSM_DEFER_CAP 4096 /* recalls set aside at once */
+
+struct dsm_node {
+    /* [init] */
+    struct dsm_engine_cfg cfg;
+    int rank, nodes;
+    uint64_t npages;
+    uint64_t coll_pages;  /* pages [0, coll_pages) are for dsm_alloc, the rest for arenas */
+    uint64_t arena_pages; /* per-node dsm_malloc arena size in pages */
+    const struct dsm_mem_ops *mem;
+    void *mem_ctx;
+    const struct dsm_env_ops *env;
+    void *env_ctx;
+    struct dsm_tp *tp; /* NULL for a single node */
+
+    /* Per-page bookkeeping, indexed by page number. */
+    _Atomic uint8_t *pstate; /* [atomic] enum coh_nstate on this node */
+    uint8_t *home;           /* [token] home node, HOME_NONE if unallocated (see alloc.c) */
+    uint8_t *proto;          /* [token] DSM_PROTO_* of the allocation holding the page */
+    struct coh_dir *dir;     /* [token] directory entries (of homed pages) */
+    uint64_t *hold_until;    /* [atomic] recalls wait until this time (ns), see engine.c */
+    uint8_t *pf;             /* [token] 1 while a read-ahead request is in flight */
+    uint8_t *mig;            /* [atomic] MIG_* (engine.c); written by the token holder */
+
+    /* Progress (engine.c). */
+    _Atomic int token;           /* 0 free, else the holder's thread id */
+    _Atomic uint64_t poll_epoch; /* bumped whenever an application thread takes the token */
+    _Atomic uint32_t wake_seq;   /* futex word of the real runtime's sleepers */
+    _Atomic int sleepers;
+    int finalizing;       /* [token] BYE exchange under way: peers closing is expected */
+    _Atomic int byes;     /* peers that said BYE */
+    struct local_msg *lq; /* [token] messages to self, FIFO */
+    char (*lq_payload)[PAGE_SIZE];
+    uint32_t lq_head, lq_tail;
+    struct dsm_wire_hdr *deferred; /* [token] recalls set aside during a hold, FIFO */
+    uint32_t def_head, def_tail;
+    uint64_t pf_next; /* [token] read-ahead: the page that would extend the stream */
+    int pf_win;       /* [token] read-ahead window */
+
+    /* Collectives and barriers (sync.c). */
+    uint64_t cseq; /* [token] collectives entered by this node */
+    int cur_kind;  /* [token] kind of collective `cseq` */
+    uint64_t cur_a, cur_b, cur_c;
+    uint64_t bar_recv[64][2];               /* [atomic] [round][seq parity] = seq received */
+    struct coll_rec coll[DSM_MAX_NODES][2]; /* [atomic seq] [peer][seq parity] */
+
+    /* Mutexes (sync.c): requesting side. */
+    _Atomic int waiter[WAITER_SLOTS]; /* W_* per outstanding lock call */
+    _Atomic int rel_outstanding;      /* releases sent to other managers, not yet acked */
+    uint64_t *held;     /* [token] mutexes this node holds (open addressing, locks_max) */
+    uint32_t held_live; /* [token] entries in use */
+    /* Manager side [token]: an entry exists while its mutex is held (or waited for). */
+    struct lock_ent *locks; /* open addressing, cfg.locks_max entries */
+    uint32_t locks_live;    /* entries in use */
+    struct qnode *qnodes;
+    uint32_t qfree, qnext_unused;
+
+    /* Allocation (alloc.c). */
+    struct dsm_heap *coll_heap;  /* used by the one thread that makes collective calls */
+    struct dsm_heap *arena_heap; /* [arena] */
+    pthread_mutex_t arena_lock;
+    uint64_t remote_free[REMOTE_FREES]; /* frees of this arena asked for by other nodes */
+    _Atomic uint32_t rf_head, rf_tail;  /* producer: token holder; consumer: arena_lock */
+
+    /* Counters [atomic]: updated by whichever thread sees the event. */
+    struct {
+        _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
+            recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
+            kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads;
+    } st;
+    struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
+    atomic_flag fault_hist_lock;
+};
+
+/* ---------------------------------------------------------------- life cycle (engine.c) */
+
+/* Creates a node's engine. The ops tables and contexts must outlive it. NULL on out of
+ * memory (with err filled). tp may be set later (before any message moves). */
+struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct dsm_mem_ops *mem,
+                                 void *mem_ctx, const struct dsm_env_ops *env, void *env_ctx,
+                                 char *err, size_t errlen);
+void dsm_node_destroy(struct dsm_node *n);
+
+/* ---------------------------------------------------------------- addresses */
+
+static inline uint64_t dsm_node_page_of(const struct dsm_node *n, uint64_t addr)
+{
+    return (addr - n->cfg.base) >> PAGE_SHIFT;
+}
+static inline int dsm_node_in_region(const struct dsm_node *n, uint64_t addr)
+{
+    return addr - n->cfg.base < n->npages * PAGE_SIZE;
+}
+
+/* ---------------------------------------------------------------- errors */
+
+/* Formats and hands the text to env->fatal. Never returns. */
+void dsm_node_fatal(struct dsm_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+/* ---------------------------------------------------------------- progress (engine.c) */
+
+int dsm_token_try(struct dsm_node *n);
+/* Spins (yielding now and then) until the token is ours. */
+void dsm_token_acquire(struct dsm_node *n);
+void dsm_token_release(struct dsm_node *n);
+/* Runs the engine (expired deferrals, the local queue, the network) until a pass finds
+ * nothing. Token held. Returns the number of messages handled. */
+int dsm_progress(struct dsm_node *n);
+/* Whether recalls are set aside waiting for a page hold to end (token holder). */
+int dsm_deferred_pending(const struct dsm_node *n);
+/* The earliest time a set-aside recall may be handled (0: none). Token holder. */
+uint64_t dsm_deferred_due(const struct dsm_node *n);
+/* Sends a frame (dst may be this node: it goes through the local queue). Token held. */
+void dsm_send(struct dsm_node *n, int dst, const struct dsm_wire_hdr *h, const void *payload);
+/* The transport's deliver callback (ctx = the node). Token held. */
+void dsm_deliver(void *ctx, const struct dsm_wire_hdr *h, const void *payload);
+/* The transport's lost-peer callback (ctx = the node). */
+void dsm_peer_lost(void *ctx, int peer, const char *why);
+/* Waits for cond through env->wait. */
+static inline void dsm_wait(struct dsm_node *n, int (*cond)(void *), void *arg)
+{
+    n->env->wait(n, cond, arg);
+}
+static inline uint64_t dsm_node_now(struct dsm_node *n)
+{
+    return n->env->now(n->env_ctx);
+}
+
+/* ---------------------------------------------------------------- access (engine.c) */
+
+/* Resolves one access to a page: returns when this node holds the needed permission.
+ * from_fault: 1 for a trapped access (offset = its byte offset in the page, for tracing),
+ * 0 for a buffer made present for a system call. */
+void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, uint32_t offset);
+/* Whether this node may access the page now (write: writably). Any thread. */
+int dsm_access_ok(struct dsm_node *n, uint64_t page, int write);
+
+/* ---------------------------------------------------------------- sync.c */
+
+int dsm_sync_init(struct dsm_node *n, char *err, size_t errlen);
+void dsm_sync_fini(struct dsm_node *n);
+/* Handles a synchronisation message (LOCK_*, BARRIER, COLL, FREE, BYE, ABORT). Token held. */
+void dsm_sync_recv(struct dsm_node *n, const struct dsm_wire_hdr *h, const void *payload);
+/* Every collective goes through here: all nodes must call it in the same order with the same
+ * kind and arguments; a disagreement is fatal on every node with a message naming both. */
+void dsm_collective(struct dsm_node *n, int kind, uint64_t a, uint64_t b, uint64_t c);
+void dsm_node_barrier(struct dsm_node *n);
+/* Mutexes, by their address in the global space. 0 or a DSM_E* code (see dsm.h). */
+int dsm_node_mutex_init(struct dsm_node *n, uint64_t m);
+int dsm_node_mutex_lock(struct dsm_node *n, uint64_t m);
+int dsm_node_mutex_trylock(struct dsm_node *n, uint64_t m);
+int dsm_node_mutex_unlock(struct dsm_node *n, uint64_t m);
+int dsm_node_mutex_destroy(struct dsm_node *n, uint64_t m);
+/* The goodbye exchange of dsm_finalize: tells every peer and waits (bounded) for theirs.
+ * Returns 1 if every peer said goodbye in time. */
+int dsm_node_goodbye(struct dsm_node *n, uint64_t timeout_ns);
+
+/* ---------------------------------------------------------------- alloc.c */
+
+int dsm_alloc_init(struct dsm_node *n, char *err, size_t errlen);
+void dsm_alloc_fini(struct dsm_node *n);
+/* The allocators, with addresses as offsets into the global space plus cfg.base.
+ * Return 0 (no address) on failure, with the cause logged. */
+uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size_t arg);
+uint64_t dsm_node_malloc(struct dsm_node *n, size_t size);
+void dsm_node_free(struct dsm_node *n, uint64_t addr);
+/* The node that homes this address, -1 if it is not allocated DSM memory. */
+int dsm_node_home(const struct dsm_node *n, uint64_t addr);
+/* A FREE message from a peer (token held). */
+void dsm_malloc_free_home(struct dsm_node *n, uint64_t addr);
+/* Resets pages to "never used" on this node: copies dropped, homed entries zeroed. Token. */
+void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count);
+
+#endif /* DSM_ENGINE_H */
