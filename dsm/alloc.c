@@ -73,11 +73,21 @@ uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size
         for (uint64_t i = 0; i < np; i++) {
             n->home[first + i] = (uint8_t)dsm_place_home(place, arg, n->nodes, np, i);
             n->proto[first + i] = (uint8_t)proto;
+            /* Until every node has agreed, a home may still be forgetting a freed block at
+             * these pages: another thread's read-ahead must not ask for them yet (found by
+             * tests/engine). The program itself cannot: it has no pointer to them yet. */
+            n->pf[first + i] = PF_NOAHEAD;
         }
         dsm_token_release(n);
     }
     dsm_collective(n, COLL_ALLOC, size, (uint64_t)policy, arg);
-    if (rc == 0) return n->cfg.base + off;
+    if (rc == 0) {
+        uint64_t first = off / PAGE_SIZE, np = (size + PAGE_SIZE - 1) / PAGE_SIZE;
+        dsm_token_acquire(n);
+        for (uint64_t i = 0; i < np; i++) n->pf[first + i] &= (uint8_t)~PF_NOAHEAD;
+        dsm_token_release(n);
+        return n->cfg.base + off;
+    }
     if (why[0])
         LOGE("dsm_alloc_placed(%zu, %d, %zu): %s", size, policy, arg, why);
     else
@@ -148,7 +158,7 @@ struct range_wait {
 /* Whether no transaction on a page of the range involves this node any more: no request of
  * its own in flight (a read-ahead reply, a grant), and as a home no directory entry waiting
  * for acks or a write-back. */
-static int range_quiet(void *arg)
+static __attribute__((unused)) int range_quiet(void *arg)
 {
     struct range_wait *w = arg;
     struct dsm_node *n = w->n;
@@ -197,6 +207,10 @@ void dsm_node_free(struct dsm_node *n, uint64_t addr)
             return;
         }
         struct range_wait w = {n, page, sz / PAGE_SIZE};
+        /* From here on no read-ahead of another thread may ask for these pages. */
+        dsm_token_acquire(n);
+        for (uint64_t p = w.first; p < w.first + w.count; p++) n->pf[p] |= PF_NOAHEAD;
+        dsm_token_release(n);
 #ifndef UFDSM_INJECT_FREE_BUG
         /* Requests the program made before the free may still be in flight: read-ahead
          * replies, and the recalls and invalidations a home sent to serve them. Resetting a

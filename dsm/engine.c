@@ -376,15 +376,15 @@ static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const 
                        coh_nstate_name(before));
     int data = m.type == COH_DATA_S || m.type == COH_DATA_M;
     /* A page read ahead has nobody about to use it: no hold. */
-    if (data && n->cfg.hold_us && !n->pf[p])
+    if (data && n->cfg.hold_us && !(n->pf[p] & PF_INFLIGHT))
         __atomic_store_n(&n->hold_until[p], dsm_node_now(n) + (uint64_t)n->cfg.hold_us * 1000,
                          __ATOMIC_RELAXED);
     /* Taken back before it was written: the page is not migratory after all. */
     if ((m.type == COH_RECALL_S || m.type == COH_RECALL_I) && (n->mig[p] & MIG_CLEAN))
         __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);
     account_node_msg(n, h, p);
-    if (data && n->pf[p]) {
-        n->pf[p] = 0;
+    if (data && (n->pf[p] & PF_INFLIGHT)) {
+        n->pf[p] &= (uint8_t)~PF_INFLIGHT;
         atomic_fetch_add_explicit(&n->st.pages_prefetched, 1, memory_order_relaxed);
         DSM_TRACE(DSM_TR_PREFETCHED, 0, p, dsm_node_now(n), 0, 0, h->src, 0);
     }
@@ -482,11 +482,15 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
     uint64_t q = page + 1;
     for (; q <= page + (uint64_t)n->pf_win && q < n->npages; q++) {
         uint8_t st = atomic_load_explicit(&n->pstate[q], memory_order_relaxed);
-        if (n->home[q] == HOME_NONE || st != COH_I || n->proto[q] != n->proto[page]) break;
+        /* Only pages nobody is asking for, of a live allocation: read-ahead runs on behalf
+         * of one thread and may cross into a neighbouring allocation that another thread
+         * is freeing (found by tests/engine), which must not see new requests. */
+        if (n->home[q] == HOME_NONE || st != COH_I || n->pf[q] || n->proto[q] != n->proto[page])
+            break;
         struct coh_out out;
         out.n = 0;
         proto_of(n, q)->node_access(&st, n->rank, n->home[q], q, 0, &out);
-        n->pf[q] = 1;
+        n->pf[q] = PF_INFLIGHT;
         atomic_store_explicit(&n->pstate[q], st, memory_order_release);
         exec_actions(n, &out, NULL);
     }

@@ -45,6 +45,8 @@
 #define PAGE_SHIFT     12
 #define HOME_NONE      0xFF /* page not allocated */
 #define DSM_PLACE_MASK 0xFF /* the placement part of dsm_alloc_placed's policy */
+#define PF_INFLIGHT    1    /* a read-ahead request for the page is in flight */
+#define PF_NOAHEAD     2    /* not (or no more) a live allocation everywhere: never read ahead */
 #define MIG_SEEN       1    /* this node upgraded the page before: read misses ask for ownership */
 #define MIG_CLEAN      2    /* owned by such a guess and not written yet: mapped read-only */
 
@@ -149,7 +151,7 @@ struct dsm_node {
     uint8_t *proto;          /* [token] DSM_PROTO_* of the allocation holding the page */
     struct coh_dir *dir;     /* [token] directory entries (of homed pages) */
     uint64_t *hold_until;    /* [atomic] recalls wait until this time (ns), see engine.c */
-    uint8_t *pf;             /* [token] 1 while a read-ahead request is in flight */
+    uint8_t *pf;             /* [token] PF_* */
     uint8_t *mig;            /* [atomic] MIG_* (engine.c); written by the token holder */
 
     /* Progress (engine.c). */

@@ -126,8 +126,8 @@ static void iov_prefault(const struct iovec *iov, int n, int write)
     X(write)                                                                                       \
     X(pread)                                                                                       \
     X(pwrite)                                                                                      \
-    X(readv) X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom) X(send) X(sendto) X(recvmsg)       \
-        X(sendmsg)
+    X(readv)                                                                                       \
+    X(writev) X(preadv) X(pwritev) X(recv) X(recvfrom) X(send) X(sendto) X(recvmsg) X(sendmsg)
 #define DECLARE_REAL(name) static __typeof__(name) *real_##name;
 WRAPPED(DECLARE_REAL)
 #define RESOLVE_REAL(name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name);

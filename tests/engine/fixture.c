@@ -1,0 +1,1003 @@
+/*
+ * fixture.c - whole clusters of ufdsm engines in one process, under a seeded scheduler.
+ *
+ * The model is canonical/raft's fixture: the engine (dsm/engine.h) takes its effects through
+ * ops tables, and here they are all fakes. Memory is plain arrays with a permission per page
+ * (as userfaultfd would enforce it), the transport is one FIFO channel per ordered pair of
+ * nodes (as TCP and RDMA RC deliver), time is a virtual clock, and application threads are
+ * coroutines (ucontext) that yield to the scheduler whenever the engine would make them
+ * wait. The scheduler - a seeded random generator, or in exhaustive mode an enumeration of
+ * every choice sequence up to a depth - decides at every step which message is delivered
+ * next, which thread runs next, when a service thread polls and when time advances.
+ *
+ * After every step it checks:
+ *   - single writer or readers: at most one node maps a page writable, and then no other
+ *     node maps it at all;
+ *   - data values: every mapped copy holds the last value written to each word (the
+ *     "golden" copy that every write updates), and every read returns it;
+ *   - mutual exclusion of every mutex, and at the end every lock-protected counter;
+ * and it detects a cluster that stops: no message in flight, nothing deferred, and every
+ * unfinished thread still waiting after it ran once more (a lost wake-up or a deadlock), or
+ * a step budget exhausted (a livelock). A failure prints the seed, the scenario and the
+ * steps leading to it; `--seed S --verbose` replays it step by step.
+ *
+ * Usage: engine_fixture [--seeds A:B] [--seed S] [--scenario random|free_readahead]
+ *                       [--exhaustive DEPTH] [--expect-failure] [--verbose]
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include "engine.h"
+#include "log.h"
+
+#define MAXN       4
+#define MAXT       2 /* application threads per node */
+#define NPAGES     64
+#define CHECKED    128 /* bytes at the start of each page that operations use and checks compare */
+#define STACK_SIZE (256 * 1024)
+#define MAXLOCKS   3
+#define MAILBOX    16
+#define STEP_LIMIT 400000
+
+/* ---------------------------------------------------------------- random numbers */
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* ---------------------------------------------------------------- state */
+
+struct msg {
+    struct dsm_wire_hdr h;
+    struct msg *next;
+    uint8_t payload[];
+};
+
+struct chan {
+    struct msg *head, *tail;
+    int len;
+};
+
+struct fmem {
+    int node;
+    uint8_t perm[NPAGES]; /* 0 none, 1 read-only, 2 writable */
+    uint8_t app[NPAGES][PAGE_SIZE];
+    uint8_t store[NPAGES][PAGE_SIZE];
+};
+
+enum { T_NEW, T_RUN, T_WAIT, T_DONE };
+
+struct fthread {
+    ucontext_t uc;
+    char *stack;
+    int node, idx, state;
+    uint64_t rng;
+    char doing[96]; /* the operation under way, for reports */
+    long progress;  /* operations completed */
+};
+
+struct fx {
+    /* scenario */
+    uint64_t seed;
+    int nn, nt, phases, ops, scenario;
+    long hold_us;
+    int prefetch;
+    /* exploration */
+    uint64_t rng;
+    int exhaustive, depth;
+    int *script, script_len, script_cap; /* exhaustive: choices to replay */
+    int *trail_k, *trail_c, trail_len;   /* exhaustive: choices made, and how many there were */
+    int verbose, expect_failure;
+    long steps;
+    /* cluster */
+    struct dsm_node *n[MAXN];
+    struct fmem *mem[MAXN];
+    struct dsm_tp tp[MAXN];
+    struct chan ch[MAXN][MAXN];
+    uint64_t now;
+    struct fthread th[MAXN * MAXT];
+    ucontext_t sched;
+    struct fthread *cur;
+    uint8_t golden[NPAGES][PAGE_SIZE]; /* the last value written to every byte */
+    /* shared allocations */
+    uint64_t s_addr, v_addr[MAXN];
+    int s_pages, v_pages;
+    int s_ready[MAXN];
+    int freeing; /* nodes inside the collective free of V */
+    uint64_t freeing_first, freeing_count;
+    int lock_holder[MAXLOCKS]; /* thread index + 1, 0: free */
+    long lock_incs[MAXLOCKS];
+    uint64_t mailbox[MAILBOX];
+    int mail;
+    /* report */
+    char logbuf[512][200];
+    unsigned nlog;
+};
+
+static struct fx F;
+
+static void fx_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+    char *b = F.logbuf[F.nlog++ % 512];
+    int k = snprintf(b, 200, "%6ld t=%-6" PRIu64 " ", F.steps, F.now / 1000);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b + k, 200 - (size_t)k, fmt, ap);
+    va_end(ap);
+    if (F.verbose) printf("%s\n", b);
+}
+
+static void describe_scenario(FILE *f)
+{
+    fprintf(f,
+            "seed %" PRIu64 ": %s, %d nodes x %d threads, %d phases of %d ops, hold %ld us, "
+            "read-ahead %d\n",
+            F.seed, F.scenario ? "free_readahead" : "random", F.nn, F.nt, F.phases, F.ops,
+            F.hold_us, F.prefetch);
+}
+
+static void fx_fail(const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    if (F.expect_failure) {
+        printf("caught (as expected) at step %ld: %s\n", F.steps, text);
+        describe_scenario(stdout);
+        exit(0);
+    }
+    fprintf(stderr, "FAIL at step %ld: %s\n", F.steps, text);
+    describe_scenario(stderr);
+    if (!F.verbose) {
+        unsigned first = F.nlog > 512 ? F.nlog - 512 : 0;
+        fprintf(stderr, "last %u steps:\n", F.nlog - first);
+        for (unsigned i = first; i < F.nlog; i++) fprintf(stderr, "  %s\n", F.logbuf[i % 512]);
+    }
+    for (int i = 0; i < F.nn * F.nt; i++)
+        if (F.th[i].state != T_DONE)
+            fprintf(stderr, "  thread %d.%d: %s\n", F.th[i].node, F.th[i].idx, F.th[i].doing);
+    if (F.exhaustive) {
+        fprintf(stderr, "choices:");
+        for (int i = 0; i < F.trail_len; i++) fprintf(stderr, " %d/%d", F.trail_c[i], F.trail_k[i]);
+        fprintf(stderr, "\n");
+    }
+    fprintf(stderr, "replay: engine_fixture --seed %" PRIu64 "%s --verbose\n", F.seed,
+            F.scenario ? " --scenario free_readahead" : "");
+    exit(1);
+}
+
+/* One scheduling decision among k. */
+static int choose(int k)
+{
+    if (k <= 1) return 0;
+    if (!F.exhaustive) return (int)(splitmix(&F.rng) % (uint64_t)k);
+    /* Past the depth, a fixed rotation: fair, so every run ends, and deterministic. */
+    int c = (int)(F.steps % (uint64_t)k);
+    if (F.trail_len < F.script_len)
+        c = F.script[F.trail_len];
+    else if (F.trail_len < F.depth)
+        c = 0;
+    if (F.trail_len < F.depth) {
+        F.trail_k[F.trail_len] = k;
+        F.trail_c[F.trail_len] = c;
+        F.trail_len++;
+    }
+    return c;
+}
+
+/* ---------------------------------------------------------------- memory ops */
+
+static void m_map(void *ctx, uint64_t page, const void *data, int writable)
+{
+    struct fmem *m = ctx;
+    if (m->perm[page])
+        fx_fail("node %d: page %" PRIu64 " installed while present (UFFDIO_COPY would fail)",
+                m->node, page);
+    if (data)
+        memcpy(m->app[page], data, PAGE_SIZE);
+    else
+        memset(m->app[page], 0, PAGE_SIZE);
+    m->perm[page] = writable ? 2 : 1;
+}
+
+static void m_protect(void *ctx, uint64_t page, int protect)
+{
+    struct fmem *m = ctx;
+    if (m->perm[page]) m->perm[page] = protect ? 1 : 2;
+}
+
+static void m_unmap(void *ctx, uint64_t page)
+{
+    struct fmem *m = ctx;
+    m->perm[page] = 0;
+    memset(m->app[page], 0xEE, PAGE_SIZE); /* a stale read of a dropped page shows */
+}
+
+static void m_reset(void *ctx, uint64_t first, uint64_t count)
+{
+    struct fmem *m = ctx;
+    for (uint64_t p = first; p < first + count; p++) {
+        m->perm[p] = 0;
+        memset(m->app[p], 0, PAGE_SIZE);
+        memset(m->store[p], 0, PAGE_SIZE);
+    }
+}
+
+static const void *m_page(void *ctx, uint64_t page)
+{
+    struct fmem *m = ctx;
+    if (!m->perm[page])
+        fx_fail("node %d: the engine read its copy of page %" PRIu64 ", which is not present",
+                m->node, page);
+    return m->app[page];
+}
+
+static void *m_store(void *ctx, uint64_t page)
+{
+    struct fmem *m = ctx;
+    return m->store[page];
+}
+
+static const struct dsm_mem_ops fx_mem_ops = {
+    .map = m_map,
+    .protect = m_protect,
+    .unmap = m_unmap,
+    .reset = m_reset,
+    .page = m_page,
+    .store = m_store,
+};
+
+/* ---------------------------------------------------------------- environment ops */
+
+static uint64_t e_now(void *ctx)
+{
+    (void)ctx;
+    return F.now;
+}
+
+static void e_wait(struct dsm_node *n, int (*cond)(void *), void *arg)
+{
+    struct fthread *t = F.cur;
+    if (!t) fx_fail("node %d: the scheduler itself was asked to wait", n->rank);
+    for (;;) {
+        if (cond(arg)) return;
+        if (dsm_token_try(n)) {
+            dsm_progress(n);
+            dsm_token_release(n);
+            if (cond(arg)) return;
+        }
+        t->state = T_WAIT;
+        swapcontext(&t->uc, &F.sched);
+    }
+}
+
+static void e_wake(struct dsm_node *n)
+{
+    (void)n;
+}
+
+__attribute__((noreturn)) static void e_fatal(struct dsm_node *n, const char *text)
+{
+    fx_fail("node %d stopped the job: %s", n->rank, text);
+}
+
+static const struct dsm_env_ops fx_env_ops = {
+    .now = e_now,
+    .wait = e_wait,
+    .wake = e_wake,
+    .fatal = e_fatal,
+};
+
+/* ---------------------------------------------------------------- transport ops */
+
+static int t_send(struct dsm_tp *tp, int dst, const struct dsm_wire_hdr *h, const void *payload)
+{
+    struct msg *m = malloc(sizeof *m + h->len);
+    if (!m) fx_fail("out of memory");
+    m->h = *h;
+    m->next = NULL;
+    if (h->len) memcpy(m->payload, payload, h->len);
+    struct chan *c = &F.ch[tp->rank][dst];
+    if (c->tail)
+        c->tail->next = m;
+    else
+        c->head = m;
+    c->tail = m;
+    c->len++;
+    return 0;
+}
+
+static void t_flush(struct dsm_tp *tp)
+{
+    (void)tp;
+}
+
+/* Messages move only when the scheduler says so (deliver steps). */
+static int t_poll(struct dsm_tp *tp)
+{
+    (void)tp;
+    return 0;
+}
+
+static int t_wait(struct dsm_tp *tp, int arm, long timeout_us)
+{
+    (void)tp, (void)arm, (void)timeout_us;
+    return 0;
+}
+
+static void t_kick(struct dsm_tp *tp)
+{
+    (void)tp;
+}
+
+static void t_destroy(struct dsm_tp *tp)
+{
+    (void)tp;
+}
+
+static const struct dsm_tp_ops fx_tp_ops = {
+    .name = "fixture",
+    .send = t_send,
+    .flush = t_flush,
+    .poll = t_poll,
+    .wait = t_wait,
+    .kick = t_kick,
+    .destroy = t_destroy,
+};
+
+/* ---------------------------------------------------------------- checks */
+
+static int page_unchecked(uint64_t p)
+{
+    return F.freeing && p >= F.freeing_first && p < F.freeing_first + F.freeing_count;
+}
+
+/* Every step compares the first CHECKED bytes of each copy (where the data words are);
+ * every 64th step and the last compare whole pages (dsm_malloc blocks lie anywhere). */
+static void check_invariants(int whole)
+{
+    size_t len = whole ? PAGE_SIZE : CHECKED;
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        int writers = 0, readers = 0;
+        for (int k = 0; k < F.nn; k++) {
+            writers += F.mem[k]->perm[p] == 2;
+            readers += F.mem[k]->perm[p] == 1;
+        }
+        if (writers > 1 || (writers && readers))
+            fx_fail("page %" PRIu64 ": %d writable and %d read-only copies at once", p, writers,
+                    readers);
+        if (page_unchecked(p)) continue;
+        for (int k = 0; k < F.nn; k++)
+            if (F.mem[k]->perm[p] && memcmp(F.mem[k]->app[p], F.golden[p], len)) {
+                int w = 0;
+                while (F.mem[k]->app[p][w] == F.golden[p][w]) w++;
+                fx_fail("page %" PRIu64 ": node %d's copy differs from the last written "
+                        "value at byte %d",
+                        p, k, w);
+            }
+    }
+}
+
+/* ---------------------------------------------------------------- application operations */
+
+static void yield(void)
+{
+    struct fthread *t = F.cur;
+    t->state = T_RUN;
+    swapcontext(&t->uc, &F.sched);
+}
+
+static void doing(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void doing(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(F.cur->doing, sizeof F.cur->doing, fmt, ap);
+    va_end(ap);
+    note("thread %d.%d: %s", F.cur->node, F.cur->idx, F.cur->doing);
+}
+
+static struct dsm_node *me(void)
+{
+    return F.n[F.cur->node];
+}
+
+static uint64_t page_of(uint64_t addr)
+{
+    return dsm_node_page_of(me(), addr);
+}
+
+/* What the SIGBUS handler does: the access is retried until the page allows it. */
+static void touch(uint64_t addr, int write)
+{
+    struct fmem *m = F.mem[F.cur->node];
+    uint64_t p = page_of(addr);
+    while (m->perm[p] < (write ? 2 : 1)) {
+        dsm_access(me(), p, write, 1, (uint32_t)(addr & (PAGE_SIZE - 1)));
+        /* The return from the signal handler: others may act before the access is retried
+         * (what the hold after a grant is for). */
+        yield();
+    }
+}
+
+static uint64_t rd(uint64_t addr)
+{
+    touch(addr, 0);
+    uint64_t p = page_of(addr), off = addr & (PAGE_SIZE - 1), v, want;
+    memcpy(&v, &F.mem[F.cur->node]->app[p][off], 8);
+    memcpy(&want, &F.golden[p][off], 8);
+    if (v != want)
+        fx_fail("node %d read %" PRIu64 " at page %" PRIu64 "+%" PRIu64 ", but the last value "
+                "written there is %" PRIu64,
+                F.cur->node, v, p, off, want);
+    return v;
+}
+
+static void wr(uint64_t addr, uint64_t v)
+{
+    touch(addr, 1);
+    uint64_t p = page_of(addr), off = addr & (PAGE_SIZE - 1);
+    memcpy(&F.mem[F.cur->node]->app[p][off], &v, 8);
+    memcpy(&F.golden[p][off], &v, 8);
+}
+
+static uint64_t data_word(uint64_t base, int pages, uint64_t r)
+{
+    return base + (r % (uint64_t)pages) * PAGE_SIZE + ((r >> 8) % 8) * 8;
+}
+
+static uint64_t mutex_addr(int i)
+{
+    return F.s_addr + (uint64_t)(i % F.s_pages) * PAGE_SIZE + 1024 + 16 * (uint64_t)i;
+}
+
+static uint64_t counter_addr(int i)
+{
+    return F.s_addr + (uint64_t)((i + 1) % F.s_pages) * PAGE_SIZE + 64 + 8 * (uint64_t)i;
+}
+
+static uint64_t next_value(void)
+{
+    static uint64_t v;
+    return ++v;
+}
+
+static void locked_inc(int i, int try)
+{
+    struct dsm_node *n = me();
+    int rc;
+    if (try) {
+        doing("trylock mutex %d", i);
+        rc = dsm_node_mutex_trylock(n, mutex_addr(i));
+        if (rc == DSM_EBUSY) return;
+    } else {
+        doing("lock mutex %d", i);
+        rc = dsm_node_mutex_lock(n, mutex_addr(i));
+    }
+    if (rc) fx_fail("node %d: locking mutex %d returned %d", F.cur->node, i, rc);
+    int id = (int)(F.cur - F.th) + 1;
+    if (F.lock_holder[i])
+        fx_fail("mutex %d granted to thread %d.%d while thread %d.%d holds it", i, F.cur->node,
+                F.cur->idx, F.th[F.lock_holder[i] - 1].node, F.th[F.lock_holder[i] - 1].idx);
+    F.lock_holder[i] = id;
+    doing("increment the counter of mutex %d", i);
+    uint64_t c = rd(counter_addr(i));
+    yield();
+    wr(counter_addr(i), c + 1);
+    F.lock_incs[i]++;
+    yield();
+    F.lock_holder[i] = 0;
+    doing("unlock mutex %d", i);
+    if ((rc = dsm_node_mutex_unlock(n, mutex_addr(i))))
+        fx_fail("node %d: unlocking mutex %d returned %d", F.cur->node, i, rc);
+}
+
+/* One random operation on the stable allocation (S), the arena, or (thread 0) V. */
+static void random_op(struct fthread *t)
+{
+    uint64_t r = splitmix(&t->rng);
+    int use_v = t->idx == 0 && (r & 1);
+    uint64_t base = use_v ? F.v_addr[t->node] : F.s_addr;
+    int pages = use_v ? F.v_pages : F.s_pages;
+    switch ((r >> 1) % 10) {
+    case 0:
+    case 1: {
+        uint64_t a = data_word(base, pages, r >> 5);
+        doing("read %s page %" PRIu64, use_v ? "V" : "S", page_of(a));
+        rd(a);
+        break;
+    }
+    case 2:
+    case 3: {
+        uint64_t a = data_word(base, pages, r >> 5);
+        doing("write %s page %" PRIu64, use_v ? "V" : "S", page_of(a));
+        wr(a, next_value());
+        break;
+    }
+    case 4: { /* an atomic read-modify-write: one access with the page writable */
+        uint64_t a = data_word(base, pages, r >> 5);
+        doing("atomic add on %s page %" PRIu64, use_v ? "V" : "S", page_of(a));
+        touch(a, 1);
+        wr(a, rd(a) + 1);
+        break;
+    }
+    case 5: { /* a sequential read stream: read-ahead */
+        int first = (int)((r >> 5) % (uint64_t)pages);
+        for (int i = first; i < pages; i++) {
+            doing("sequential read of %s page %" PRIu64, use_v ? "V" : "S",
+                  page_of(base + (uint64_t)i * PAGE_SIZE));
+            rd(base + (uint64_t)i * PAGE_SIZE);
+            yield();
+        }
+        break;
+    }
+    case 6:
+    case 7:
+        locked_inc((int)((r >> 5) % MAXLOCKS), (r >> 9) & 1);
+        break;
+    case 8: { /* dsm_malloc here, written, handed to whoever frees it */
+        doing("dsm_malloc");
+        uint64_t a = dsm_node_malloc(me(), 8 + (size_t)((r >> 5) % 1500));
+        if (!a) break;
+        doing("write a dsm_malloc block at page %" PRIu64, page_of(a));
+        wr(a, next_value());
+        if (F.mail < MAILBOX)
+            F.mailbox[F.mail++] = a;
+        else
+            dsm_node_free(me(), a);
+        break;
+    }
+    case 9: /* take a block another thread (or node) allocated: read it, free it */
+        if (F.mail) {
+            uint64_t a = F.mailbox[--F.mail];
+            doing("read a dsm_malloc block at page %" PRIu64 " (home %d)", page_of(a),
+                  dsm_node_home(me(), a));
+            rd(a);
+            doing("dsm_free a block homed on node %d", dsm_node_home(me(), a));
+            dsm_node_free(me(), a);
+        }
+        break;
+    }
+}
+
+static void alloc_v(uint64_t *scen)
+{
+    struct fthread *t = F.cur;
+    uint64_t r = splitmix(scen);
+    int policy = (int)(r % 3);
+    size_t arg = policy == DSM_PLACE_CYCLIC ? PAGE_SIZE
+                 : policy == DSM_PLACE_NODE ? (r >> 8) % (uint64_t)F.nn
+                                            : 0;
+    doing("dsm_alloc_placed(V, %d pages, policy %d)", F.v_pages, policy);
+    F.v_addr[t->node] = dsm_node_alloc_placed(me(), (size_t)F.v_pages * PAGE_SIZE, policy, arg);
+    if (!F.v_addr[t->node]) fx_fail("node %d: dsm_alloc_placed of V failed", t->node);
+}
+
+static void free_v(void)
+{
+    struct fthread *t = F.cur;
+    uint64_t first = page_of(F.v_addr[t->node]);
+    if (!F.freeing) {
+        F.freeing_first = first;
+        F.freeing_count = (uint64_t)F.v_pages;
+    }
+    F.freeing++;
+    doing("dsm_free(V)");
+    dsm_node_free(me(), F.v_addr[t->node]);
+    if (++F.freeing == 2 * F.nn) { /* every node is through: V is fresh memory again */
+        F.freeing = 0;
+        for (uint64_t p = first; p < first + (uint64_t)F.v_pages; p++)
+            memset(F.golden[p], 0, PAGE_SIZE);
+    }
+}
+
+/* Thread 0 of each node: the collective calls, the same on every node, plus random ops. */
+static void main_thread(struct fthread *t)
+{
+    uint64_t scen = F.seed * 7919 + 17; /* the same collective script on every node */
+    doing("dsm_alloc(S)");
+    F.s_addr = dsm_node_alloc_placed(me(), (size_t)F.s_pages * PAGE_SIZE,
+                                     (int)(splitmix(&scen) % 2), PAGE_SIZE);
+    if (!F.s_addr) fx_fail("node %d: dsm_alloc of S failed", t->node);
+    alloc_v(&scen);
+    F.s_ready[t->node] = 1;
+    for (int ph = 0; ph < F.phases; ph++) {
+        if (F.scenario == 1) {
+            /* The regression: other nodes own V's pages, this one reads them in sequence
+             * (read-ahead), and the free follows at once. */
+            for (int i = 0; i < F.v_pages; i++) {
+                uint64_t a = F.v_addr[t->node] + (uint64_t)i * PAGE_SIZE;
+                if (t->node == F.nn - 1) {
+                    doing("write V page %" PRIu64, page_of(a));
+                    wr(a, next_value());
+                } else if (t->node == 1 % F.nn && i < 2) {
+                    /* Two reads start a stream: the rest of V is read ahead, and the free
+                     * below comes while those requests may still be in flight. */
+                    doing("sequential read of V page %" PRIu64, page_of(a));
+                    rd(a);
+                }
+                yield();
+            }
+        } else {
+            for (int i = 0; i < F.ops; i++) {
+                random_op(t);
+                t->progress++;
+                yield();
+            }
+        }
+        if (splitmix(&scen) & 1) {
+            doing("dsm_barrier");
+            dsm_node_barrier(me());
+        }
+        free_v();
+        alloc_v(&scen);
+    }
+    doing("final dsm_barrier");
+    dsm_node_barrier(me());
+}
+
+static void other_thread(struct fthread *t)
+{
+    doing("wait for S");
+    while (!F.s_ready[t->node]) yield();
+    for (int i = 0; i < F.phases * F.ops; i++) {
+        random_op(t);
+        t->progress++;
+        yield();
+    }
+}
+
+static void thread_entry(unsigned lo, unsigned hi)
+{
+    (void)hi;
+    struct fthread *t = &F.th[lo];
+    F.cur = t;
+    if (t->idx == 0)
+        main_thread(t);
+    else
+        other_thread(t);
+    snprintf(t->doing, sizeof t->doing, "done");
+    t->state = T_DONE;
+    swapcontext(&t->uc, &F.sched);
+}
+
+/* ---------------------------------------------------------------- the scheduler */
+
+static void set_log_rank(int k)
+{
+    dsm_log_rank = k;
+}
+
+static void deliver(int s, int d)
+{
+    struct chan *c = &F.ch[s][d];
+    struct msg *m = c->head;
+    c->head = m->next;
+    if (!c->head) c->tail = NULL;
+    c->len--;
+    note("deliver %s page/arg %" PRIu64 " flags %u aux %u: node %d -> node %d",
+         dsm_wire_type_name(m->h.type), m->h.arg0, m->h.flags, m->h.aux, s, d);
+    struct dsm_node *n = F.n[d];
+    set_log_rank(d);
+    if (!dsm_token_try(n)) fx_fail("node %d's token is held between steps", d);
+    dsm_deliver(n, &m->h, m->h.len ? m->payload : NULL);
+    dsm_progress(n);
+    dsm_token_release(n);
+    free(m);
+}
+
+static void resume(struct fthread *t)
+{
+    set_log_rank(t->node);
+    F.cur = t;
+    if (t->state == T_NEW) t->state = T_RUN;
+    swapcontext(&F.sched, &t->uc);
+    F.cur = NULL;
+}
+
+/* A service thread's look: run the engine of one node (expired holds, local queue). */
+static void service(int k)
+{
+    struct dsm_node *n = F.n[k];
+    set_log_rank(k);
+    if (!dsm_token_try(n)) fx_fail("node %d's token is held between steps", k);
+    int h = dsm_progress(n);
+    dsm_token_release(n);
+    if (h) note("service thread of node %d handled %d messages", k, h);
+}
+
+static int in_flight(void)
+{
+    int m = 0;
+    for (int s = 0; s < F.nn; s++)
+        for (int d = 0; d < F.nn; d++) m += F.ch[s][d].len;
+    return m;
+}
+
+static uint64_t next_due(void)
+{
+    uint64_t due = 0;
+    for (int k = 0; k < F.nn; k++) {
+        uint64_t t = dsm_deferred_due(F.n[k]);
+        if (t && (!due || t < due)) due = t;
+    }
+    return due;
+}
+
+/* Everything quiet and someone still waiting: run every waiting thread once more; if none of
+ * them gets anywhere and no message appears, they never will. */
+static void check_stuck(void)
+{
+    long before[MAXN * MAXT];
+    int nth = F.nn * F.nt;
+    for (int i = 0; i < nth; i++) before[i] = F.th[i].state == T_DONE ? -1 : F.th[i].progress;
+    char was[MAXN * MAXT][96];
+    for (int i = 0; i < nth; i++) memcpy(was[i], F.th[i].doing, sizeof was[i]);
+    for (int i = 0; i < nth; i++)
+        if (F.th[i].state != T_DONE) resume(&F.th[i]);
+    if (in_flight() || next_due()) return;
+    for (int i = 0; i < nth; i++)
+        if (F.th[i].state == T_DONE || F.th[i].progress != before[i] ||
+            strcmp(F.th[i].doing, was[i]) || F.th[i].state != T_WAIT)
+            return;
+    fx_fail("every thread that has not finished waits and nothing is in flight: a lost "
+            "wake-up or a deadlock");
+}
+
+static void run_cluster(void)
+{
+    int nth = F.nn * F.nt;
+    for (;;) {
+        check_invariants((F.steps & 63) == 0);
+        int live = 0, waiting = 0;
+        for (int i = 0; i < nth; i++) {
+            live += F.th[i].state != T_DONE;
+            waiting += F.th[i].state == T_WAIT;
+        }
+        int msgs = in_flight();
+        uint64_t due = next_due();
+        if (!live && !msgs && !due) break;
+        if (++F.steps > STEP_LIMIT)
+            fx_fail("no end after %d steps: a livelock (pages or locks passed back and forth "
+                    "without the threads getting anywhere)",
+                    STEP_LIMIT);
+        if (!msgs && !due && live && waiting == live) {
+            check_stuck();
+            continue;
+        }
+        /* Choices: each nonempty channel, each unfinished thread, a service look, time. */
+        int opts[MAXN * MAXN + MAXN * MAXT + 2][2], k = 0;
+        for (int s = 0; s < F.nn; s++)
+            for (int d = 0; d < F.nn; d++)
+                if (F.ch[s][d].len) opts[k][0] = 0, opts[k][1] = s * MAXN + d, k++;
+        for (int i = 0; i < nth; i++)
+            if (F.th[i].state != T_DONE) opts[k][0] = 1, opts[k][1] = i, k++;
+        opts[k][0] = 2, opts[k][1] = 0, k++;
+        if (due) opts[k][0] = 3, opts[k][1] = 0, k++;
+        int c = choose(k);
+        switch (opts[c][0]) {
+        case 0:
+            deliver(opts[c][1] / MAXN, opts[c][1] % MAXN);
+            break;
+        case 1:
+            resume(&F.th[opts[c][1]]);
+            break;
+        case 2:
+            service(choose(F.nn));
+            break;
+        case 3: /* time passes up to the next hold's end */
+            if (due > F.now) F.now = due;
+            note("time advances to %" PRIu64 " us", F.now / 1000);
+            service(choose(F.nn));
+            break;
+        }
+        F.now += 100; /* every step takes a little time */
+    }
+    check_invariants(1);
+    for (int i = 0; i < MAXLOCKS; i++) {
+        uint64_t v;
+        uint64_t a = counter_addr(i), p = (a - F.n[0]->cfg.base) >> PAGE_SHIFT;
+        memcpy(&v, &F.golden[p][a & (PAGE_SIZE - 1)], 8);
+        if (v != (uint64_t)F.lock_incs[i])
+            fx_fail("the counter of mutex %d is %" PRIu64 " after %ld locked increments", i, v,
+                    F.lock_incs[i]);
+    }
+}
+
+static void setup(uint64_t seed)
+{
+    for (int k = 0; k < MAXN; k++)
+        for (int d = 0; d < MAXN; d++)
+            while (F.ch[k][d].head) {
+                struct msg *m = F.ch[k][d].head;
+                F.ch[k][d].head = m->next;
+                free(m);
+            }
+    struct fx keep = F;
+    memset(&F, 0, sizeof F);
+    F.exhaustive = keep.exhaustive;
+    F.depth = keep.depth;
+    F.script = keep.script;
+    F.script_len = keep.script_len;
+    F.script_cap = keep.script_cap;
+    F.trail_k = keep.trail_k;
+    F.trail_c = keep.trail_c;
+    F.verbose = keep.verbose;
+    F.expect_failure = keep.expect_failure;
+    F.scenario = keep.scenario;
+    for (int k = 0; k < MAXN; k++) F.mem[k] = keep.mem[k];
+    for (int i = 0; i < MAXN * MAXT; i++) F.th[i].stack = keep.th[i].stack;
+
+    F.seed = seed;
+    uint64_t s = seed;
+    F.rng = splitmix(&s);
+    uint64_t r = splitmix(&s);
+    if (F.scenario == 1) { /* free_readahead */
+        F.nn = 3;
+        F.nt = 1;
+        F.phases = 2;
+        F.ops = 0;
+        F.hold_us = (r & 1) ? 20 : 0;
+        F.prefetch = 8;
+    } else {
+        F.nn = 2 + (int)(r % 3);
+        F.nt = 1 + (int)((r >> 4) % 2);
+        F.phases = 1 + (int)((r >> 8) % 3);
+        F.ops = 3 + (int)((r >> 12) % 10);
+        F.hold_us = (r >> 20) & 1 ? 20 : 0;
+        F.prefetch = (r >> 21) & 1 ? 8 : 0;
+    }
+    if (F.exhaustive) { /* small enough to enumerate */
+        F.nn = 2;
+        F.nt = 1;
+        F.phases = 1;
+        F.ops = 2;
+    }
+    F.s_pages = 3;
+    F.v_pages = 4;
+    for (int k = 0; k < F.nn; k++) {
+        if (!F.mem[k] && !(F.mem[k] = malloc(sizeof *F.mem[k]))) fx_fail("out of memory");
+        memset(F.mem[k]->perm, 0, sizeof F.mem[k]->perm);
+        F.mem[k]->node = k;
+        struct dsm_engine_cfg ec = {.rank = k,
+                                    .nodes = F.nn,
+                                    .npages = NPAGES,
+                                    .base = 0x500000000000ull,
+                                    .memory = NPAGES * PAGE_SIZE,
+                                    .hold_us = F.hold_us,
+                                    .prefetch = F.prefetch,
+                                    .locks_max = 64,
+                                    .lq_cap = 256,
+                                    .default_proto = DSM_PROTO_SC};
+        char err[256];
+        F.n[k] = dsm_node_create(&ec, &fx_mem_ops, F.mem[k], &fx_env_ops, &F, err, sizeof err);
+        if (!F.n[k]) fx_fail("node %d: %s", k, err);
+        F.tp[k] = (struct dsm_tp){.ops = &fx_tp_ops, .rank = k, .nodes = F.nn};
+        F.n[k]->tp = F.nn > 1 ? &F.tp[k] : NULL;
+    }
+    for (int i = 0; i < F.nn * F.nt; i++) {
+        struct fthread *t = &F.th[i];
+        t->node = i / F.nt;
+        t->idx = i % F.nt;
+        t->state = T_NEW;
+        t->rng = seed * 1000003 + (uint64_t)i;
+        if (!t->stack && !(t->stack = malloc(STACK_SIZE))) fx_fail("out of memory");
+        getcontext(&t->uc);
+        t->uc.uc_stack.ss_sp = t->stack;
+        t->uc.uc_stack.ss_size = STACK_SIZE;
+        t->uc.uc_link = NULL;
+        makecontext(&t->uc, (void (*)(void))thread_entry, 2, (unsigned)i, 0u);
+    }
+}
+
+static void teardown(void)
+{
+    for (int k = 0; k < F.nn; k++) {
+        dsm_node_destroy(F.n[k]);
+        F.n[k] = NULL;
+    }
+}
+
+static long run_one(uint64_t seed)
+{
+    setup(seed);
+    run_cluster();
+    teardown();
+    return F.steps;
+}
+
+/* Enumerates every choice sequence up to the depth: after each run, the last choice that
+ * has an untried alternative is advanced and everything after it starts over. */
+static long explore_exhaustive(int depth, long *runs)
+{
+    F.depth = depth;
+    F.script = calloc((size_t)depth, sizeof *F.script);
+    F.trail_k = calloc((size_t)depth, sizeof *F.trail_k);
+    F.trail_c = calloc((size_t)depth, sizeof *F.trail_c);
+    long steps = 0;
+    F.script_len = 0;
+    for (;;) {
+        F.trail_len = 0;
+        steps += run_one(1);
+        (*runs)++;
+        int i = F.trail_len - 1;
+        while (i >= 0 && F.trail_c[i] + 1 >= F.trail_k[i]) i--;
+        if (i < 0) break;
+        for (int j = 0; j < i; j++) F.script[j] = F.trail_c[j];
+        F.script[i] = F.trail_c[i] + 1;
+        F.script_len = i + 1;
+    }
+    return steps;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t lo = 1, hi = 200;
+    int depth = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%" SCNu64 ":%" SCNu64, &lo, &hi) != 2 || hi < lo) {
+                fprintf(stderr, "--seeds wants A:B with A <= B\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+            lo = hi = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--scenario") && i + 1 < argc) {
+            const char *s = argv[++i];
+            if (!strcmp(s, "random"))
+                F.scenario = 0;
+            else if (!strcmp(s, "free_readahead"))
+                F.scenario = 1;
+            else {
+                fprintf(stderr, "unknown scenario '%s' (random, free_readahead)\n", s);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--exhaustive") && i + 1 < argc) {
+            depth = atoi(argv[++i]);
+            F.exhaustive = 1;
+        } else if (!strcmp(argv[i], "--verbose")) {
+            F.verbose = 1;
+        } else if (!strcmp(argv[i], "--expect-failure")) {
+            F.expect_failure = 1;
+        } else {
+            fprintf(stderr,
+                    "usage: %s [--seeds A:B | --seed S] [--scenario random|free_readahead] "
+                    "[--exhaustive DEPTH] [--expect-failure] [--verbose]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    dsm_log_level = LOG_ERROR;
+    long steps = 0, runs = 0;
+    if (F.exhaustive) {
+        steps = explore_exhaustive(depth, &runs);
+        printf("exhaustive: %ld schedules up to depth %d, %ld steps, all checks held\n", runs,
+               depth, steps);
+    } else {
+        for (uint64_t s = lo; s <= hi; s++) {
+            steps += run_one(s);
+            runs++;
+        }
+        printf("%s: seeds %" PRIu64 "..%" PRIu64 ", %ld runs, %ld steps, all checks held\n",
+               F.scenario ? "free_readahead" : "random", lo, hi, runs, steps);
+    }
+    if (F.expect_failure) {
+        printf("the injected bug was NOT caught\n");
+        return 1;
+    }
+    return 0;
+}
