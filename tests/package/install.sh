@@ -3,7 +3,8 @@
 #
 # Installs BUILD_DIR into a fresh temporary prefix and uses it the documented ways (README
 # "Installing"), from a copy of tests/package/consumer outside the source tree:
-#   1. CMake: find_package(ufdsm) with CMAKE_PREFIX_PATH=<prefix>, target ufdsm::ufdsm;
+#   1. CMake: find_package(ufdsm) with CMAKE_PREFIX_PATH=<prefix>, target ufdsm::ufdsm, and a
+#      test of the consumer's own started by ufdsm::dsmrun;
 #   2. pkg-config: cc sum.c $(pkg-config --cflags --libs ufdsm), PKG_CONFIG_PATH=<prefix>/...,
 #      and -Wl,-rpath,$(pkg-config --variable=libdir ufdsm) so it finds the library at run time;
 # then runs each program on 2 nodes with the installed dsmrun and checks its result. Each
@@ -18,6 +19,7 @@ if [ $# -lt 4 ]; then
 fi
 cmake=$1 build=$2 cc=$3 pkgconfig=$4 extra=${5:-}
 here=$(cd "$(dirname "$0")" && pwd)
+ctest=$(dirname "$cmake")/ctest
 work=$(mktemp -d "${TMPDIR:-/tmp}/ufdsm-install.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
@@ -56,8 +58,9 @@ cp -r "$here/consumer" "$work/src"
 run() {
   local prog=$1 how=$2 lib out
   lib=$(ldd "$prog" | awk '$1 == "libufdsm.so.0" { print $3 }')
-  [ -n "$lib" ] && [ "$(realpath "$lib")" = "$(realpath "$libdir/libufdsm.so.0")" ] ||
+  if [ -z "$lib" ] || [ "$(realpath "$lib")" != "$(realpath "$libdir/libufdsm.so.0")" ]; then
     fail "$how: the program loads libufdsm.so.0 from '${lib:-nowhere}', not from $libdir"
+  fi
   out=$(DSM_MEMORY=256M "$prefix/bin/dsmrun" -n 2 "$prog" 2>&1) ||
     { echo "$out" >&2; fail "$how: dsmrun -n 2 failed (output above)"; }
   grep -qx 'sum 3 on 2 nodes' <<<"$out" ||
@@ -76,6 +79,12 @@ found=$(sed -n 's/^ufdsm_DIR:PATH=//p' "$work/cmake-build/CMakeCache.txt")
 "$cmake" --build "$work/cmake-build" >"$work/build.log" 2>&1 ||
   { cat "$work/build.log" >&2; fail "building against ufdsm::ufdsm failed (output above)"; }
 run "$work/cmake-build/sum" "CMake"
+# The consumer's own test, started by the imported target ufdsm::dsmrun.
+grep -qF "$prefix/bin/dsmrun" "$work/cmake-build/CTestTestfile.cmake" ||
+  fail "ufdsm::dsmrun does not name the installed $prefix/bin/dsmrun: $(grep add_test "$work/cmake-build/CTestTestfile.cmake")"
+(cd "$work/cmake-build" && DSM_MEMORY=256M "$ctest" --output-on-failure >"$work/ctest.log" 2>&1) ||
+  { cat "$work/ctest.log" >&2; fail "the consumer's add_test(COMMAND ufdsm::dsmrun ...) failed (output above)"; }
+echo "CMake: add_test(COMMAND ufdsm::dsmrun -n 2 ...) passed"
 
 echo "== pkg-config: cc \$(pkg-config --cflags --libs ufdsm)"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
