@@ -942,18 +942,20 @@ static void emit_line(int rank, struct stream *st, const char *line, size_t n)
         }
     }
     if (g.tag_output) {
+        /* One write for tag and line, so that lines from different nodes cannot mix; a last
+         * line without a newline (or a piece of an overlong one) gets one, or the next node's
+         * tag would land in the middle of it. */
+        bool nl = n > 0 && line[n - 1] == '\n';
         char tag[16];
         int t = snprintf(tag, sizeof tag, "[%d] ", rank);
-        /* one write for tag and line, so that lines from different nodes cannot mix */
-        char *both = malloc((size_t)t + n);
-        if (both) {
-            memcpy(both, tag, (size_t)t);
-            memcpy(both + t, line, n);
-            write_out(st->to, both, (size_t)t + n);
-            free(both);
-            return;
-        }
-        write_out(st->to, tag, (size_t)t);
+        char *both = malloc((size_t)t + n + 1);
+        if (!both) die("out of memory");
+        memcpy(both, tag, (size_t)t);
+        memcpy(both + t, line, n);
+        if (!nl) both[(size_t)t + n] = '\n';
+        write_out(st->to, both, (size_t)t + n + !nl);
+        free(both);
+        return;
     }
     write_out(st->to, line, n);
 }
