@@ -332,8 +332,7 @@ static int derive_coordinator(struct dsm_cfg *cfg, enum launcher l, struct origi
         snprintf(cfg->coordinator, sizeof cfg->coordinator, "[%s]:%d", host, port);
     else
         snprintf(cfg->coordinator, sizeof cfg->coordinator, "%s:%d", host, port);
-    snprintf(o->coord, sizeof o->coord, "%s from %s (%s)", cfg->coordinator, host_from,
-             port_from);
+    snprintf(o->coord, sizeof o->coord, "%s from %s (%s)", cfg->coordinator, host_from, port_from);
 
     /* Node 0 must run on the host the others will look for it on. Where the launcher put it
      * elsewhere, say so now rather than after DSM_CONNECT_TIMEOUT. */
@@ -526,8 +525,8 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
     /* Once per process: where the identity came from, and which launcher variables lost. */
     if (rank_var && l_rank_var && strcmp(rank_var, l_rank_var) &&
         strcmp(env(rank_var), env(l_rank_var)))
-        cfg_log(LOG_INFO, "%s=%s is not used: %s names this process", l_rank_var,
-                env(l_rank_var), rank_var);
+        cfg_log(LOG_INFO, "%s=%s is not used: %s names this process", l_rank_var, env(l_rank_var),
+                rank_var);
     if (rank_var && env("SLURM_PROCID") && strcmp(rank_var, "SLURM_PROCID") &&
         strcmp(l_rank_var ? l_rank_var : "", "SLURM_PROCID") &&
         strcmp(env(rank_var), env("SLURM_PROCID")))

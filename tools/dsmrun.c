@@ -90,7 +90,7 @@
  */
 #define REMOTE_WRAPPER                                                                             \
     "exec 3<&0; \"$@\" </dev/null 3<&- & p=$!; "                                                   \
-    "(trap \"\" TERM; while read -r _; do :; done; kill -TERM 0; i=0; "                              \
+    "(trap \"\" TERM; while read -r _; do :; done; kill -TERM 0; i=0; "                            \
     "while kill -0 $p 2>/dev/null && [ $i -lt 15 ]; do sleep 0.2; i=$((i+1)); done; "              \
     "kill -KILL 0) <&3 >/dev/null 2>&1 & w=$!; exec 3<&-; "                                        \
     "wait $p; s=$?; kill -KILL $w 2>/dev/null; "                                                   \
@@ -137,10 +137,10 @@ static struct {
     bool dry_run;
     bool hosts_mode;
     bool tag_output;
-    bool relay;        /* node output goes through dsmrun (pipes) */
-    bool stdout_gone;  /* writing our stdout failed (EPIPE): discard the rest */
+    bool relay;       /* node output goes through dsmrun (pipes) */
+    bool stdout_gone; /* writing our stdout failed (EPIPE): discard the rest */
     bool stderr_gone;
-    bool sigpipe_dfl;  /* SIGPIPE had its default action when dsmrun started */
+    bool sigpipe_dfl; /* SIGPIPE had its default action when dsmrun started */
     char *hosts_arg;
     const char *hostfile;
     const char *hosts[MAX_NODES];
@@ -333,8 +333,8 @@ static double parse_grace(const char *s, const char *what)
 static void add_host(const char *h, const char *where)
 {
     if (g.nodes == MAX_NODES)
-        usage_error("%s lists more than %d nodes; at most %d nodes are supported", where,
-                    MAX_NODES, MAX_NODES);
+        usage_error("%s lists more than %d nodes; at most %d nodes are supported", where, MAX_NODES,
+                    MAX_NODES);
     g.hosts[g.nodes++] = h;
 }
 
@@ -421,8 +421,8 @@ static void add_xvar(const char *arg)
     } else {
         const char *v = getenv(arg);
         if (!v)
-            usage_error("-x %s: %s is not set in dsmrun's environment; give -x %s=VALUE", arg,
-                        arg, arg);
+            usage_error("-x %s: %s is not set in dsmrun's environment; give -x %s=VALUE", arg, arg,
+                        arg);
         if (asprintf(&kv, "%s=%s", arg, v) < 0) kv = NULL;
     }
     if (!kv) die("out of memory");
@@ -431,15 +431,7 @@ static void add_xvar(const char *arg)
 
 static void parse_args(int argc, char **argv)
 {
-    enum {
-        OPT_HOSTS = 256,
-        OPT_HOSTFILE,
-        OPT_PORT,
-        OPT_GRACE,
-        OPT_DRY_RUN,
-        OPT_TAG,
-        OPT_VERSION
-    };
+    enum { OPT_HOSTS = 256, OPT_HOSTFILE, OPT_PORT, OPT_GRACE, OPT_DRY_RUN, OPT_TAG, OPT_VERSION };
     static const struct option longopts[] = {
         {"hosts", required_argument, NULL, OPT_HOSTS},
         {"hostfile", required_argument, NULL, OPT_HOSTFILE},
@@ -593,8 +585,8 @@ static int free_local_port(void)
 
 static bool is_assigned_var(const char *entry)
 {
-    static const char *const ours[] = {"DSM_RANK=", "DSM_NODES=", "DSM_COORDINATOR=", "DSM_JOB=",
-                                       "DSMRUN_VERSION="};
+    static const char *const ours[] = {
+        "DSM_RANK=", "DSM_NODES=", "DSM_COORDINATOR=", "DSM_JOB=", "DSMRUN_VERSION="};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         if (strncmp(entry, ours[i], strlen(ours[i])) == 0) return true;
     return false;
@@ -608,8 +600,8 @@ static bool is_assigned_var(const char *entry)
  * (A secret for the nodes would have to go through the ssh channel instead of the command
  * line, where ps shows it: here is where that would change.)
  */
-static void node_env(int rank, bool remote,
-                     void (*add)(void *, const char *, size_t, const char *), void *arg)
+static void node_env(int rank, bool remote, void (*add)(void *, const char *, size_t, const char *),
+                     void *arg)
 {
     char rank_s[16], nodes_s[16];
     snprintf(rank_s, sizeof rank_s, "%d", rank);
@@ -1070,8 +1062,8 @@ static int run(void)
             if (g.hosts_mode && node_status(nd) == 255 && !nd->remote_sig) {
                 /* ssh's own failure, most likely before the node even started: the others
                  * would only wait for it until their connect timeout */
-                msg("%s %s (ssh failed?); stopping the other nodes now", describe(rank, d, sizeof d),
-                    how(nd, h, sizeof h));
+                msg("%s %s (ssh failed?); stopping the other nodes now",
+                    describe(rank, d, sizeof d), how(nd, h, sizeof h));
                 signal_running(SIGTERM);
                 phase = TERMINATING;
                 deadline = now() + KILL_DELAY;
@@ -1201,9 +1193,8 @@ static int run(void)
         else if (g.hosts_mode && s == 255 && !nd->remote_sig)
             note = " (ssh's own failure status: is the host reachable, with ssh keys set up?)";
         if (nd->remote_sig)
-            msg("node %d on host %s was killed by signal %d (SIG%s)%s", i, nd->host,
-                nd->remote_sig, signame(nd->remote_sig),
-                nd->signalled ? " after dsmrun stopped it" : "");
+            msg("node %d on host %s was killed by signal %d (SIG%s)%s", i, nd->host, nd->remote_sig,
+                signame(nd->remote_sig), nd->signalled ? " after dsmrun stopped it" : "");
         else if (g.hosts_mode)
             msg("node %d (%s) %s%s", i, nd->host, how(nd, h, sizeof h), note);
         else
