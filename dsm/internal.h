@@ -40,6 +40,10 @@ struct dsm_cfg {
     long spin_us; /* how long a waiter spins before sleeping */
     long hold_us; /* how long a granted page stays before a recall is honoured */
     int prefetch; /* most pages read ahead of a sequential stream of read misses, 0: off */
+    /* Who started this process and how to fix what depends on it, for messages (env.c). */
+    char launcher[32];   /* "dsmrun", "srun (Slurm)", "mpirun (Open MPI)", "by hand", ... */
+    char rank_from[96];  /* "from OMPI_COMM_WORLD_RANK", "from DSM_RANK", ... */
+    char port_hint[128]; /* how to move the coordinator to another port with that launcher */
 };
 /* Fills cfg from opts (NULL = all from the environment). DSM_OK or DSM_EINVAL (logged). */
 int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts);

@@ -22,7 +22,7 @@ static void vlog(int level, const char *fmt, va_list ap)
     char buf[1024];
     int n = dsm_log_rank >= 0
                 ? snprintf(buf, sizeof buf, "ufdsm[node %d] %s: ", dsm_log_rank, level_names[level])
-                : snprintf(buf, sizeof buf, "ufdsm %s: ", level_names[level]);
+                : snprintf(buf, sizeof buf, "ufdsm[before rank is known] %s: ", level_names[level]);
     if (n < 0) return;
     int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
     if (m < 0) return;

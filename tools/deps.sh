@@ -3,7 +3,10 @@
 # already there, so every other script can call it first.
 set -euo pipefail
 # python3 and gnuplot-nox: bench/run and tools/dsmtrace (their tests skip the plots without gnuplot).
-pkgs=(cmake make gcc pkg-config liburing-dev libcmocka-dev libibverbs-dev librdmacm-dev python3 gnuplot-nox)
+# openssh-server and openssh-client: tests/launcher/test_sshd.sh runs dsmrun --hosts through a
+# real sshd of its own on 127.0.0.1.
+pkgs=(cmake make gcc pkg-config liburing-dev libcmocka-dev libibverbs-dev librdmacm-dev python3 gnuplot-nox
+  openssh-server openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 # lib.sh - what the launcher tests share: the dsmrun under test (first argument of every test
 # script), a scratch directory that is removed - along with any node left running - when the
-# script exits, bounded runs of dsmrun, and checks that name what went wrong.
+# script exits, bounded runs of dsmrun, and checks that name what went wrong. The second
+# argument, the path of launcher_probe (a real ufdsm node), is $PROBE.
 # Only bash, coreutils and the helpers in this directory are used.
 set -euo pipefail
 export LC_ALL=C
@@ -10,6 +11,8 @@ DSMRUN=$(realpath "${1:?usage: $0 path/to/dsmrun}")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck disable=SC2034 # used by the scripts that source this file
 NODE=$HERE/node.sh
+# shellcheck disable=SC2034 # a real ufdsm node (probe.c), second argument of every script
+PROBE=${2:-}
 
 # The outcome must not depend on the environment the suite happens to run in.
 for v in $(compgen -e); do
@@ -25,7 +28,7 @@ cleanup() {
         [ -s "$f" ] || continue
         p=$(<"$f")
         cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || continue
-        case $cmd in *node.sh* | *sleep*) kill -9 "$p" 2>/dev/null || true ;; esac
+        case $cmd in *node.sh* | *sleep* | *probe*) kill -9 "$p" 2>/dev/null || true ;; esac
     done
     rm -rf "$T"
 }

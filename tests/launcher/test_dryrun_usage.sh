@@ -23,9 +23,16 @@ expect_rc 0
 mapfile -t lines <"$D/out"
 [ "${#lines[@]}" = 2 ] || fail "expected 2 lines, got: $(<"$D/out")"
 [[ ${lines[1]} == "ssh -o BatchMode=yes hB 'cd "* ]] || fail "line 1: ${lines[1]}"
-for want in DSM_RANK=1 DSM_NODES=2 DSM_COORDINATOR=hA:7400 DSM_JOB= DSM_STATS=1 " prog -x'"; do
+for want in DSM_RANK=1 DSM_NODES=2 DSM_COORDINATOR=hA: DSM_JOB= DSM_STATS=1 " prog -x'"; do
     [[ ${lines[1]} == *"$want"* ]] || fail "line 1 lacks $want: ${lines[1]}"
 done
+# The coordinator port is chosen per run from 7400..8423 unless --port gives one.
+[[ ${lines[1]} =~ DSM_COORDINATOR=hA:([0-9]+) ]] || fail "no port in: ${lines[1]}"
+port=${BASH_REMATCH[1]}
+[ "$port" -ge 7400 ] && [ "$port" -le 8423 ] || fail "port $port is outside 7400..8423"
+[[ ${lines[0]} == *"DSM_COORDINATOR=hA:$port "* ]] || fail "node 0 got another port: ${lines[0]}"
+DSM_STATS=1 run --hosts hA,hB --port 7400 --dry-run prog
+[[ $(<"$D/out") == *"DSM_COORDINATOR=hA:7400 "* ]] || fail "--port 7400 not used: $(<"$D/out")"
 
 begin program_options_left_alone
 run -n 1 --dry-run ls -n --port 5

@@ -47,13 +47,19 @@ cd "$D/link"
 run --hosts hostA --dry-run prog
 cd /
 expect_rc 0
-[[ $(<"$D/out") == *"'cd $D/link && env "* ]] || fail "the node does not start in $D/link: $(<"$D/out")"
+[[ $(<"$D/out") == *"'cd $D/link && exec env "* ]] || fail "the node does not start in $D/link: $(<"$D/out")"
 
+# Without --port, each run picks its coordinator port in 7400..8423 (per job, so that two
+# jobs whose first host is the same do not collide), and all nodes get the same one.
 begin default_port
 run --hosts hostA,hostB sh -c "$show" sh x "$D"
 expect_rc 0
+mapfile -t v0 <"$D/out.0"
 mapfile -t v <"$D/out.1"
-[ "${v[2]}" = hostA:7400 ] || fail "DSM_COORDINATOR=${v[2]}, expected hostA:7400"
+[[ ${v[2]} =~ ^hostA:([0-9]+)$ ]] || fail "DSM_COORDINATOR=${v[2]}, expected hostA:PORT"
+port=${BASH_REMATCH[1]}
+[ "$port" -ge 7400 ] && [ "$port" -le 8423 ] || fail "port $port is outside 7400..8423"
+[ "${v0[2]}" = "${v[2]}" ] || fail "nodes 0 and 1 got ${v0[2]} and ${v[2]}"
 
 begin worst_status
 run --hosts a,b,c sh -c 'exit $((DSM_RANK * 2))'
