@@ -5,7 +5,7 @@
  * A transition is one atomic event of the runtime: an application access or eviction on one
  * node (coh_node_access / coh_node_evict), a waiting thread re-trying its access, or the
  * delivery of the head message of one channel (coh_dir_recv / coh_node_recv). The actions the
- * protocol returns are carried out here on the abstract state the way dsm/progress.c carries
+ * protocol returns are carried out here on the abstract state the way dsm/engine.c carries
  * them out on real memory: SEND takes its payload when it runs (the sender's copy for
  * WB/PUT_M, the home store for DATA), MAP installs the handled message's payload (or zeros),
  * UNMAP drops the copy, STORE overwrites the home store with the handled payload. Everything
