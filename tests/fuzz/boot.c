@@ -216,7 +216,7 @@ static void *join_worker(void *arg)
     if (fd < 0) return NULL;
     r->join_len = read_to_eof(fd, r->join, sizeof r->join);
     r->sent_len = r->size < sizeof r->sent ? r->size : sizeof r->sent;
-    memcpy(r->sent, r->data, r->sent_len);
+    if (r->sent_len) memcpy(r->sent, r->data, r->sent_len); /* the generator sends nothing */
     if (r->join_len == BOOT_JOIN_SIZE) {
         r->data_port = (uint16_t)fuzz_le(r->join + 96 + 64, 2);
         size_t at = BOOT_TABLE_OFF + (size_t)r->rank * BOOT_ENTRY_SIZE + 64;
