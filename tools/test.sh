@@ -3,7 +3,9 @@
 # runs the whole test suite on each: unit tests, the launcher, the multi-node tests through
 # dsmrun at 2, 3 and 4 nodes, the protocol model checker, the litmus tests and the history
 # checker - and, on the optimised build, runs the soft-RoCE checks and the multi-node suite
-# over RDMA inside qemu guests (UFDSM_RXE=OFF skips them). Needs root (userfaultfd).
+# over RDMA inside qemu guests (UFDSM_RXE=OFF skips them) - and then fuzzes the network
+# parsers with clang's libFuzzer for UFDSM_FUZZ_SECONDS per harness (default 60;
+# UFDSM_SKIP_FUZZ=1 skips it). Needs root (userfaultfd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
@@ -39,4 +41,55 @@ if [ "${UFDSM_SKIP_SANITIZE:-0}" != 1 ]; then
   # fewer iterations (see tests/model, tests/litmus, tests/history CMakeLists.txt).
   ASAN_OPTIONS=handle_sigbus=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     run build-asan -DCMAKE_BUILD_TYPE=Debug -DUFDSM_SANITIZE=ON
+fi
+if [ "${UFDSM_SKIP_FUZZ:-0}" != 1 ]; then
+  # Fuzzing (tests/fuzz/README.md): every harness for UFDSM_FUZZ_SECONDS (default 60) from a
+  # copy of its seed corpus in a temporary directory, so nothing new is ever written into the
+  # repository; crash files go to build-fuzz/fuzz-artifacts/. clang is installed here rather
+  # than by deps.sh: only this step needs it (~400 MB with its runtime), users building ufdsm
+  # do not. libclang-rt-14-dev holds libFuzzer and is only a recommendation of clang.
+  fuzz_pkgs=(clang libclang-rt-14-dev)
+  missing=()
+  for p in "${fuzz_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "== install ${missing[*]} (fuzzing)"
+    if [ "$(id -u)" != 0 ]; then
+      echo "test.sh: fuzzing needs ${missing[*]} - run as root, install them, or set UFDSM_SKIP_FUZZ=1" >&2
+      exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  harnesses=(wire records boot_join boot_reply)
+  echo "== build build-fuzz (clang, -DUFDSM_FUZZ=ON: libFuzzer + ASan + UBSan)"
+  CC=clang cmake -S . -B build-fuzz -DUFDSM_WERROR=ON -DUFDSM_FUZZ=ON >/dev/null
+  # Only the harnesses: they carry their own instrumented copy of transport/.
+  cmake --build build-fuzz -j"$jobs" --target "${harnesses[@]/#/fuzz_}" 2>&1 | grep -E 'error|warning' || true
+  cmake --build build-fuzz -j"$jobs" --target "${harnesses[@]/#/fuzz_}" >/dev/null
+  secs=${UFDSM_FUZZ_SECONDS:-60}
+  fuzz_tmp=$(mktemp -d)
+  trap 'rm -rf "$fuzz_tmp"' EXIT
+  for h in "${harnesses[@]}"; do
+    art=$PWD/build-fuzz/fuzz-artifacts/$h
+    rm -rf "$art" && mkdir -p "$art" "$fuzz_tmp/$h"
+    cp tests/fuzz/corpus/"$h"/* "$fuzz_tmp/$h/"
+    echo "== fuzz $h (${secs} s)"
+    # -timeout: no input may make a harness wait (the bootstrap ones give up after 5 s).
+    if ! build-fuzz/tests/fuzz/fuzz_"$h" -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
+      -artifact_prefix="$art/" "$fuzz_tmp/$h" >"$fuzz_tmp/$h.log" 2>&1; then
+      # The broken property (or sanitizer report) first, then how libFuzzer ended.
+      grep -E -A3 'property violated|ERROR: (AddressSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error' \
+        "$fuzz_tmp/$h.log" | head -n 30 || true
+      tail -n 12 "$fuzz_tmp/$h.log"
+      echo "fuzz_$h found an input that breaks a property (log above), saved as:" >&2
+      ls -1 "$art"/* >&2 || true
+      echo "copy it into tests/fuzz/regressions/$h/ under a name that says what it was, check that" \
+        "ctest -R fuzz.$h fails, fix the code, and check that it passes (tests/fuzz/README.md)" >&2
+      exit 1
+    fi
+    grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' \
+      "$fuzz_tmp/$h.log" || true
+  done
 fi

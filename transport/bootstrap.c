@@ -499,6 +499,10 @@ static int join(const struct dsm_boot_cfg *cfg, const struct sockaddr *coord, so
     if (kind == K_FAIL) {
         char *text = (char *)r + TEXT_OFF;
         text[TEXT_MAX - 1] = 0;
+        /* As received, so it may hold anything; it goes into our log: no control characters
+         * (a newline would forge a log line), as for job names (net.c). */
+        for (char *c = text; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
         snprintf(err, errlen, "the coordinator (node 0) at %s gave up: %s", coord_str, text);
         rc = (code <= DSM_EINVAL && code >= DSM_ECOLLECTIVE) ? code : DSM_EHANDSHAKE;
         goto out;

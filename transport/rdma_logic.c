@@ -254,6 +254,10 @@ int dsm_sel_parse(const void *buf, size_t len, struct dsm_sel_rec *r)
     r->port = (uint16_t)port;
     if (strcmp(addr, "-")) snprintf(r->addr, sizeof r->addr, "%s", addr);
     snprintf(r->why, sizeof r->why, "%s", s + sizeof DSM_SEL_PREFIX - 1 + used);
+    /* The peer's text goes into our log line that says which transport was chosen: no
+     * control characters (a newline would forge a log line), as for job names (net.c). */
+    for (char *c = r->why; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     if (phase == 1 && ok) {
         struct sockaddr_storage ss;
         socklen_t l;
