@@ -385,18 +385,64 @@ static int node_stable(uint8_t st)
     return st == COH_I || st == COH_S || st == COH_M;
 }
 
+static int sc_is_mine(unsigned type)
+{
+    return type >= COH_GET_S && type < COH_MTYPE_END;
+}
+
+static int sc_access(uint8_t *st, void *x, int self, int home, uint64_t page, int write,
+                     struct coh_out *out)
+{
+    (void)x;
+    return coh_node_access(st, self, home, page, write, out);
+}
+
+static int sc_recv(uint8_t *st, void *x, int self, const struct coh_msg *m, struct coh_out *out,
+                   const char **why)
+{
+    (void)x;
+    return coh_node_recv(st, self, m, out, why);
+}
+
+static void sc_dir_init(void *d)
+{
+    coh_dir_init(d);
+}
+
+static int sc_dir_recv(void *d, int home, const struct coh_msg *m, struct coh_out *out,
+                       const char **why)
+{
+    return coh_dir_recv(d, home, m, out, why);
+}
+
+static int sc_dir_idle(const void *d)
+{
+    return coh_dir_idle(d);
+}
+
 static const struct coh_protocol coh_sc = {
     .name = "sc",
-    .node_access = coh_node_access,
-    .node_recv = coh_node_recv,
-    .node_evict = coh_node_evict,
-    .dir_init = coh_dir_init,
-    .dir_recv = coh_dir_recv,
-    .dir_idle = coh_dir_idle,
+    .msg_is_mine = sc_is_mine,
+    .msg_to_home = coh_msg_to_home,
+    .mtype_name = coh_mtype_name,
+    .node_access = sc_access,
+    .node_recv = sc_recv,
+    .dir_init = sc_dir_init,
+    .dir_recv = sc_dir_recv,
+    .dir_idle = sc_dir_idle,
     .node_stable = node_stable,
 };
 
+extern const struct coh_protocol coh_rc; /* rc.c */
+
 const struct coh_protocol *coh_protocol_get(unsigned id)
 {
-    return id == DSM_PROTO_SC ? &coh_sc : NULL;
+    return id == DSM_PROTO_SC ? &coh_sc : id == DSM_PROTO_RC ? &coh_rc : NULL;
+}
+
+int coh_protocol_of_msg(unsigned type)
+{
+    for (unsigned id = 0; id < DSM_PROTO_COUNT; id++)
+        if (coh_protocol_get(id)->msg_is_mine(type)) return (int)id;
+    return -1;
 }

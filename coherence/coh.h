@@ -49,10 +49,11 @@ enum coh_mtype {
 #define COH_F_ZERO   0x4 /* DATA_S/DATA_M: the page is all zeros, no payload */
 
 struct coh_msg {
-    uint8_t type;  /* enum coh_mtype */
-    uint8_t flags; /* COH_F_* */
+    uint8_t type;  /* enum coh_mtype (or enum rc_mtype, rc.h) */
+    uint8_t flags; /* COH_F_* (RC_F_*) */
     uint8_t src, dst;
     uint64_t page;
+    uint64_t arg; /* release consistency: the page's writer set (rc.h); 0 here */
 };
 
 /* Whether a message of this type and flags carries a page payload. */
@@ -106,6 +107,10 @@ enum coh_akind {
     COH_A_UNPROTECT = 5, /* make the mapped read-only copy writable, data kept */
     COH_A_UNMAP = 6,     /* drop the local copy */
     COH_A_STORE = 7,     /* home: store <- the handled message's payload */
+    /* release consistency (rc.h) */
+    COH_A_TWIN = 8,      /* keep a copy (twin) of the page as it is now */
+    COH_A_DROP_TWIN = 9, /* forget the twin */
+    COH_A_APPLY = 10,    /* home: apply the handled message's diff (or whole page) to the store */
 };
 
 struct coh_action {

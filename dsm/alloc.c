@@ -58,11 +58,16 @@ uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size
     uint64_t off = 0;
     int rc = -1;
     int place = policy & DSM_PLACE_MASK;
-    int proto = n->cfg.default_proto;
+    int proto = (policy & DSM_RC)   ? DSM_PROTO_RC
+                : (policy & DSM_SC) ? DSM_PROTO_SC
+                                    : n->cfg.default_proto;
     if (size == 0)
         snprintf(why, sizeof why, "size 0");
-    else if (policy & ~DSM_PLACE_MASK)
-        snprintf(why, sizeof why, "unknown flags 0x%x in the policy", policy & ~DSM_PLACE_MASK);
+    else if (policy & ~(DSM_PLACE_MASK | DSM_SC | DSM_RC))
+        snprintf(why, sizeof why, "unknown flags 0x%x in the policy",
+                 policy & ~(DSM_PLACE_MASK | DSM_SC | DSM_RC));
+    else if ((policy & DSM_SC) && (policy & DSM_RC))
+        snprintf(why, sizeof why, "both DSM_SC and DSM_RC: an allocation has one protocol");
     else if (dsm_place_check(place, arg, n->nodes, why, sizeof why) == 0)
         rc = dsm_heap_alloc(n->coll_heap, size, PAGE_SIZE, &off);
     if (rc == 0) {
@@ -162,10 +167,13 @@ static __attribute__((unused)) int range_quiet(void *arg)
 {
     struct range_wait *w = arg;
     struct dsm_node *n = w->n;
+    if (atomic_load(&n->rc_outstanding)) return 0; /* write-backs on their way to homes */
     for (uint64_t p = w->first; p < w->first + w->count; p++) {
         const struct coh_protocol *pr = coh_protocol_get(n->proto[p]);
         if (!pr->node_stable(atomic_load_explicit(&n->pstate[p], memory_order_acquire))) return 0;
-        if (n->home[p] == n->rank && !pr->dir_idle(&n->dir[p])) return 0;
+        const void *d =
+            n->proto[p] == DSM_PROTO_RC ? (const void *)&n->rcdir[p] : (const void *)&n->dir[p];
+        if (n->home[p] == n->rank && !pr->dir_idle(d)) return 0;
     }
     return 1;
 }
@@ -176,7 +184,9 @@ void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count)
     n->mem->reset(n->mem_ctx, first, count);
     for (uint64_t p = first; p < first + count; p++) {
         atomic_store_explicit(&n->pstate[p], COH_I, memory_order_relaxed);
-        coh_protocol_get(n->proto[p])->dir_init(&n->dir[p]);
+        coh_dir_init(&n->dir[p]);
+        dsm_node_forget_rc(n, p);
+        n->proto[p] = (uint8_t)n->cfg.default_proto;
         __atomic_store_n(&n->hold_until[p], 0, __ATOMIC_RELAXED);
         n->pf[p] = 0;
         __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);

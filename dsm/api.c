@@ -79,3 +79,15 @@ int dsm_mutex_unlock(dsm_mutex_t *m)
     struct dsm_node *n = node_or_log("dsm_mutex_unlock");
     return n ? dsm_node_mutex_unlock(n, (uint64_t)(uintptr_t)m) : DSM_ESTATE;
 }
+
+void dsm_release(void)
+{
+    struct dsm_node *n = node_or_log("dsm_release");
+    if (n) dsm_node_release(n);
+}
+
+void dsm_acquire(void)
+{
+    struct dsm_node *n = node_or_log("dsm_acquire");
+    if (n) dsm_node_acquire(n);
+}

@@ -26,6 +26,14 @@
 #include "log.h"
 #include "trace.h"
 
+/* The wire numbers the protocols' messages the protocols' way. */
+_Static_assert((int)DSM_MSG_GET_S == (int)COH_GET_S && (int)DSM_MSG_RECALL_I == (int)COH_RECALL_I &&
+                   (int)DSM_MSG_RC_GET == (int)RC_GET &&
+                   (int)DSM_MSG_RC_DIFF_ACK == (int)RC_DIFF_ACK && DSM_WF_NODATA == COH_F_NODATA &&
+                   DSM_WF_ZERO == COH_F_ZERO && DSM_WF_ZERO == RC_F_ZERO &&
+                   DSM_WF_RC_WRITE == RC_F_WRITE && DSM_WF_RC_FULL == RC_F_FULL,
+               "transport/wire.h and coherence/ disagree on message numbers or flags");
+
 /* ---------------------------------------------------------------- life cycle */
 
 struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct dsm_mem_ops *mem,
@@ -60,8 +68,15 @@ struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct 
     n->lq = calloc(n->cfg.lq_cap, sizeof *n->lq);
     n->lq_payload = calloc(n->cfg.lq_cap, PAGE_SIZE);
     n->deferred = calloc(DSM_DEFER_CAP, sizeof *n->deferred);
+    n->rcdir = calloc(n->npages, sizeof *n->rcdir);
+    n->rcx = calloc(n->npages, sizeof *n->rcx);
+    n->rc_live = calloc(n->npages, sizeof *n->rc_live);
+    n->rc_dirty = calloc(n->npages, sizeof *n->rc_dirty);
+    n->rc_live_pos = calloc(n->npages, sizeof *n->rc_live_pos);
+    n->rc_dirty_pos = calloc(n->npages, sizeof *n->rc_dirty_pos);
     if (!n->pstate || !n->home || !n->proto || !n->dir || !n->hold_until || !n->pf || !n->mig ||
-        !n->lq || !n->lq_payload || !n->deferred) {
+        !n->lq || !n->lq_payload || !n->deferred || !n->rcdir || !n->rcx || !n->rc_live ||
+        !n->rc_dirty || !n->rc_live_pos || !n->rc_dirty_pos) {
         snprintf(err, errlen, "cannot allocate bookkeeping for %llu pages (out of memory)",
                  (unsigned long long)n->npages);
         dsm_node_destroy(n);
@@ -92,6 +107,12 @@ void dsm_node_destroy(struct dsm_node *n)
     free(n->lq);
     free(n->lq_payload);
     free(n->deferred);
+    free(n->rcdir);
+    free(n->rcx);
+    free(n->rc_live);
+    free(n->rc_dirty);
+    free(n->rc_live_pos);
+    free(n->rc_dirty_pos);
     free(n);
 }
 
@@ -196,13 +217,105 @@ void dsm_send(struct dsm_node *n, int dst, const struct dsm_wire_hdr *h, const v
         n->tp->ops->send(n->tp, dst, h, payload);
 }
 
+/* Release consistency: a write-back as runs of changed bytes, [u16 offset][u16 length][bytes]
+ * each, in as many RC_DIFF frames as it takes (at most a page of payload per frame). Only
+ * bytes that differ from the twin are sent: an unchanged byte may hold another writer's
+ * update at the home, so runs are never merged across unchanged bytes. */
+static void send_diff(struct dsm_node *n, struct dsm_wire_hdr *h, int dst, uint64_t page)
+{
+    const uint8_t *cur = n->mem->page(n->mem_ctx, page);
+    const uint8_t *tw = n->mem->twin(n->mem_ctx, page);
+    uint8_t buf[PAGE_SIZE];
+    uint32_t len = 0, off = 0;
+    for (;;) {
+        /* Skip equal words, then equal bytes. */
+        while (off + 8 <= PAGE_SIZE && !memcmp(cur + off, tw + off, 8)) off += 8;
+        while (off < PAGE_SIZE && cur[off] == tw[off]) off++;
+        if (off >= PAGE_SIZE) break;
+        uint32_t end = off;
+        while (end < PAGE_SIZE && cur[end] != tw[end]) end++;
+        while (off < end) {
+            if (len + 5 > PAGE_SIZE) { /* no room for even one byte of a run: next frame */
+                h->len = len;
+                atomic_fetch_add(&n->rc_outstanding, 1);
+                dsm_send(n, dst, h, buf);
+                len = 0;
+            }
+            uint32_t run = end - off;
+            if (run > PAGE_SIZE - len - 4) run = PAGE_SIZE - len - 4;
+            uint16_t o16 = (uint16_t)off, r16 = (uint16_t)run;
+            memcpy(buf + len, &o16, 2);
+            memcpy(buf + len + 2, &r16, 2);
+            memcpy(buf + len + 4, cur + off, run);
+            len += 4 + run;
+            off += run;
+        }
+    }
+    if (len) {
+        h->len = len;
+        atomic_fetch_add(&n->rc_outstanding, 1);
+        dsm_send(n, dst, h, buf);
+    }
+}
+
+/* Applies a write-back to the home store; the runs were checked by apply_ok. */
+static void apply_diff(struct dsm_node *n, const struct dsm_wire_hdr *h, const uint8_t *payload)
+{
+    uint8_t *store = n->mem->store(n->mem_ctx, h->arg0);
+    if (h->flags & RC_F_FULL) {
+        memcpy(store, payload, PAGE_SIZE);
+        return;
+    }
+    for (uint32_t pos = 0; pos < h->len;) {
+        uint16_t off, run;
+        memcpy(&off, payload + pos, 2);
+        memcpy(&run, payload + pos + 2, 2);
+        memcpy(store + off, payload + pos + 4, run);
+        pos += 4u + run;
+    }
+}
+
+/* Whether an RC_DIFF payload is well formed: whole runs inside the page. */
+static int apply_ok(const struct dsm_wire_hdr *h, const uint8_t *payload)
+{
+    if (h->flags & RC_F_FULL) return h->len == PAGE_SIZE;
+    if (!h->len) return 0;
+    for (uint32_t pos = 0; pos < h->len;) {
+        uint16_t off, run;
+        if (h->len - pos < 4) return 0;
+        memcpy(&off, payload + pos, 2);
+        memcpy(&run, payload + pos + 2, 2);
+        if (!run || (uint32_t)off + run > PAGE_SIZE || h->len - pos - 4 < run) return 0;
+        pos += 4u + run;
+    }
+    return 1;
+}
+
 static void send_coh(struct dsm_node *n, const struct coh_msg *m)
 {
     struct dsm_wire_hdr h;
     dsm_wire_init(&h, (enum dsm_wire_type)m->type, (uint32_t)n->rank);
     h.arg0 = m->page;
+    h.arg1 = m->arg;
     h.flags = m->flags;
     const void *payload = NULL;
+    if (m->type == RC_DIFF) {
+        atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
+        if (m->flags & RC_F_FULL) {
+            h.len = PAGE_SIZE;
+            atomic_fetch_add(&n->rc_outstanding, 1);
+            dsm_send(n, m->dst, &h, n->mem->page(n->mem_ctx, m->page));
+        } else {
+            send_diff(n, &h, m->dst, m->page);
+        }
+        return;
+    }
+    if (m->type == RC_DATA && !(m->flags & RC_F_ZERO)) {
+        h.len = PAGE_SIZE;
+        payload = n->mem->store(n->mem_ctx, m->page);
+        atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
+        DSM_TRACE(DSM_TR_SERVED, 0, m->page, dsm_node_now(n), 0, 0, m->dst, 1);
+    }
     if (coh_msg_has_payload(m)) {
         h.len = PAGE_SIZE;
         /* WB / PUT_M carry this node's copy (write-protected by a preceding action); DATA
@@ -220,8 +333,10 @@ static void send_coh(struct dsm_node *n, const struct coh_msg *m)
     dsm_send(n, m->dst, &h, payload);
 }
 
-/* Carries out a protocol's actions; `payload` is the handled message's payload (or NULL). */
-static void exec_actions(struct dsm_node *n, const struct coh_out *out, const void *payload)
+/* Carries out a protocol's actions; `payload` is the handled message's payload (or NULL),
+ * h_of_payload its header (for APPLY). */
+static void exec_actions(struct dsm_node *n, const struct coh_out *out, const void *payload,
+                         const struct dsm_wire_hdr *h_of_payload)
 {
     for (int i = 0; i < out->n; i++) {
         const struct coh_action *a = &out->a[i];
@@ -249,6 +364,15 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
         case COH_A_STORE:
             memcpy(n->mem->store(n->mem_ctx, p), payload, PAGE_SIZE);
             break;
+        case COH_A_TWIN:
+            memcpy(n->mem->twin(n->mem_ctx, p), n->mem->page(n->mem_ctx, p), PAGE_SIZE);
+            break;
+        case COH_A_DROP_TWIN:
+            n->mem->twin_drop(n->mem_ctx, p);
+            break;
+        case COH_A_APPLY:
+            apply_diff(n, h_of_payload, payload);
+            break;
         }
     }
 }
@@ -256,6 +380,69 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
 static const struct coh_protocol *proto_of(const struct dsm_node *n, uint64_t page)
 {
     return coh_protocol_get(n->proto[page]);
+}
+
+/* The protocol-specific state of a page: the node side's extra state, the home's entry. */
+static void *ext_of(struct dsm_node *n, uint64_t page)
+{
+    return n->proto[page] == DSM_PROTO_RC ? (void *)&n->rcx[page] : NULL;
+}
+
+static void *dir_of(struct dsm_node *n, uint64_t page)
+{
+    return n->proto[page] == DSM_PROTO_RC ? (void *)&n->rcdir[page] : (void *)&n->dir[page];
+}
+
+/* ---------------------------------------------------------------- RC page lists */
+
+static void list_add(uint64_t *arr, uint32_t *pos, _Atomic uint32_t *cnt, uint64_t p)
+{
+    if (pos[p]) return;
+    uint32_t k = atomic_load_explicit(cnt, memory_order_relaxed);
+    arr[k] = p;
+    pos[p] = k + 1;
+    atomic_store_explicit(cnt, k + 1, memory_order_release);
+}
+
+static void list_del(uint64_t *arr, uint32_t *pos, _Atomic uint32_t *cnt, uint64_t p)
+{
+    if (!pos[p]) return;
+    uint32_t i = pos[p] - 1, last = atomic_load_explicit(cnt, memory_order_relaxed) - 1;
+    arr[i] = arr[last];
+    pos[arr[i]] = i + 1;
+    pos[p] = 0;
+    atomic_store_explicit(cnt, last, memory_order_release);
+}
+
+/* Keeps the lists in step with an RC page's state (token held). */
+static void rc_track(struct dsm_node *n, uint64_t p, uint8_t st)
+{
+    if (n->proto[p] != DSM_PROTO_RC) return;
+    if (st == COH_I)
+        list_del(n->rc_live, n->rc_live_pos, &n->rc_live_n, p);
+    else
+        list_add(n->rc_live, n->rc_live_pos, &n->rc_live_n, p);
+    if (st == COH_M)
+        list_add(n->rc_dirty, n->rc_dirty_pos, &n->rc_dirty_n, p);
+    else
+        list_del(n->rc_dirty, n->rc_dirty_pos, &n->rc_dirty_n, p);
+}
+
+/* Sets a page's node-side state: mappings have changed before (a waiter that sees S or M
+ * finds the page in place). */
+static void set_state(struct dsm_node *n, uint64_t p, uint8_t st)
+{
+    rc_track(n, p, st);
+    atomic_store_explicit(&n->pstate[p], st, memory_order_release);
+}
+
+void dsm_node_forget_rc(struct dsm_node *n, uint64_t p)
+{
+    if (n->rcx[p].flags & RC_N_TWIN) n->mem->twin_drop(n->mem_ctx, p);
+    list_del(n->rc_live, n->rc_live_pos, &n->rc_live_n, p);
+    list_del(n->rc_dirty, n->rc_dirty_pos, &n->rc_dirty_n, p);
+    n->rcx[p] = (struct rc_node){0};
+    rc_dir_init(&n->rcdir[p]);
 }
 
 /* ---------------------------------------------------------------- receiving */
@@ -337,46 +524,66 @@ static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const 
                         .flags = (uint8_t)h->flags,
                         .src = (uint8_t)h->src,
                         .dst = (uint8_t)n->rank,
-                        .page = p};
+                        .page = p,
+                        .arg = h->arg1};
     struct coh_out out;
     out.n = 0;
     const char *why = NULL;
     const struct coh_protocol *pr = proto_of(n, p);
-    /* The frame checks of the transport cannot know homes: check them here, so a confused or
-     * hostile peer cannot make this node act as the directory of a page it does not home. */
-    if (coh_msg_to_home(m.type)) {
+    /* The frame checks of the transport cannot know homes or protocols: check them here, so
+     * a confused or hostile peer cannot make this node act as the directory of a page it
+     * does not home, or drive a page with the wrong protocol. */
+    if (n->home[p] == HOME_NONE || coh_protocol_of_msg(m.type) != n->proto[p])
+        dsm_node_fatal(n,
+                       "node %d sent %s for page %llu, which is not %s memory here: node %d "
+                       "is misbehaving (or runs another version of ufdsm)",
+                       h->src, dsm_wire_type_name(m.type), (unsigned long long)p,
+                       n->home[p] == HOME_NONE ? "allocated" : pr->name, h->src);
+    if (pr->msg_to_home(m.type)) {
         if (n->home[p] != n->rank)
             dsm_node_fatal(n,
                            "node %d sent %s for page %llu, which node %d does not home "
-                           "(home: %d)",
-                           h->src, coh_mtype_name(m.type), (unsigned long long)p, n->rank,
-                           n->home[p] == HOME_NONE ? -1 : n->home[p]);
-        if (pr->dir_recv(&n->dir[p], n->rank, &m, &out, &why))
+                           "(home: %d): node %d is misbehaving",
+                           h->src, pr->mtype_name(m.type), (unsigned long long)p, n->rank,
+                           n->home[p], h->src);
+        if (m.type == RC_DIFF && !apply_ok(h, payload))
             dsm_node_fatal(n,
-                           "coherence protocol violation on page %llu: %s (message %s from "
-                           "node %d, directory %s) - please report this bug",
-                           (unsigned long long)p, why, coh_mtype_name(m.type), h->src,
-                           coh_dstate_name(n->dir[p].state));
-        exec_actions(n, &out, payload);
+                           "node %d sent a malformed write-back for page %llu (%u bytes): "
+                           "node %d is misbehaving",
+                           h->src, (unsigned long long)p, h->len, h->src);
+        if (pr->dir_recv(dir_of(n, p), n->rank, &m, &out, &why))
+            dsm_node_fatal(n,
+                           "node %d sent %s for page %llu, which the home cannot accept "
+                           "now (%s): node %d is misbehaving",
+                           h->src, pr->mtype_name(m.type), (unsigned long long)p, why, h->src);
+        exec_actions(n, &out, payload, h);
         return;
     }
     if (n->home[p] != h->src)
-        dsm_node_fatal(n, "node %d sent %s for page %llu, which it does not home", h->src,
-                       coh_mtype_name(m.type), (unsigned long long)p);
+        dsm_node_fatal(n,
+                       "node %d sent %s for page %llu, which it does not home: node %d is "
+                       "misbehaving",
+                       h->src, pr->mtype_name(m.type), (unsigned long long)p, h->src);
     if ((m.type == COH_INV || m.type == COH_RECALL_S || m.type == COH_RECALL_I) &&
         defer_if_held(n, h))
         return;
+    if (m.type == RC_DIFF_ACK && atomic_fetch_sub(&n->rc_outstanding, 1) <= 0)
+        dsm_node_fatal(n,
+                       "node %d acknowledged a write-back of page %llu this node did not "
+                       "send: node %d is misbehaving",
+                       h->src, (unsigned long long)p, h->src);
     uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
     uint8_t before = st;
-    if (pr->node_recv(&st, n->rank, &m, &out, &why))
+    if (pr->node_recv(&st, ext_of(n, p), n->rank, &m, &out, &why))
         dsm_node_fatal(n,
-                       "coherence protocol violation on page %llu: %s (message %s from node "
-                       "%d, local state %s) - please report this bug",
-                       (unsigned long long)p, why, coh_mtype_name(m.type), h->src,
-                       coh_nstate_name(before));
-    int data = m.type == COH_DATA_S || m.type == COH_DATA_M;
-    /* A page read ahead has nobody about to use it: no hold. */
-    if (data && n->cfg.hold_us && !(n->pf[p] & PF_INFLIGHT))
+                       "node %d sent %s for page %llu, which this node cannot accept in "
+                       "state %s (%s): node %d is misbehaving",
+                       h->src, pr->mtype_name(m.type), (unsigned long long)p,
+                       coh_nstate_name(before), why, h->src);
+    int data = m.type == COH_DATA_S || m.type == COH_DATA_M || m.type == RC_DATA;
+    /* A page read ahead has nobody about to use it: no hold. Only the single-writer protocol
+     * takes pages back (recalls), so only it needs holds. */
+    if (data && n->cfg.hold_us && !(n->pf[p] & PF_INFLIGHT) && n->proto[p] == DSM_PROTO_SC)
         __atomic_store_n(&n->hold_until[p], dsm_node_now(n) + (uint64_t)n->cfg.hold_us * 1000,
                          __ATOMIC_RELAXED);
     /* Taken back before it was written: the page is not migratory after all. */
@@ -391,14 +598,14 @@ static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const 
     /* Mappings change before the state says so: a waiter that sees S or M finds the page in
      * place. Downgrades are the other way round, which is fine because a thread that sees the
      * old state just faults again. */
-    exec_actions(n, &out, payload);
-    atomic_store_explicit(&n->pstate[p], st, memory_order_release);
+    exec_actions(n, &out, payload, h);
+    set_state(n, p, st);
 }
 
 void dsm_deliver(void *ctx, const struct dsm_wire_hdr *h, const void *payload)
 {
     struct dsm_node *n = ctx;
-    if (h->type >= DSM_MSG_GET_S && h->type <= DSM_MSG_RECALL_I)
+    if (coh_protocol_of_msg(h->type) >= 0)
         deliver_coh(n, h, payload);
     else
         dsm_sync_recv(n, h, payload);
@@ -489,10 +696,10 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
             break;
         struct coh_out out;
         out.n = 0;
-        proto_of(n, q)->node_access(&st, n->rank, n->home[q], q, 0, &out);
+        proto_of(n, q)->node_access(&st, ext_of(n, q), n->rank, n->home[q], q, 0, &out);
         n->pf[q] = PF_INFLIGHT;
-        atomic_store_explicit(&n->pstate[q], st, memory_order_release);
-        exec_actions(n, &out, NULL);
+        exec_actions(n, &out, NULL, NULL);
+        set_state(n, q, st);
     }
     n->pf_next = q;
 }
@@ -522,7 +729,7 @@ static uint8_t account_request(struct dsm_node *n, uint64_t page, uint8_t st, in
         return DSM_TR_WRITE_MISS;
     }
     atomic_fetch_add_explicit(&n->st.upgrades, 1, memory_order_relaxed);
-    __atomic_store_n(&n->mig[page], MIG_SEEN, __ATOMIC_RELAXED);
+    if (n->proto[page] == DSM_PROTO_SC) __atomic_store_n(&n->mig[page], MIG_SEEN, __ATOMIC_RELAXED);
     return DSM_TR_UPGRADE;
 }
 
@@ -557,8 +764,9 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
          * a GET_M for any access), mapped read-only all the same, so that the first write
          * shows: a write confirms the guess (one local fault, no message), losing the page
          * unwritten withdraws it. */
-        int ask_write = write || (st == COH_I && (n->mig[page] & MIG_SEEN) && n->nodes > 1);
-        int rc = pr->node_access(&st, n->rank, home, page, ask_write, &out);
+        int sc = n->proto[page] == DSM_PROTO_SC;
+        int ask_write = write || (sc && st == COH_I && (n->mig[page] & MIG_SEEN) && n->nodes > 1);
+        int rc = pr->node_access(&st, ext_of(n, page), n->rank, home, page, ask_write, &out);
         if (write && st == COH_M && (n->mig[page] & MIG_CLEAN)) {
             n->mem->protect(n->mem_ctx, page, 0);
             __atomic_store_n(&n->mig[page], MIG_SEEN, __ATOMIC_RELAXED);
@@ -569,8 +777,8 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
             if (!requested) kind = account_request(n, page, st, write, ask_write);
             requested = 1;
             msgs += count_sends(&out);
-            atomic_store_explicit(&n->pstate[page], st, memory_order_release);
-            exec_actions(n, &out, NULL);
+            exec_actions(n, &out, NULL, NULL);
+            set_state(n, page, st);
             if (st == COH_IS_D && n->cfg.prefetch) read_ahead(n, page);
             dsm_progress(n);
         } else if (rc == COH_ACCESS_WAIT && !requested) {
@@ -599,4 +807,51 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
         dsm_hist_add(&n->fault_hist, dt);
         atomic_flag_clear_explicit(&n->fault_hist_lock, memory_order_release);
     }
+}
+
+/* ---------------------------------------------------------------- release consistency */
+
+static int writebacks_done(void *arg)
+{
+    struct dsm_node *n = arg;
+    return atomic_load_explicit(&n->rc_outstanding, memory_order_acquire) == 0;
+}
+
+void dsm_node_release(struct dsm_node *n)
+{
+    if (atomic_load_explicit(&n->rc_dirty_n, memory_order_acquire) || !writebacks_done(n)) {
+        dsm_token_acquire(n);
+        /* Backwards: each page leaves the list, and the last one takes its place. */
+        for (uint32_t i = atomic_load_explicit(&n->rc_dirty_n, memory_order_relaxed); i-- > 0;) {
+            uint64_t p = n->rc_dirty[i];
+            uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
+            struct coh_out out;
+            out.n = 0;
+            proto_of(n, p)->node_release(&st, ext_of(n, p), n->rank, n->home[p], p, &out);
+            exec_actions(n, &out, NULL, NULL);
+            set_state(n, p, st);
+        }
+        dsm_progress(n);
+        dsm_token_release(n);
+        /* The next acquirer fetches from the homes: they must have applied everything. */
+        dsm_wait(n, writebacks_done, n);
+    }
+}
+
+void dsm_node_acquire(struct dsm_node *n)
+{
+    if (!atomic_load_explicit(&n->rc_live_n, memory_order_acquire)) return;
+    dsm_token_acquire(n);
+    for (uint32_t i = atomic_load_explicit(&n->rc_live_n, memory_order_relaxed); i-- > 0;) {
+        uint64_t p = n->rc_live[i];
+        uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
+        struct coh_out out;
+        out.n = 0;
+        proto_of(n, p)->node_acquire(&st, ext_of(n, p), n->rank, n->home[p], p, &out);
+        if (!out.n && st == atomic_load_explicit(&n->pstate[p], memory_order_relaxed)) continue;
+        exec_actions(n, &out, NULL, NULL);
+        set_state(n, p, st);
+    }
+    dsm_progress(n);
+    dsm_token_release(n);
 }

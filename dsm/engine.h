@@ -39,6 +39,7 @@
 #include "dsm.h"
 #include "hist.h"
 #include "proto.h"
+#include "rc.h"
 #include "transport.h"
 
 #define PAGE_SIZE      DSM_PAGE_SIZE
@@ -70,6 +71,9 @@ struct dsm_mem_ops {
     const void *(*page)(void *ctx, uint64_t page);
     /* The home store's copy of `page` (this node homes it). */
     void *(*store)(void *ctx, uint64_t page);
+    /* Room for the twin of `page` (release consistency), and giving it back. */
+    void *(*twin)(void *ctx, uint64_t page);
+    void (*twin_drop)(void *ctx, uint64_t page);
 };
 
 /* Time, waiting, waking and dying. */
@@ -149,7 +153,9 @@ struct dsm_node {
     _Atomic uint8_t *pstate; /* [atomic] enum coh_nstate on this node */
     uint8_t *home;           /* [token] home node, HOME_NONE if unallocated (see alloc.c) */
     uint8_t *proto;          /* [token] DSM_PROTO_* of the allocation holding the page */
-    struct coh_dir *dir;     /* [token] directory entries (of homed pages) */
+    struct coh_dir *dir;     /* [token] SC directory entries (of homed pages) */
+    struct rc_dir *rcdir;    /* [token] RC directory entries (of homed pages) */
+    struct rc_node *rcx;     /* [token] RC node-side state beyond pstate */
     uint64_t *hold_until;    /* [atomic] recalls wait until this time (ns), see engine.c */
     uint8_t *pf;             /* [token] PF_* */
     uint8_t *mig;            /* [atomic] MIG_* (engine.c); written by the token holder */
@@ -168,6 +174,14 @@ struct dsm_node {
     uint32_t def_head, def_tail;
     uint64_t pf_next; /* [token] read-ahead: the page that would extend the stream */
     int pf_win;       /* [token] read-ahead window */
+
+    /* Release consistency (engine.c): the RC pages this node has a copy of or a request for
+     * (acquires go through them), and those written this interval (releases do). Each list
+     * is an array plus every page's position in it (0: absent), for O(1) removal. */
+    uint64_t *rc_live, *rc_dirty;         /* [token] */
+    uint32_t *rc_live_pos, *rc_dirty_pos; /* [token] index + 1 */
+    _Atomic uint32_t rc_live_n, rc_dirty_n;
+    _Atomic int rc_outstanding; /* write-backs sent and not yet acknowledged by their home */
 
     /* Collectives and barriers (sync.c). */
     uint64_t cseq; /* [token] collectives entered by this node */
@@ -267,6 +281,11 @@ static inline uint64_t dsm_node_now(struct dsm_node *n)
 void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, uint32_t offset);
 /* Whether this node may access the page now (write: writably). Any thread. */
 int dsm_access_ok(struct dsm_node *n, uint64_t page, int write);
+/* Release: this node's writes to RC memory go to their homes; returns once every home has
+ * applied them. Acquire: drops the cached RC pages other nodes write. Any thread; no-ops
+ * while the node has no RC pages. */
+void dsm_node_release(struct dsm_node *n);
+void dsm_node_acquire(struct dsm_node *n);
 
 /* ---------------------------------------------------------------- sync.c */
 
@@ -301,6 +320,8 @@ void dsm_node_free(struct dsm_node *n, uint64_t addr);
 int dsm_node_home(const struct dsm_node *n, uint64_t addr);
 /* A FREE message from a peer (token held). */
 void dsm_malloc_free_home(struct dsm_node *n, uint64_t addr);
+/* Forgets the release-consistency state of a page (a reset). Token held. */
+void dsm_node_forget_rc(struct dsm_node *n, uint64_t p);
 /* Resets pages to "never used" on this node: copies dropped, homed entries zeroed. Token. */
 void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count);
 

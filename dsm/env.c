@@ -83,7 +83,8 @@ int dsm_parse_size(const char *s, uint64_t *out)
 static int msg_rank = -1;
 
 /* Like dsm_log (one write(2) per line, same level filter), but labelled with the rank found
- * so far: log.c labels lines with dsm_log_rank, which dsm_init sets only after this file is done. */
+ * so far: log.c labels lines with dsm_log_rank, which dsm_init sets only after this file is done.
+ */
 static void __attribute__((format(printf, 2, 3))) cfg_log(int level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
@@ -609,6 +610,23 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
     if ((s = env("DSM_HOLD_US"))) {
         if (parse_int("DSM_HOLD_US", s, 0, 1000000, &v)) return DSM_EINVAL;
         cfg->hold_us = v;
+    }
+    cfg->protocol = DSM_PROTO_SC;
+    if (opts && opts->protocol) {
+        if (opts->protocol != DSM_SC && opts->protocol != DSM_RC) {
+            CERR("dsm_options_t.protocol %d is neither DSM_SC nor DSM_RC", opts->protocol);
+            return DSM_EINVAL;
+        }
+        cfg->protocol = opts->protocol == DSM_RC ? DSM_PROTO_RC : DSM_PROTO_SC;
+    } else if ((s = env("DSM_PROTOCOL"))) {
+        if (!strcmp(s, "rc"))
+            cfg->protocol = DSM_PROTO_RC;
+        else if (strcmp(s, "sc")) {
+            CERR("DSM_PROTOCOL='%s' is not a protocol: use sc (sequential consistency) or rc "
+                 "(release consistency)",
+                 s);
+            return DSM_EINVAL;
+        }
     }
     return DSM_OK;
 }

@@ -50,6 +50,8 @@ static const struct dsm_env_var dsm_env_vars[] = {
      "microseconds a granted page stays before a recall is honoured"},
     {"DSM_PREFETCH", DSM_ENV_STR(DSM_DEFAULT_PREFETCH),
      "most pages read ahead of sequential read misses; 0: off"},
+    {"DSM_PROTOCOL", "sc",
+     "protocol of dsm_alloc, dsm_malloc and unflagged dsm_alloc_placed: sc or rc"},
     {"DSM_TRACE", "off", "path: record coherence events into PATH.<rank> (%r: the rank)"},
 };
 #define DSM_ENV_VAR_COUNT (sizeof dsm_env_vars / sizeof dsm_env_vars[0])

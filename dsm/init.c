@@ -128,7 +128,7 @@ int dsm_init(const dsm_options_t *opts)
                                 .memory = rt->cfg.memory,
                                 .hold_us = rt->cfg.hold_us,
                                 .prefetch = rt->cfg.prefetch,
-                                .default_proto = DSM_PROTO_SC};
+                                .default_proto = rt->cfg.protocol};
     rt->node = dsm_node_create(&ec, &rt_mem_ops, rt, &rt_env_ops, rt, err, sizeof err);
     if (!rt->node) {
         rc = DSM_ENOMEM;
@@ -189,6 +189,7 @@ void dsm_finalize(void)
     struct dsm_runtime *rt = ufdsm_rt;
     if (!rt || !rt->initialized) return;
     struct dsm_node *n = rt->node;
+    dsm_node_release(n); /* finalize is a release: nothing written stays behind */
     dsm_collective(n, COLL_FINALIZE, 0, 0, 0);
     if (rt->cfg.stats) print_stats(rt);
     if (n->tp && !dsm_node_goodbye(n, 5000000000ull))

@@ -40,6 +40,7 @@ struct dsm_cfg {
     long spin_us; /* how long a waiter spins before sleeping */
     long hold_us; /* how long a granted page stays before a recall is honoured */
     int prefetch; /* most pages read ahead of a sequential stream of read misses, 0: off */
+    int protocol; /* DSM_PROTO_*: of dsm_alloc, dsm_malloc, and dsm_alloc_placed without a flag */
     /* Who started this process and how to fix what depends on it, for messages (env.c). */
     char launcher[32];   /* "dsmrun", "srun (Slurm)", "mpirun (Open MPI)", "by hand", ... */
     char rank_from[96];  /* "from OMPI_COMM_WORLD_RANK", "from DSM_RANK", ... */
@@ -59,6 +60,7 @@ struct dsm_runtime {
     uint64_t npages;
     int uffd;
     char *store; /* home store: backing copy of pages homed here (same offsets) */
+    char *twins; /* twins of RC pages written this interval (same offsets) */
     pthread_t svc_thread;
     int svc_started;
     int svc_stop;

@@ -91,6 +91,17 @@ int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
         return DSM_ENOMEM;
     }
     madvise(rt->store, len, MADV_DONTFORK);
+    /* Twins (release consistency): one slot per page, at the page's offset, backed only
+     * while a twin exists. */
+    rt->twins =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (rt->twins == MAP_FAILED) {
+        rt->twins = NULL;
+        snprintf(err, errlen, "cannot reserve room for twins (%llu bytes): %s",
+                 (unsigned long long)len, strerror(errno));
+        return DSM_ENOMEM;
+    }
+    madvise(rt->twins, len, MADV_DONTFORK);
     return DSM_OK;
 }
 
@@ -99,8 +110,9 @@ void dsm_region_unmap(struct dsm_runtime *rt)
     size_t len = rt->npages * PAGE_SIZE;
     if (rt->base) munmap(rt->base, len);
     if (rt->store) munmap(rt->store, len);
+    if (rt->twins) munmap(rt->twins, len);
     if (rt->uffd >= 0) close(rt->uffd);
-    rt->base = rt->store = NULL;
+    rt->base = rt->store = rt->twins = NULL;
     rt->uffd = -1;
 }
 
@@ -144,6 +156,7 @@ static void reset_range(void *ctx, uint64_t first, uint64_t count)
     struct dsm_runtime *rt = ctx;
     madvise(page_addr(rt, first), count * PAGE_SIZE, MADV_DONTNEED);
     madvise(rt->store + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
+    madvise(rt->twins + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
 }
 
 static const void *page_copy(void *ctx, uint64_t page)
@@ -157,6 +170,18 @@ static void *store_copy(void *ctx, uint64_t page)
     return rt->store + page * PAGE_SIZE;
 }
 
+static void *twin_slot(void *ctx, uint64_t page)
+{
+    struct dsm_runtime *rt = ctx;
+    return rt->twins + page * PAGE_SIZE;
+}
+
+static void twin_drop(void *ctx, uint64_t page)
+{
+    struct dsm_runtime *rt = ctx;
+    madvise(rt->twins + page * PAGE_SIZE, PAGE_SIZE, MADV_DONTNEED);
+}
+
 const struct dsm_mem_ops rt_mem_ops = {
     .map = map_page,
     .protect = protect_page,
@@ -164,4 +189,6 @@ const struct dsm_mem_ops rt_mem_ops = {
     .reset = reset_range,
     .page = page_copy,
     .store = store_copy,
+    .twin = twin_slot,
+    .twin_drop = twin_drop,
 };

@@ -202,7 +202,9 @@ static void recv_coll(struct dsm_node *n, const struct dsm_wire_hdr *h, const vo
 void dsm_node_barrier(struct dsm_node *n)
 {
     atomic_fetch_add_explicit(&n->st.barriers, 1, memory_order_relaxed);
+    dsm_node_release(n); /* a barrier is a release followed by an acquire */
     dsm_collective(n, COLL_BARRIER, 0, 0, 0);
+    dsm_node_acquire(n);
 }
 
 /* ---------------------------------------------------------------- address tables */
@@ -389,6 +391,7 @@ int dsm_node_mutex_lock(struct dsm_node *n, uint64_t m)
     lock_call(n, mgr, m, DSM_MSG_LOCK_REQ, 0);
     atomic_fetch_add_explicit(&n->st.lock_acquires, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
+    dsm_node_acquire(n);
     return DSM_OK;
 }
 
@@ -399,6 +402,7 @@ int dsm_node_mutex_trylock(struct dsm_node *n, uint64_t m)
     if (lock_call(n, mgr, m, DSM_MSG_LOCK_REQ, 1) != W_GRANTED) return DSM_EBUSY;
     atomic_fetch_add_explicit(&n->st.lock_acquires, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
+    dsm_node_acquire(n);
     return DSM_OK;
 }
 
@@ -410,6 +414,8 @@ int dsm_node_mutex_unlock(struct dsm_node *n, uint64_t m)
      * or it has been written back) before the release leaves: SC needs no flush here, only
      * that the CPU's stores are visible to the engine, which this fence orders. */
     atomic_thread_fence(memory_order_seq_cst);
+    /* Release consistency: the critical section's writes reach their homes first. */
+    dsm_node_release(n);
     dsm_token_acquire(n);
     uint32_t i;
     if (!held_find(n, m, &i)) {

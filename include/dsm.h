@@ -51,6 +51,7 @@ typedef struct dsm_options {
     int stats;               /* 1: print this node's counters at dsm_finalize; -1: DSM_STATS */
     int log_level;           /* 0 error, 1 warn, 2 info, 3 debug; -1: DSM_LOG */
     int connect_timeout_ms;  /* bounded wait for peers at startup; 0: DSM_CONNECT_TIMEOUT/30 s */
+    int protocol;            /* default protocol: DSM_SC or DSM_RC; 0: DSM_PROTOCOL (default sc) */
 } dsm_options_t;
 
 void dsm_options_init(dsm_options_t *opts);
@@ -73,6 +74,15 @@ enum {
     DSM_PLACE_NODE = 2,   /* arg = the node that homes all of it */
 };
 
+/* The coherence protocol of an allocation, OR'ed into the policy of dsm_alloc_placed (e.g.
+ * DSM_PLACE_BLOCK | DSM_RC). Neither: the default protocol (DSM_PROTOCOL, default sc), which
+ * dsm_alloc and dsm_malloc always use. docs/memory-model.md says what each guarantees.
+ *   DSM_SC: sequentially consistent; C11 atomics are atomic across nodes.
+ *   DSM_RC: release consistency with multiple writers: a data-race-free program sees
+ *           sequential consistency; writes become visible to other nodes at synchronisation
+ *           (mutexes, barriers, dsm_release/dsm_acquire). Keep atomics and flags in SC memory. */
+enum { DSM_SC = 0x100, DSM_RC = 0x200 };
+
 /* Collective: every node calls it in the same order with the same size and gets the same
  * address; zero-filled, page-aligned; DSM_PLACE_BLOCK. NULL (and a log line) when the global
  * space is exhausted or nodes disagree. */
@@ -87,8 +97,16 @@ void dsm_free(void *ptr);
  * is not in allocated DSM memory. */
 int dsm_home(const void *addr);
 
-/* All nodes, one call per node. Every write before it is visible to every read after it. */
+/* All nodes, one call per node. Every write before it is visible to every read after it (a
+ * release followed by an acquire). */
 void dsm_barrier(void);
+
+/* For programs that synchronise outside this API (e.g. a flag in SC memory written with a
+ * C11 atomic): dsm_release makes this node's writes to RC memory visible to whoever acquires
+ * next (it returns once their homes have them); dsm_acquire makes every released write
+ * visible to this node. Lock calls and barriers do both by themselves. */
+void dsm_release(void);
+void dsm_acquire(void);
 
 /* A mutex that lives in DSM memory. Locks are granted in FIFO order by the node that homes
  * the mutex's address; ownership belongs to the node (any thread of the holding node may
@@ -101,9 +119,9 @@ typedef struct dsm_mutex {
 } dsm_mutex_t;
 int dsm_mutex_init(dsm_mutex_t *m);    /* by one node, before others use it; DSM_EBUSY: held */
 int dsm_mutex_destroy(dsm_mutex_t *m); /* DSM_EBUSY if held or waited for */
-int dsm_mutex_lock(dsm_mutex_t *m);
-int dsm_mutex_trylock(dsm_mutex_t *m); /* DSM_EBUSY if another thread or node holds it */
-int dsm_mutex_unlock(dsm_mutex_t *m);  /* DSM_EPERM if this node does not hold it */
+int dsm_mutex_lock(dsm_mutex_t *m);    /* an acquire */
+int dsm_mutex_trylock(dsm_mutex_t *m); /* an acquire; DSM_EBUSY if another holds it */
+int dsm_mutex_unlock(dsm_mutex_t *m);  /* a release; DSM_EPERM if this node does not hold it */
 
 /* Per-transport traffic counters; index with DSM_TP_*. */
 enum { DSM_TP_TCP = 0, DSM_TP_RDMA = 1, DSM_TP_LOCAL = 2, DSM_TP_COUNT = 3 };

@@ -30,17 +30,35 @@ _Static_assert(DSM_WIRE_MAX_PAYLOAD >= COLL_PAYLOAD && DSM_WIRE_MAX_PAYLOAD >= A
                "the fixed payloads (collective record, abort text) must fit a frame");
 
 static const char *const type_names[DSM_MSG_TYPE_COUNT] = {
-    [DSM_MSG_NONE] = "NONE",         [DSM_MSG_GET_S] = "GET_S",
-    [DSM_MSG_GET_M] = "GET_M",       [DSM_MSG_PUT_S] = "PUT_S",
-    [DSM_MSG_PUT_M] = "PUT_M",       [DSM_MSG_WB] = "WB",
-    [DSM_MSG_INV_ACK] = "INV_ACK",   [DSM_MSG_DATA_S] = "DATA_S",
-    [DSM_MSG_DATA_M] = "DATA_M",     [DSM_MSG_INV] = "INV",
-    [DSM_MSG_RECALL_S] = "RECALL_S", [DSM_MSG_RECALL_I] = "RECALL_I",
-    [DSM_MSG_LOCK_REQ] = "LOCK_REQ", [DSM_MSG_LOCK_GRANT] = "LOCK_GRANT",
-    [DSM_MSG_LOCK_REL] = "LOCK_REL", [DSM_MSG_LOCK_INIT] = "LOCK_INIT",
-    [DSM_MSG_BARRIER] = "BARRIER",   [DSM_MSG_COLL] = "COLL",
-    [DSM_MSG_FREE] = "FREE",         [DSM_MSG_BYE] = "BYE",
+    [DSM_MSG_NONE] = "NONE",
+    [DSM_MSG_GET_S] = "GET_S",
+    [DSM_MSG_GET_M] = "GET_M",
+    [DSM_MSG_PUT_S] = "PUT_S",
+    [DSM_MSG_PUT_M] = "PUT_M",
+    [DSM_MSG_WB] = "WB",
+    [DSM_MSG_INV_ACK] = "INV_ACK",
+    [DSM_MSG_DATA_S] = "DATA_S",
+    [DSM_MSG_DATA_M] = "DATA_M",
+    [DSM_MSG_INV] = "INV",
+    [DSM_MSG_RECALL_S] = "RECALL_S",
+    [DSM_MSG_RECALL_I] = "RECALL_I",
+    [DSM_MSG_LOCK_REQ] = "LOCK_REQ",
+    [DSM_MSG_LOCK_GRANT] = "LOCK_GRANT",
+    [DSM_MSG_LOCK_REL] = "LOCK_REL",
+    [DSM_MSG_LOCK_INIT] = "LOCK_INIT",
+    [DSM_MSG_BARRIER] = "BARRIER",
+    [DSM_MSG_COLL] = "COLL",
+    [DSM_MSG_FREE] = "FREE",
+    [DSM_MSG_BYE] = "BYE",
     [DSM_MSG_ABORT] = "ABORT",
+    [DSM_MSG_RC_GET] = "RC_GET",
+    [DSM_MSG_RC_DATA] = "RC_DATA",
+    [DSM_MSG_RC_WREG] = "RC_WREG",
+    [DSM_MSG_RC_WREG_ACK] = "RC_WREG_ACK",
+    [DSM_MSG_RC_CLASS] = "RC_CLASS",
+    [DSM_MSG_RC_CLASS_ACK] = "RC_CLASS_ACK",
+    [DSM_MSG_RC_DIFF] = "RC_DIFF",
+    [DSM_MSG_RC_DIFF_ACK] = "RC_DIFF_ACK",
 };
 
 const char *dsm_wire_type_name(unsigned type)
@@ -133,6 +151,12 @@ static unsigned allowed_flags(unsigned type)
         return DSM_WF_ZERO;
     case DSM_MSG_DATA_M:
         return DSM_WF_ZERO | DSM_WF_NODATA;
+    case DSM_MSG_RC_GET:
+        return DSM_WF_RC_WRITE;
+    case DSM_MSG_RC_DATA:
+        return DSM_WF_ZERO;
+    case DSM_MSG_RC_DIFF:
+        return DSM_WF_RC_FULL;
     default:
         return 0;
     }
@@ -162,6 +186,7 @@ static uint32_t expected_len(const struct dsm_wire_hdr *h)
         return DSM_PAGE_SIZE;
     case DSM_MSG_DATA_S:
     case DSM_MSG_DATA_M:
+    case DSM_MSG_RC_DATA:
         return (h->flags & (DSM_WF_ZERO | DSM_WF_NODATA)) ? 0 : DSM_PAGE_SIZE;
     case DSM_MSG_COLL:
         return COLL_PAYLOAD;
@@ -208,9 +233,24 @@ int dsm_wire_check(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
     case DSM_MSG_INV:
     case DSM_MSG_RECALL_S:
     case DSM_MSG_RECALL_I:
+    case DSM_MSG_RC_GET:
+    case DSM_MSG_RC_DATA:
+    case DSM_MSG_RC_WREG:
+    case DSM_MSG_RC_WREG_ACK:
+    case DSM_MSG_RC_CLASS:
+    case DSM_MSG_RC_CLASS_ACK:
+    case DSM_MSG_RC_DIFF:
+    case DSM_MSG_RC_DIFF_ACK:
         if (h->arg0 >= lim->npages)
             return bad(why, whylen, "%s page index %llu outside the global space (%llu pages)", tn,
                        (unsigned long long)h->arg0, (unsigned long long)lim->npages);
+        if (h->type == DSM_MSG_RC_DIFF) { /* runs of changed bytes: their format is checked
+                                             where they are applied */
+            if (h->flags & DSM_WF_RC_FULL ? h->len != DSM_PAGE_SIZE : h->len < 5)
+                return bad(why, whylen, "%s payload length %u with flags 0x%x", tn, h->len,
+                           h->flags);
+            return DSM_WIRE_OK;
+        }
         break;
     case DSM_MSG_LOCK_REQ:
     case DSM_MSG_LOCK_GRANT:

@@ -42,16 +42,28 @@ enum dsm_wire_type {
     DSM_MSG_LOCK_GRANT = 13, /* manager -> node; aux = 1 granted, 0 busy (trylock only) */
     DSM_MSG_LOCK_REL = 14,   /* node -> manager */
     DSM_MSG_LOCK_INIT = 15,  /* node -> manager: reset this mutex */
-    DSM_MSG_BARRIER = 16,    /* dissemination round; aux = round, arg0 = epoch, arg1 = digest */
+    DSM_MSG_BARRIER = 16,    /* dissemination round; aux = round, arg0 = collective sequence */
     DSM_MSG_COLL = 17,       /* collective agreement; payload = struct dsm_coll_rec */
     DSM_MSG_FREE = 18,       /* node -> home: free this dsm_malloc block (arg0 = address) */
     DSM_MSG_BYE = 19,        /* finalize: no more messages from me */
     DSM_MSG_ABORT = 20,      /* a fatal error on the sender; payload = text */
+    /* release consistency (coherence/rc.h; arg0 = page index, arg1 = the writer set) */
+    DSM_MSG_RC_GET = 21,       /* node -> home; flags: RC_WRITE */
+    DSM_MSG_RC_DATA = 22,      /* home -> node; payload = page (or flag ZERO) */
+    DSM_MSG_RC_WREG = 23,      /* node -> home: register me as a writer */
+    DSM_MSG_RC_WREG_ACK = 24,  /* home -> node */
+    DSM_MSG_RC_CLASS = 25,     /* home -> node: the writer set grew */
+    DSM_MSG_RC_CLASS_ACK = 26, /* node -> home */
+    DSM_MSG_RC_DIFF = 27,      /* node -> home; payload = runs of changed bytes (or flag FULL:
+                                  the whole page) */
+    DSM_MSG_RC_DIFF_ACK = 28,  /* home -> node */
     DSM_MSG_TYPE_COUNT
 };
 
 /* Header flags. */
 #define DSM_WF_HAVE_COPY 0x1 /* GET_M: requester holds a read copy (an upgrade) */
+#define DSM_WF_RC_WRITE  0x1 /* RC_GET: register the requester as a writer */
+#define DSM_WF_RC_FULL   0x2 /* RC_DIFF: the payload is the whole page */
 #define DSM_WF_NODATA    0x2 /* DATA_M: no payload, requester's copy is current */
 #define DSM_WF_ZERO      0x4 /* DATA_S/DATA_M: no payload, the page is all zeros */
 #define DSM_WF_ALL       0x7

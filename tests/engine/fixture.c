@@ -71,6 +71,8 @@ struct fmem {
     uint8_t perm[NPAGES]; /* 0 none, 1 read-only, 2 writable */
     uint8_t app[NPAGES][PAGE_SIZE];
     uint8_t store[NPAGES][PAGE_SIZE];
+    uint8_t twin[NPAGES][PAGE_SIZE];
+    uint8_t has_twin[NPAGES];
 };
 
 enum { T_NEW, T_RUN, T_WAIT, T_DONE };
@@ -109,7 +111,9 @@ struct fx {
     uint8_t golden[NPAGES][PAGE_SIZE]; /* the last value written to every byte */
     /* shared allocations */
     uint64_t s_addr, v_addr[MAXN];
-    int s_pages, v_pages;
+    int s_pages, v_pages, r_pages;
+    uint64_t r_addr; /* release-consistent memory (DSM_RC) */
+    long rc_incs[MAXLOCKS];
     int s_ready[MAXN];
     int freeing; /* nodes inside the collective free of V */
     uint64_t freeing_first, freeing_count;
@@ -252,6 +256,23 @@ static void *m_store(void *ctx, uint64_t page)
     return m->store[page];
 }
 
+static void *m_twin(void *ctx, uint64_t page)
+{
+    struct fmem *m = ctx;
+    m->has_twin[page] = 1;
+    return m->twin[page];
+}
+
+static void m_twin_drop(void *ctx, uint64_t page)
+{
+    struct fmem *m = ctx;
+    if (!m->has_twin[page])
+        fx_fail("node %d: the engine dropped a twin of page %" PRIu64 " it never made", m->node,
+                page);
+    m->has_twin[page] = 0;
+    memset(m->twin[page], 0xDD, PAGE_SIZE);
+}
+
 static const struct dsm_mem_ops fx_mem_ops = {
     .map = m_map,
     .protect = m_protect,
@@ -259,6 +280,8 @@ static const struct dsm_mem_ops fx_mem_ops = {
     .reset = m_reset,
     .page = m_page,
     .store = m_store,
+    .twin = m_twin,
+    .twin_drop = m_twin_drop,
 };
 
 /* ---------------------------------------------------------------- environment ops */
@@ -372,6 +395,10 @@ static void check_invariants(int whole)
 {
     size_t len = whole ? PAGE_SIZE : CHECKED;
     for (uint64_t p = 0; p < NPAGES; p++) {
+        /* Release consistency lets copies differ and writers coexist between synchronisation
+         * points: its pages are checked where the program synchronised (reads under a lock,
+         * after a barrier: rd()). */
+        if (F.n[0]->proto[p] == DSM_PROTO_RC) continue;
         int writers = 0, readers = 0;
         for (int k = 0; k < F.nn; k++) {
             writers += F.mem[k]->perm[p] == 2;
@@ -470,13 +497,20 @@ static uint64_t counter_addr(int i)
     return F.s_addr + (uint64_t)((i + 1) % F.s_pages) * PAGE_SIZE + 64 + 8 * (uint64_t)i;
 }
 
+/* RC memory: page i % r_pages, word 8 + i: the counters of the mutexes, so that several
+ * nodes write different words of one page under different locks (multiple writers). */
+static uint64_t rc_counter_addr(int i)
+{
+    return F.r_addr + (uint64_t)(i % F.r_pages) * PAGE_SIZE + 64 + 8 * (uint64_t)i;
+}
+
 static uint64_t next_value(void)
 {
     static uint64_t v;
     return ++v;
 }
 
-static void locked_inc(int i, int try)
+static void locked_inc(int i, int try, int in_rc)
 {
     struct dsm_node *n = me();
     int rc;
@@ -494,11 +528,15 @@ static void locked_inc(int i, int try)
         fx_fail("mutex %d granted to thread %d.%d while thread %d.%d holds it", i, F.cur->node,
                 F.cur->idx, F.th[F.lock_holder[i] - 1].node, F.th[F.lock_holder[i] - 1].idx);
     F.lock_holder[i] = id;
-    doing("increment the counter of mutex %d", i);
-    uint64_t c = rd(counter_addr(i));
+    uint64_t a = in_rc ? rc_counter_addr(i) : counter_addr(i);
+    doing("increment the %s counter of mutex %d", in_rc ? "RC" : "SC", i);
+    uint64_t c = rd(a); /* under the lock: data-race-free, so the last value in RC too */
     yield();
-    wr(counter_addr(i), c + 1);
-    F.lock_incs[i]++;
+    wr(a, c + 1);
+    if (in_rc)
+        F.rc_incs[i]++;
+    else
+        F.lock_incs[i]++;
     yield();
     F.lock_holder[i] = 0;
     doing("unlock mutex %d", i);
@@ -547,7 +585,7 @@ static void random_op(struct fthread *t)
     }
     case 6:
     case 7:
-        locked_inc((int)((r >> 5) % MAXLOCKS), (r >> 9) & 1);
+        locked_inc((int)((r >> 5) % MAXLOCKS), (r >> 9) & 1, (r >> 10) & 1);
         break;
     case 8: { /* dsm_malloc here, written, handed to whoever frees it */
         doing("dsm_malloc");
@@ -605,6 +643,32 @@ static void free_v(void)
     }
 }
 
+/* Release consistency without locks: in each phase every node writes the words of every RC
+ * page that are its own in this phase (multiple writers of one page, disjoint bytes), a
+ * barrier, everybody reads everything (must see every write), a barrier. */
+static void rc_phase(struct fthread *t, int phase)
+{
+    for (int pg = 0; pg < F.r_pages; pg++)
+        for (int w = 0; w < 8; w++)
+            if ((w + phase) % F.nn == t->node) {
+                uint64_t a = F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
+                doing("write RC page %" PRIu64 " word %d", page_of(a), w);
+                wr(a, next_value());
+                yield();
+            }
+    doing("dsm_barrier (RC writes)");
+    dsm_node_barrier(me());
+    for (int pg = 0; pg < F.r_pages; pg++)
+        for (int w = 0; w < 8; w++) {
+            uint64_t a = F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
+            doing("read RC page %" PRIu64 " word %d after the barrier", page_of(a), w);
+            rd(a);
+            yield();
+        }
+    doing("dsm_barrier (RC reads)");
+    dsm_node_barrier(me());
+}
+
 /* Thread 0 of each node: the collective calls, the same on every node, plus random ops. */
 static void main_thread(struct fthread *t)
 {
@@ -614,8 +678,13 @@ static void main_thread(struct fthread *t)
                                      (int)(splitmix(&scen) % 2), PAGE_SIZE);
     if (!F.s_addr) fx_fail("node %d: dsm_alloc of S failed", t->node);
     alloc_v(&scen);
+    doing("dsm_alloc_placed(R, %d pages, DSM_RC)", F.r_pages);
+    F.r_addr = dsm_node_alloc_placed(me(), (size_t)F.r_pages * PAGE_SIZE,
+                                     (int)(splitmix(&scen) % 2) | DSM_RC, PAGE_SIZE);
+    if (!F.r_addr) fx_fail("node %d: dsm_alloc of R failed", t->node);
     F.s_ready[t->node] = 1;
     for (int ph = 0; ph < F.phases; ph++) {
+        if (F.scenario == 0) rc_phase(t, ph);
         if (F.scenario == 1) {
             /* The regression: other nodes own V's pages, this one reads them in sequence
              * (read-ahead), and the free follows at once. */
@@ -808,6 +877,19 @@ static void run_cluster(void)
         F.now += 100; /* every step takes a little time */
     }
     check_invariants(1);
+    /* Every write to RC memory was released (unlocks, barriers): each home's store must hold
+     * the last value of every word - no write-back lost, none applied over a newer one. */
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        if (F.n[0]->proto[p] != DSM_PROTO_RC || F.n[0]->home[p] == HOME_NONE) continue;
+        int h = F.n[0]->home[p];
+        if (memcmp(F.mem[h]->store[p], F.golden[p], CHECKED)) {
+            int w = 0;
+            while (F.mem[h]->store[p][w] == F.golden[p][w]) w++;
+            fx_fail("RC page %" PRIu64 ": the home's copy differs from the last written value "
+                    "at byte %d after every write was released",
+                    p, w);
+        }
+    }
     for (int i = 0; i < MAXLOCKS; i++) {
         uint64_t v;
         uint64_t a = counter_addr(i), p = (a - F.n[0]->cfg.base) >> PAGE_SHIFT;
@@ -815,6 +897,13 @@ static void run_cluster(void)
         if (v != (uint64_t)F.lock_incs[i])
             fx_fail("the counter of mutex %d is %" PRIu64 " after %ld locked increments", i, v,
                     F.lock_incs[i]);
+        if (!F.r_addr) continue;
+        a = rc_counter_addr(i);
+        p = (a - F.n[0]->cfg.base) >> PAGE_SHIFT;
+        memcpy(&v, &F.golden[p][a & (PAGE_SIZE - 1)], 8);
+        if (v != (uint64_t)F.rc_incs[i])
+            fx_fail("the RC counter of mutex %d is %" PRIu64 " after %ld locked increments", i, v,
+                    F.rc_incs[i]);
     }
 }
 
@@ -869,6 +958,7 @@ static void setup(uint64_t seed)
     }
     F.s_pages = 3;
     F.v_pages = 4;
+    F.r_pages = 2;
     for (int k = 0; k < F.nn; k++) {
         if (!F.mem[k] && !(F.mem[k] = malloc(sizeof *F.mem[k]))) fx_fail("out of memory");
         memset(F.mem[k]->perm, 0, sizeof F.mem[k]->perm);

@@ -33,13 +33,16 @@ static int spec_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
 {
     unsigned t = h->type, f = h->flags;
     if (h->magic != DSM_WIRE_MAGIC || h->version != DSM_WIRE_VERSION) return 0;
-    if (t < DSM_MSG_GET_S || t > DSM_MSG_ABORT) return 0;
+    if (t < DSM_MSG_GET_S || t > DSM_MSG_RC_DIFF_ACK) return 0;
     if (h->len > DSM_WIRE_MAX_PAYLOAD) return 0;
     if (h->src >= lim->nodes || h->src != lim->peer) return 0;
-    unsigned allowed = t == DSM_MSG_GET_M    ? DSM_WF_HAVE_COPY
-                       : t == DSM_MSG_DATA_S ? DSM_WF_ZERO
-                       : t == DSM_MSG_DATA_M ? DSM_WF_ZERO | DSM_WF_NODATA
-                                             : 0;
+    unsigned allowed = t == DSM_MSG_GET_M     ? DSM_WF_HAVE_COPY
+                       : t == DSM_MSG_DATA_S  ? DSM_WF_ZERO
+                       : t == DSM_MSG_DATA_M  ? DSM_WF_ZERO | DSM_WF_NODATA
+                       : t == DSM_MSG_RC_GET  ? DSM_WF_RC_WRITE
+                       : t == DSM_MSG_RC_DATA ? DSM_WF_ZERO
+                       : t == DSM_MSG_RC_DIFF ? DSM_WF_RC_FULL
+                                              : 0;
     if (f & ~allowed) return 0;
     if ((f & DSM_WF_ZERO) && (f & DSM_WF_NODATA)) return 0;
     uint32_t want = 0;
@@ -59,9 +62,21 @@ static int spec_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
         break;
     case DSM_MSG_DATA_S:
     case DSM_MSG_DATA_M:
+    case DSM_MSG_RC_DATA:
         if (h->arg0 >= lim->npages) return 0;
         want = (f & (DSM_WF_ZERO | DSM_WF_NODATA)) ? 0 : DSM_PAGE_SIZE;
         break;
+    case DSM_MSG_RC_GET:
+    case DSM_MSG_RC_WREG:
+    case DSM_MSG_RC_WREG_ACK:
+    case DSM_MSG_RC_CLASS:
+    case DSM_MSG_RC_CLASS_ACK:
+    case DSM_MSG_RC_DIFF_ACK:
+        if (h->arg0 >= lim->npages) return 0;
+        break;
+    case DSM_MSG_RC_DIFF: /* runs of changed bytes (checked where applied), or a whole page */
+        if (h->arg0 >= lim->npages) return 0;
+        return (f & DSM_WF_RC_FULL) ? h->len == DSM_PAGE_SIZE : h->len >= 5;
     case DSM_MSG_LOCK_REQ:
     case DSM_MSG_LOCK_GRANT:
     case DSM_MSG_LOCK_REL:

@@ -30,7 +30,8 @@ static const struct dsm_wire_limits lim = {
 
 static int is_coherence(unsigned t)
 {
-    return t >= DSM_MSG_GET_S && t <= DSM_MSG_RECALL_I;
+    return (t >= DSM_MSG_GET_S && t <= DSM_MSG_RECALL_I) ||
+           (t >= DSM_MSG_RC_GET && t <= DSM_MSG_RC_DIFF_ACK);
 }
 
 static int is_addr_type(unsigned t)
@@ -51,7 +52,11 @@ static struct dsm_wire_hdr valid_hdr(unsigned type)
     case DSM_MSG_WB:
     case DSM_MSG_DATA_S:
     case DSM_MSG_DATA_M:
+    case DSM_MSG_RC_DATA:
         h.len = DSM_PAGE_SIZE;
+        break;
+    case DSM_MSG_RC_DIFF: /* one run of 8 bytes */
+        h.len = 12;
         break;
     case DSM_MSG_COLL:
         h.len = 16;
@@ -88,6 +93,10 @@ static int ref_len_ok(unsigned type, unsigned flags, uint32_t len)
         return (flags & DSM_WF_ZERO) ? len == 0 : len == 4096;
     case DSM_MSG_DATA_M:
         return (flags & (DSM_WF_ZERO | DSM_WF_NODATA)) ? len == 0 : len == 4096;
+    case DSM_MSG_RC_DATA:
+        return (flags & DSM_WF_ZERO) ? len == 0 : len == 4096;
+    case DSM_MSG_RC_DIFF:
+        return (flags & DSM_WF_RC_FULL) ? len == 4096 : len >= 5 && len <= 4096;
     case DSM_MSG_COLL:
         return len == 16;
     case DSM_MSG_ABORT:
@@ -103,9 +112,12 @@ static int ref_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l)
         [DSM_MSG_GET_M] = DSM_WF_HAVE_COPY,
         [DSM_MSG_DATA_S] = DSM_WF_ZERO,
         [DSM_MSG_DATA_M] = DSM_WF_ZERO | DSM_WF_NODATA,
+        [DSM_MSG_RC_GET] = DSM_WF_RC_WRITE,
+        [DSM_MSG_RC_DATA] = DSM_WF_ZERO,
+        [DSM_MSG_RC_DIFF] = DSM_WF_RC_FULL,
     };
     if (h->magic != 0xD5A1 || h->version != 1) return 0;
-    if (h->type < 1 || h->type > 20) return 0;
+    if (h->type < 1 || h->type > 28) return 0;
     if (h->src >= l->nodes || h->src != l->peer) return 0;
     if (h->flags & ~flags_ok[h->type]) return 0;
     if ((h->flags & DSM_WF_ZERO) && (h->flags & DSM_WF_NODATA)) return 0;
@@ -329,11 +341,10 @@ static void test_reject_type(void **state)
     h.type = DSM_MSG_NONE;
     expect_bad(&h, "type 0");
     h.type = DSM_MSG_TYPE_COUNT;
-    expect_bad(&h, "type 21");
+    expect_bad(&h, "type 29");
     h.type = 255;
     expect_bad(&h, "type 255");
-    h.type = DSM_MSG_TYPE_COUNT - 1; /* ABORT: last valid */
-    h.len = 1;
+    h = valid_hdr(DSM_MSG_TYPE_COUNT - 1); /* RC_DIFF_ACK: last valid */
     expect_ok(&h);
     h = valid_hdr(DSM_MSG_GET_S); /* first valid */
     expect_ok(&h);
@@ -403,10 +414,14 @@ static void test_reject_flags_for_type(void **state)
         for (unsigned f = 1; f <= DSM_WF_ALL; f <<= 1) {
             struct dsm_wire_hdr h = valid_hdr(t);
             h.flags = (uint16_t)f;
-            if (f & (DSM_WF_ZERO | DSM_WF_NODATA)) h.len = 0;
+            if (f & (DSM_WF_ZERO | DSM_WF_NODATA) && t != DSM_MSG_RC_DIFF) h.len = 0;
+            if (f == DSM_WF_RC_FULL && t == DSM_MSG_RC_DIFF) h.len = DSM_PAGE_SIZE;
             int allowed = (f == DSM_WF_HAVE_COPY && t == DSM_MSG_GET_M) ||
-                          (f == DSM_WF_ZERO && (t == DSM_MSG_DATA_S || t == DSM_MSG_DATA_M)) ||
-                          (f == DSM_WF_NODATA && t == DSM_MSG_DATA_M);
+                          (f == DSM_WF_ZERO &&
+                           (t == DSM_MSG_DATA_S || t == DSM_MSG_DATA_M || t == DSM_MSG_RC_DATA)) ||
+                          (f == DSM_WF_NODATA && t == DSM_MSG_DATA_M) ||
+                          (f == DSM_WF_RC_WRITE && t == DSM_MSG_RC_GET) ||
+                          (f == DSM_WF_RC_FULL && t == DSM_MSG_RC_DIFF);
             if (allowed)
                 expect_ok(&h);
             else

@@ -1,0 +1,404 @@
+/*
+ * rc.c - every transition of the release-consistency protocol (rc.h explains it).
+ *
+ * Order of actions matters where application threads of the node may write concurrently:
+ * a page is write-protected before its changes are read for a write-back, so a write that
+ * comes later faults (and waits for the engine) instead of slipping between the diff and the
+ * protection and being lost.
+ */
+#include <stddef.h>
+
+#include "proto.h"
+#include "rc.h"
+
+static const char *const names[] = {
+    [RC_GET] = "RC_GET",           [RC_DATA] = "RC_DATA",         [RC_WREG] = "RC_WREG",
+    [RC_WREG_ACK] = "RC_WREG_ACK", [RC_CLASS] = "RC_CLASS",       [RC_CLASS_ACK] = "RC_CLASS_ACK",
+    [RC_DIFF] = "RC_DIFF",         [RC_DIFF_ACK] = "RC_DIFF_ACK",
+};
+
+int rc_msg_is_rc(unsigned type)
+{
+    return type >= RC_MTYPE_FIRST && type < RC_MTYPE_END;
+}
+
+int rc_msg_to_home(unsigned type)
+{
+    return type == RC_GET || type == RC_WREG || type == RC_CLASS_ACK || type == RC_DIFF;
+}
+
+const char *rc_mtype_name(unsigned type)
+{
+    return rc_msg_is_rc(type) ? names[type] : "?";
+}
+
+static uint64_t bit(int node)
+{
+    return (uint64_t)1 << node;
+}
+
+static void act(struct coh_out *out, uint8_t kind, uint64_t page)
+{
+    struct coh_action *a = &out->a[out->n++];
+    a->kind = kind;
+    a->msg = (struct coh_msg){.page = page};
+}
+
+static void send(struct coh_out *out, uint8_t type, uint8_t flags, int src, int dst, uint64_t page,
+                 uint64_t arg)
+{
+    struct coh_action *a = &out->a[out->n++];
+    a->kind = COH_A_SEND;
+    a->msg = (struct coh_msg){.type = type,
+                              .flags = flags,
+                              .src = (uint8_t)src,
+                              .dst = (uint8_t)dst,
+                              .page = page,
+                              .arg = arg};
+}
+
+/* ---------------------------------------------------------------- node side */
+
+/* The mapped read-only copy becomes writable for this interval. Other writers: keep a twin
+ * to diff against at the release. Sole writer: the whole page goes back, no twin needed. */
+static void become_writer(uint8_t *st, struct rc_node *x, int self, uint64_t page,
+                          struct coh_out *out)
+{
+    if (x->writers & ~bit(self)) {
+        act(out, COH_A_TWIN, page);
+        x->flags |= RC_N_TWIN;
+    }
+    act(out, COH_A_UNPROTECT, page);
+    *st = COH_M;
+}
+
+int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page, int write,
+                   struct coh_out *out)
+{
+    switch (*st) {
+    case COH_I:
+        send(out, RC_GET, write ? RC_F_WRITE : 0, self, home, page, 0);
+        *st = write ? COH_IM_AD : COH_IS_D;
+        x->flags &= (uint8_t)~RC_N_STALE;
+        return COH_ACCESS_WAIT;
+    case COH_S:
+        if (!write) return COH_ACCESS_OK;
+        if (x->flags & RC_N_REG) { /* a writer already: no message, a local upgrade */
+            become_writer(st, x, self, page, out);
+            return COH_ACCESS_OK;
+        }
+        send(out, RC_WREG, 0, self, home, page, 0);
+        *st = COH_SM_A;
+        x->flags &= (uint8_t)~RC_N_STALE;
+        return COH_ACCESS_WAIT;
+    case COH_M:
+        return COH_ACCESS_OK;
+    case COH_SM_A:
+        return write ? COH_ACCESS_WAIT : COH_ACCESS_OK;
+    default:
+        return COH_ACCESS_WAIT;
+    }
+}
+
+/* Sends what the node has written so far: a diff against the twin, or the whole page. The
+ * page is write-protected first (see the top of this file). */
+static void write_back(struct rc_node *x, int self, int home, uint64_t page, struct coh_out *out)
+{
+    act(out, COH_A_PROTECT, page);
+    if (x->flags & RC_N_TWIN) {
+#if UFDSM_INJECT_RC_BUG == 2 /* self-test of the checkers: a release that loses its diff */
+        if (0)
+#endif
+            send(out, RC_DIFF, 0, self, home, page, 0);
+        act(out, COH_A_DROP_TWIN, page);
+        x->flags &= (uint8_t)~RC_N_TWIN;
+    } else {
+        send(out, RC_DIFF, RC_F_FULL, self, home, page, 0);
+    }
+}
+
+int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg *m,
+                 struct coh_out *out, const char **why)
+{
+    const uint64_t p = m->page;
+    const int home = m->src;
+    uint64_t others;
+    switch (m->type) {
+    case RC_DATA:
+        if (*st != COH_IS_D && *st != COH_IM_AD) {
+            *why = "page data this node did not ask for";
+            return COH_EPROTO;
+        }
+        x->writers = m->arg;
+        others = m->arg & ~bit(self);
+        if (*st == COH_IM_AD) {
+            if (!(m->arg & bit(self))) {
+                *why = "page data for a write that did not register the writer";
+                return COH_EPROTO;
+            }
+            x->flags |= RC_N_REG;
+        }
+        if ((x->flags & RC_N_STALE) && others) {
+            /* Asked before an acquire, maybe answered before the releaser's changes reached
+             * the home: the waiting thread asks again. */
+            x->flags &= (uint8_t)~RC_N_STALE;
+            *st = COH_I;
+            return 0;
+        }
+        x->flags &= (uint8_t)~RC_N_STALE;
+        if (*st == COH_IS_D) {
+            act(out, COH_A_MAP_RO, p);
+            *st = COH_S;
+        } else {
+            act(out, COH_A_MAP_RO, p);
+            become_writer(st, x, self, p, out);
+        }
+        return 0;
+    case RC_WREG_ACK:
+        if (*st != COH_SM_A || !(m->arg & bit(self))) {
+            *why = "a writer registration this node did not ask for";
+            return COH_EPROTO;
+        }
+        x->writers = m->arg;
+        x->flags |= RC_N_REG;
+        if ((x->flags & RC_N_STALE) && (m->arg & ~bit(self))) {
+            x->flags &= (uint8_t)~RC_N_STALE;
+            act(out, COH_A_UNMAP, p);
+            *st = COH_I;
+            return 0;
+        }
+        x->flags &= (uint8_t)~RC_N_STALE;
+        become_writer(st, x, self, p, out);
+        return 0;
+    case RC_CLASS:
+        x->writers = m->arg;
+        if (*st == COH_M && !(x->flags & RC_N_TWIN) && (m->arg & ~bit(self))) {
+            /* A second writer: what this node wrote so far as sole writer goes back whole,
+             * and from here on it diffs against a twin of exactly that. */
+            write_back(x, self, home, p, out);
+            act(out, COH_A_TWIN, p);
+            x->flags |= RC_N_TWIN;
+            act(out, COH_A_UNPROTECT, p);
+        }
+        send(out, RC_CLASS_ACK, 0, self, home, p, 0);
+        return 0;
+    case RC_DIFF_ACK:
+        return 0;
+    default:
+        *why = "a node received a message meant for a home";
+        return COH_EPROTO;
+    }
+}
+
+void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
+                     struct coh_out *out)
+{
+    if (*st != COH_M) return;
+    write_back(x, self, home, page, out);
+    *st = COH_S;
+}
+
+void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
+                     struct coh_out *out)
+{
+    int others = (x->writers & ~bit(self)) != 0;
+#if UFDSM_INJECT_RC_BUG == 1 /* self-test of the checkers: an acquire that keeps stale copies */
+    if (*st == COH_S) return;
+#endif
+    switch (*st) {
+    case COH_M:
+        if (!others) return;
+        rc_node_release(st, x, self, home, page, out);
+        __attribute__((fallthrough)); /* now a read-only copy others write */
+    case COH_S:
+        if (!others) return;
+        act(out, COH_A_UNMAP, page);
+        *st = COH_I;
+        return;
+    case COH_IS_D:
+    case COH_IM_AD:
+    case COH_SM_A:
+        x->flags |= RC_N_STALE;
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------- home side */
+
+void rc_dir_init(struct rc_dir *d)
+{
+    *d = (struct rc_dir){0};
+}
+
+int rc_dir_idle(const struct rc_dir *d)
+{
+    return !d->acks_from && !d->pend_get && !d->pend_reg;
+}
+
+static void reply(struct rc_dir *d, int home, int to, uint8_t type, uint64_t page,
+                  struct coh_out *out)
+{
+    if (type == RC_GET)
+        send(out, RC_DATA, d->written ? 0 : RC_F_ZERO, home, to, page, d->writers);
+    else
+        send(out, RC_WREG_ACK, 0, home, to, page, d->writers);
+}
+
+/* Registers a writer: every other node that may cache the page learns the new writer set
+ * before the writer may write (so none can acquire its release without dropping its copy). */
+static void start_registration(struct rc_dir *d, int home, int node, uint8_t type, uint64_t page,
+                               struct coh_out *out)
+{
+    d->writers |= bit(node);
+    d->readers |= bit(node);
+    uint64_t notify = (d->readers | d->writers) & ~bit(node);
+    if (!notify) {
+        reply(d, home, node, type, page, out);
+        return;
+    }
+    for (int k = 0; k < COH_MAX_NODES; k++)
+        if (notify & bit(k)) send(out, RC_CLASS, 0, home, k, page, d->writers);
+    d->acks_from = notify;
+    d->req = (uint8_t)node;
+    d->req_type = type;
+}
+
+static void registration(struct rc_dir *d, int home, int node, uint8_t type, uint64_t page,
+                         struct coh_out *out)
+{
+    if (d->acks_from) { /* one registration at a time; the requester waits its turn */
+        if (type == RC_GET)
+            d->pend_get |= bit(node);
+        else
+            d->pend_reg |= bit(node);
+        return;
+    }
+    start_registration(d, home, node, type, page, out);
+}
+
+int rc_dir_recv(struct rc_dir *d, int home, const struct coh_msg *m, struct coh_out *out,
+                const char **why)
+{
+    const uint64_t b = bit(m->src), p = m->page;
+    switch (m->type) {
+    case RC_GET:
+        if ((d->pend_get | d->pend_reg) & b || (d->acks_from && d->req == m->src)) {
+            *why = "a second request for a page while the first is pending";
+            return COH_EPROTO;
+        }
+        d->readers |= b;
+        if ((m->flags & RC_F_WRITE) && !(d->writers & b))
+            registration(d, home, m->src, RC_GET, p, out);
+        else
+            reply(d, home, m->src, RC_GET, p, out);
+        return 0;
+    case RC_WREG:
+        if ((d->pend_get | d->pend_reg) & b || (d->acks_from && d->req == m->src)) {
+            *why = "a second request for a page while the first is pending";
+            return COH_EPROTO;
+        }
+        d->readers |= b;
+        if (d->writers & b)
+            reply(d, home, m->src, RC_WREG, p, out);
+        else
+            registration(d, home, m->src, RC_WREG, p, out);
+        return 0;
+    case RC_CLASS_ACK:
+        if (!(d->acks_from & b)) {
+            *why = "a CLASS_ACK from a node that was not told of a new writer";
+            return COH_EPROTO;
+        }
+        d->acks_from &= ~b;
+        if (d->acks_from) return 0;
+        reply(d, home, d->req, d->req_type, p, out);
+        /* Next queued registration, round-robin by node id so that none starves. */
+        while (!d->acks_from && (d->pend_get | d->pend_reg)) {
+            int k = d->rr;
+            for (int i = 0; i < COH_MAX_NODES; i++, k = (k + 1) % COH_MAX_NODES)
+                if ((d->pend_get | d->pend_reg) & bit(k)) break;
+            d->rr = (uint8_t)((k + 1) % COH_MAX_NODES);
+            uint8_t type = (d->pend_get & bit(k)) ? RC_GET : RC_WREG;
+            d->pend_get &= ~bit(k);
+            d->pend_reg &= ~bit(k);
+            if (d->writers & bit(k))
+                reply(d, home, k, type, p, out);
+            else
+                start_registration(d, home, k, type, p, out);
+        }
+        return 0;
+    case RC_DIFF:
+        if (!(d->writers & b)) {
+            *why = "changes from a node that never registered as a writer of the page";
+            return COH_EPROTO;
+        }
+        act(out, COH_A_APPLY, p);
+        d->written = 1;
+        send(out, RC_DIFF_ACK, 0, home, m->src, p, 0);
+        return 0;
+    default:
+        *why = "a home received a message meant for a node";
+        return COH_EPROTO;
+    }
+}
+
+/* ---------------------------------------------------------------- as a protocol */
+
+static int rc_access(uint8_t *st, void *x, int self, int home, uint64_t page, int write,
+                     struct coh_out *out)
+{
+    return rc_node_access(st, x, self, home, page, write, out);
+}
+
+static int rc_recv(uint8_t *st, void *x, int self, const struct coh_msg *m, struct coh_out *out,
+                   const char **why)
+{
+    return rc_node_recv(st, x, self, m, out, why);
+}
+
+static void rc_release(uint8_t *st, void *x, int self, int home, uint64_t page, struct coh_out *out)
+{
+    rc_node_release(st, x, self, home, page, out);
+}
+
+static void rc_acquire(uint8_t *st, void *x, int self, int home, uint64_t page, struct coh_out *out)
+{
+    rc_node_acquire(st, x, self, home, page, out);
+}
+
+static void dir_init(void *d)
+{
+    rc_dir_init(d);
+}
+
+static int dir_recv(void *d, int home, const struct coh_msg *m, struct coh_out *out,
+                    const char **why)
+{
+    return rc_dir_recv(d, home, m, out, why);
+}
+
+static int dir_idle(const void *d)
+{
+    return rc_dir_idle(d);
+}
+
+static int node_stable(uint8_t st)
+{
+    return st == COH_I || st == COH_S || st == COH_M;
+}
+
+const struct coh_protocol coh_rc = {
+    .name = "rc",
+    .msg_is_mine = rc_msg_is_rc,
+    .msg_to_home = rc_msg_to_home,
+    .mtype_name = rc_mtype_name,
+    .node_access = rc_access,
+    .node_recv = rc_recv,
+    .node_release = rc_release,
+    .node_acquire = rc_acquire,
+    .dir_init = dir_init,
+    .dir_recv = dir_recv,
+    .dir_idle = dir_idle,
+    .node_stable = node_stable,
+};

@@ -1,0 +1,96 @@
+/*
+ * rc.h - home-based release consistency with multiple writers, as pure state machines.
+ *
+ * Between synchronisation points a node writes its cached copy of a page freely. The first
+ * write of an interval keeps a twin of the page (a write-protect fault, no message); at a
+ * release the difference against the twin goes to the page's home, which applies it to its
+ * store. Writers of disjoint bytes of a page therefore merge at the home; overlapping
+ * concurrent writes are a data race and the program's bug.
+ *
+ * Which cached pages an acquire must drop is decided by a classification directory (as in
+ * ArgoDSM): the home of each page records which nodes have read it and which have written it
+ * (both sets only grow until the page is freed). A node drops at an acquire exactly the
+ * cached pages that some other node writes; private pages, read-only pages and pages only
+ * this node writes stay cached across acquires. A node learns a page's writer set with every
+ * reply from the home, and when a new writer registers, the home tells every node that may
+ * cache the page (CLASS) and waits for all of them before it lets the writer go on, so no
+ * node can acquire a writer's release without knowing the writer. A page with a single writer
+ * needs no twin and no diff: its writer sends the whole page at a release; when a second
+ * writer registers, the first one sends what it has so far and starts keeping twins.
+ *
+ * Like coh.h: no I/O, no clock, no allocation. Events in (an access, a message, a release, an
+ * acquire), actions out. Channels between node pairs are reliable and FIFO.
+ */
+#ifndef DSM_RC_H
+#define DSM_RC_H
+
+#include <stdint.h>
+
+#include "coh.h"
+
+/* Message types, numbered after every other wire type (transport/wire.h uses these). */
+enum rc_mtype {
+    RC_GET = 21,       /* node -> home: a copy please (flag WRITE: and register me as writer) */
+    RC_DATA = 22,      /* home -> node: the page (or flag ZERO), arg = writer set */
+    RC_WREG = 23,      /* node -> home: register me as a writer (I hold a copy) */
+    RC_WREG_ACK = 24,  /* home -> node: registered, arg = writer set */
+    RC_CLASS = 25,     /* home -> node: the page's writer set grew, arg = writer set; ack it */
+    RC_CLASS_ACK = 26, /* node -> home */
+    RC_DIFF = 27,      /* node -> home: changed bytes (runs; or flag FULL: the whole page) */
+    RC_DIFF_ACK = 28,  /* home -> node: applied */
+    RC_MTYPE_END = 29
+};
+#define RC_MTYPE_FIRST RC_GET
+
+#define RC_F_WRITE 0x1 /* RC_GET */
+#define RC_F_FULL  0x2 /* RC_DIFF: payload is the whole page */
+#define RC_F_ZERO  0x4 /* RC_DATA: the page is all zeros, no payload */
+
+/* Node-side per-page state beyond the coh_nstate code: I (no copy), S (read-only copy),
+ * M (writable, written this interval), IS_D (fetching), IM_AD (fetching to write), SM_A
+ * (registering as a writer while holding a readable copy). */
+struct rc_node {
+    uint64_t writers; /* the writer set as last heard from the home */
+    uint8_t flags;    /* RC_N_* */
+};
+#define RC_N_REG   0x1 /* this node is a registered writer */
+#define RC_N_TWIN  0x2 /* a twin exists (the page has other writers) */
+#define RC_N_STALE 0x4 /* an acquire happened while a request was in flight: distrust its data */
+
+/* Home directory entry. */
+struct rc_dir {
+    uint64_t readers, writers;   /* sticky until the page is freed */
+    uint64_t acks_from;          /* CLASS acks still awaited (busy while non-zero) */
+    uint64_t pend_get, pend_reg; /* registrations queued while busy (GET+WRITE, WREG) */
+    uint8_t req, req_type;       /* busy: the node registering and how it asked */
+    uint8_t written;             /* 0: the store was never written, the page is all zeros */
+    uint8_t rr;                  /* round-robin cursor over queued requesters */
+};
+
+/* Whether a message type belongs to this protocol, and whether it goes to the home. */
+int rc_msg_is_rc(unsigned type);
+int rc_msg_to_home(unsigned type);
+const char *rc_mtype_name(unsigned type);
+
+/* A local thread needs read or write access: COH_ACCESS_OK or COH_ACCESS_WAIT. */
+int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page, int write,
+                   struct coh_out *out);
+/* A home -> node message. 0, or COH_EPROTO with *why. */
+int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg *m,
+                 struct coh_out *out, const char **why);
+/* Release: a page written this interval goes back to its home (diff or whole page) and stays
+ * cached read-only. Nothing for other states. */
+void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
+                     struct coh_out *out);
+/* Acquire: drop the copy if another node writes the page (sending this node's own changes
+ * first); a request in flight is marked so that its answer is not trusted. */
+void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
+                     struct coh_out *out);
+
+void rc_dir_init(struct rc_dir *d);
+/* A node -> home message. 0, or COH_EPROTO with *why. */
+int rc_dir_recv(struct rc_dir *d, int home, const struct coh_msg *m, struct coh_out *out,
+                const char **why);
+int rc_dir_idle(const struct rc_dir *d);
+
+#endif /* DSM_RC_H */
