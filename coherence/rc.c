@@ -60,16 +60,25 @@ static void send(struct coh_out *out, uint8_t type, uint8_t flags, int src, int 
 /* ---------------------------------------------------------------- node side */
 
 /* The mapped read-only copy becomes writable for this interval. Other writers: keep a twin
- * to diff against at the release. Sole writer: the whole page goes back, no twin needed. */
-static void become_writer(uint8_t *st, struct rc_node *x, int self, uint64_t page,
+ * to diff against at the release. Sole writer: the whole page goes back, no twin needed - and
+ * if this node is also the home, nothing goes back at all: the home copies its page into the
+ * store when someone asks for it. */
+static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                           struct coh_out *out)
 {
     if (x->writers & ~bit(self)) {
         act(out, COH_A_TWIN, page);
         x->flags |= RC_N_TWIN;
+    } else if (home == self) {
+        x->flags |= RC_N_OWNED;
     }
     act(out, COH_A_UNPROTECT, page);
     *st = COH_M;
+}
+
+int rc_home_flush(const uint8_t *st, const struct rc_node *x)
+{
+    return *st == COH_M && (x->flags & RC_N_OWNED);
 }
 
 int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page, int write,
@@ -84,7 +93,7 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
     case COH_S:
         if (!write) return COH_ACCESS_OK;
         if (x->flags & RC_N_REG) { /* a writer already: no message, a local upgrade */
-            become_writer(st, x, self, page, out);
+            become_writer(st, x, self, home, page, out);
             return COH_ACCESS_OK;
         }
         send(out, RC_WREG, 0, self, home, page, 0);
@@ -151,7 +160,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
             *st = COH_S;
         } else {
             act(out, COH_A_MAP_RO, p);
-            become_writer(st, x, self, p, out);
+            become_writer(st, x, self, home, p, out);
         }
         return 0;
     case RC_WREG_ACK:
@@ -168,11 +177,12 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
             return 0;
         }
         x->flags &= (uint8_t)~RC_N_STALE;
-        become_writer(st, x, self, p, out);
+        become_writer(st, x, self, home, p, out);
         return 0;
     case RC_CLASS:
         x->writers = m->arg;
         if (*st == COH_M && !(x->flags & RC_N_TWIN) && (m->arg & ~bit(self))) {
+            x->flags &= (uint8_t)~RC_N_OWNED;
             /* A second writer: what this node wrote so far as sole writer goes back whole,
              * and from here on it diffs against a twin of exactly that. */
             write_back(x, self, home, p, out);
@@ -193,7 +203,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
 void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                      struct coh_out *out)
 {
-    if (*st != COH_M) return;
+    if (*st != COH_M || (x->flags & RC_N_OWNED)) return;
     write_back(x, self, home, page, out);
     *st = COH_S;
 }

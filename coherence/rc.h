@@ -56,6 +56,10 @@ struct rc_node {
 #define RC_N_REG   0x1 /* this node is a registered writer */
 #define RC_N_TWIN  0x2 /* a twin exists (the page has other writers) */
 #define RC_N_STALE 0x4 /* an acquire happened while a request was in flight: distrust its data */
+#define RC_N_OWNED                                                                                 \
+    0x8 /* this node homes the page and is its only writer: it keeps writing its                   \
+           copy across releases with nothing to send; the home copies it into                      \
+           its store when another node asks (rc_home_flush) */
 
 /* Home directory entry. */
 struct rc_dir {
@@ -86,6 +90,10 @@ void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_
  * first); a request in flight is marked so that its answer is not trusted. */
 void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                      struct coh_out *out);
+
+/* Whether the home must copy its own writable copy into its store before it serves a
+ * request from another node (the page is RC_N_OWNED on the home's node side). */
+int rc_home_flush(const uint8_t *st, const struct rc_node *x);
 
 void rc_dir_init(struct rc_dir *d);
 /* A node -> home message. 0, or COH_EPROTO with *why. */

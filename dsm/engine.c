@@ -422,7 +422,8 @@ static void rc_track(struct dsm_node *n, uint64_t p, uint8_t st)
         list_del(n->rc_live, n->rc_live_pos, &n->rc_live_n, p);
     else
         list_add(n->rc_live, n->rc_live_pos, &n->rc_live_n, p);
-    if (st == COH_M)
+    /* A page this node homes and alone writes has nothing to send at a release. */
+    if (st == COH_M && !(n->rcx[p].flags & RC_N_OWNED))
         list_add(n->rc_dirty, n->rc_dirty_pos, &n->rc_dirty_n, p);
     else
         list_del(n->rc_dirty, n->rc_dirty_pos, &n->rc_dirty_n, p);
@@ -546,6 +547,14 @@ static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const 
                            "(home: %d): node %d is misbehaving",
                            h->src, pr->mtype_name(m.type), (unsigned long long)p, n->rank,
                            n->home[p], h->src);
+        /* The home writes its own page in place and copies it into the store only when
+         * another node asks (rc.h: RC_N_OWNED). */
+        if (m.type != RC_DIFF && m.type != RC_CLASS_ACK && h->src != n->rank &&
+            n->proto[p] == DSM_PROTO_RC &&
+            rc_home_flush((const uint8_t *)&n->pstate[p], &n->rcx[p])) {
+            memcpy(n->mem->store(n->mem_ctx, p), n->mem->page(n->mem_ctx, p), PAGE_SIZE);
+            n->rcdir[p].written = 1; /* the store is no longer all zeros */
+        }
         if (m.type == RC_DIFF && !apply_ok(h, payload))
             dsm_node_fatal(n,
                            "node %d sent a malformed write-back for page %llu (%u bytes): "
@@ -830,6 +839,9 @@ void dsm_node_release(struct dsm_node *n)
             proto_of(n, p)->node_release(&st, ext_of(n, p), n->rank, n->home[p], p, &out);
             exec_actions(n, &out, NULL, NULL);
             set_state(n, p, st);
+            /* Write-backs to pages this node homes go through the local queue: apply them
+             * as we go. Only those can be there, so no list changes under the loop. */
+            if (n->lq_tail - n->lq_head > n->cfg.lq_cap / 2) lq_drain(n);
         }
         dsm_progress(n);
         dsm_token_release(n);
@@ -851,6 +863,7 @@ void dsm_node_acquire(struct dsm_node *n)
         if (!out.n && st == atomic_load_explicit(&n->pstate[p], memory_order_relaxed)) continue;
         exec_actions(n, &out, NULL, NULL);
         set_state(n, p, st);
+        if (n->lq_tail - n->lq_head > n->cfg.lq_cap / 2) lq_drain(n);
     }
     dsm_progress(n);
     dsm_token_release(n);
