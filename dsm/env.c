@@ -333,7 +333,10 @@ static int derive_coordinator(struct dsm_cfg *cfg, enum launcher l, struct origi
         snprintf(cfg->coordinator, sizeof cfg->coordinator, "[%s]:%d", host, port);
     else
         snprintf(cfg->coordinator, sizeof cfg->coordinator, "%s:%d", host, port);
-    snprintf(o->coord, sizeof o->coord, "%s from %s (%s)", cfg->coordinator, host_from, port_from);
+    /* Truncation of this report line is harmless (it is only printed at DSM_LOG=info). */
+    int cn = snprintf(o->coord, sizeof o->coord, "%s from %s (%s)", cfg->coordinator, host_from,
+                      port_from);
+    (void)cn;
 
     /* Node 0 must run on the host the others will look for it on. Where the launcher put it
      * elsewhere, say so now rather than after DSM_CONNECT_TIMEOUT. */
