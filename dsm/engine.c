@@ -26,14 +26,6 @@
 #include "log.h"
 #include "trace.h"
 
-/* The wire numbers the protocols' messages the protocols' way. */
-_Static_assert((int)DSM_MSG_GET_S == (int)COH_GET_S && (int)DSM_MSG_RECALL_I == (int)COH_RECALL_I &&
-                   (int)DSM_MSG_RC_GET == (int)RC_GET &&
-                   (int)DSM_MSG_RC_DIFF_ACK == (int)RC_DIFF_ACK && DSM_WF_NODATA == COH_F_NODATA &&
-                   DSM_WF_ZERO == COH_F_ZERO && DSM_WF_ZERO == RC_F_ZERO &&
-                   DSM_WF_RC_WRITE == RC_F_WRITE && DSM_WF_RC_FULL == RC_F_FULL,
-               "transport/wire.h and coherence/ disagree on message numbers or flags");
-
 /* ---------------------------------------------------------------- life cycle */
 
 struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct dsm_mem_ops *mem,
@@ -310,20 +302,14 @@ static void send_coh(struct dsm_node *n, const struct coh_msg *m)
         }
         return;
     }
-    if (m->type == RC_DATA && !(m->flags & RC_F_ZERO)) {
-        h.len = PAGE_SIZE;
-        payload = n->mem->store(n->mem_ctx, m->page);
-        atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
-        DSM_TRACE(DSM_TR_SERVED, 0, m->page, dsm_node_now(n), 0, 0, m->dst, 1);
-    }
     if (coh_msg_has_payload(m)) {
         h.len = PAGE_SIZE;
-        /* WB / PUT_M carry this node's copy (write-protected by a preceding action); DATA
-         * carries the home store. */
-        payload = (m->type == COH_WB || m->type == COH_PUT_M) ? n->mem->page(n->mem_ctx, m->page)
-                                                              : n->mem->store(n->mem_ctx, m->page);
+        /* To the home (WB, PUT_M): this node's copy, write-protected by a preceding action.
+         * From the home (DATA_S, DATA_M, RC_DATA): the home store. */
+        int to_home = coh_msginfo(m->type).to_home;
+        payload = to_home ? n->mem->page(n->mem_ctx, m->page) : n->mem->store(n->mem_ctx, m->page);
         atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
-        if (m->type == COH_DATA_S || m->type == COH_DATA_M)
+        if (!to_home)
             DSM_TRACE(DSM_TR_SERVED, m->type == COH_DATA_M ? DSM_TR_F_WRITE : 0, m->page,
                       dsm_node_now(n), 0, 0, m->dst, 1);
     }
