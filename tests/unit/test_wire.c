@@ -592,7 +592,7 @@ static void test_reject_barrier(void **state)
     h.aux = 0;
     h.len = 1;
     expect_bad(&h, "payload length 1");
-    /* arg0/arg1 (epoch, digest) are free-form. */
+    /* arg0 (the collective sequence) and arg1 (unused) are not checked by the wire. */
     h.len = 0;
     h.arg0 = UINT64_MAX;
     h.arg1 = UINT64_MAX;
