@@ -252,11 +252,11 @@ static size_t check_locked(const hist_thread_t *ht, int nth, const uint64_t *fin
                                        : "a ticket skipped");
             if (hev_reads(e) && e->rd != cur[e->loc]) {
                 if (bad++ < (size_t)max_reports)
-                    printf("VIOLATION: word %d, ticket %zu of mutex %d (node %d thread %d op %zu, "
+                    printf("VIOLATION: word %d, ticket %u of mutex %d (node %d thread %d op %zu, "
                            "kind %d): read %#llx, but the latest write before it in the mutex's "
                            "order wrote %#llx (a stale copy kept across the lock's acquire, or "
                            "a write lost at the previous holder's release)\n",
-                           e->loc, j, k, ht[o->th].node, ht[o->th].thread, o->idx, e->kind,
+                           e->loc, o->ticket, k, ht[o->th].node, ht[o->th].thread, o->idx, e->kind,
                            (unsigned long long)e->rd, (unsigned long long)cur[e->loc]);
             }
             if (hev_writes(e)) cur[e->loc] = e->wr;
