@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# readme.sh REPO BUILD - the README's example and its build line, run as written.
+# readme.sh REPO BUILD [SANITIZER_FLAGS] - the README's example and its build line, run as
+# written.
 #
 # Takes the first ```c block of README.md (the example) as prog.c and the ```sh block that
 # follows it (the build line and the dsmrun line), and runs those lines unchanged with bash in
@@ -10,9 +11,11 @@
 #   - the program starts without LD_LIBRARY_PATH (the build line must make it findable, e.g.
 #     an rpath) and libufdsm.so resolves to BUILD, not to some installed copy;
 #   - it prints what the README's "# prints N" comment says.
+# SANITIZER_FLAGS (a sanitizer build of the library): cc gets them too, through a wrapper
+# first on PATH, since such a library cannot link into a program built without them.
 set -euo pipefail
-if [ $# -ne 2 ]; then
-    echo "usage: $0 REPO BUILD" >&2
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+    echo "usage: $0 REPO BUILD [SANITIZER_FLAGS]" >&2
     exit 2
 fi
 REPO=$(cd "$1" && pwd)
@@ -39,6 +42,13 @@ if not s or "prog.c" not in s.group(1):
 open(sys.argv[2] + "/prog.c", "w").write(m.group(1))
 open(sys.argv[2] + "/lines.sh", "w").write(s.group(1))
 PY
+if [ -n "${3:-}" ]; then
+    mkdir "$tmp/bin"
+    real_cc=$(command -v cc)
+    printf '#!/bin/sh\nexec %s %s "$@"\n' "$real_cc" "$3" >"$tmp/bin/cc"
+    chmod +x "$tmp/bin/cc"
+    export PATH="$tmp/bin:$PATH"
+fi
 ln -s "$REPO/include" "$tmp/include"
 ln -s "$BUILD" "$tmp/build"
 echo "readme: the README's lines:"
