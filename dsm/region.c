@@ -82,8 +82,9 @@ static int open_uffd(struct dsm_runtime *rt, char *err, size_t errlen)
     int e3 = errno;
     if (e3 == ENOSYS && e1 == ENOSYS) {
         snprintf(err, errlen,
-                 "this kernel has no userfaultfd (CONFIG_USERFAULTFD): ufdsm needs Linux 5.7 or "
-                 "later built with it");
+                 "userfaultfd(2) does not exist for this process (ENOSYS): the kernel lacks "
+                 "CONFIG_USERFAULTFD (ufdsm needs Linux 5.7 or later built with it), or a "
+                 "seccomp policy (a container's) hides the system call: allow userfaultfd in it");
         return DSM_ESYS;
     }
     snprintf(err, errlen,
