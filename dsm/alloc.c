@@ -190,6 +190,7 @@ void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count)
         __atomic_store_n(&n->hold_until[p], 0, __ATOMIC_RELAXED);
         n->pf[p] = 0;
         __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);
+        dsm_evict_forget(n, p);
         n->home[p] = HOME_NONE;
     }
     if (n->pf_next >= first && n->pf_next <= first + count) n->pf_next = UINT64_MAX;

@@ -84,7 +84,8 @@ struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct 
     }
     memset(n->home, HOME_NONE, n->npages);
     for (uint64_t p = 0; p < n->npages; p++) coh_dir_init(&n->dir[p]);
-    if (dsm_alloc_init(n, err, errlen) || dsm_sync_init(n, err, errlen)) {
+    if (dsm_alloc_init(n, err, errlen) || dsm_sync_init(n, err, errlen) ||
+        dsm_evict_init(n, err, errlen) /* evict: the bounded cache (evict.c) */) {
         dsm_node_destroy(n);
         return NULL;
     }
@@ -97,6 +98,7 @@ void dsm_node_destroy(struct dsm_node *n)
     if (!n) return;
     dsm_sync_fini(n);
     dsm_alloc_fini(n);
+    dsm_evict_fini(n); /* evict */
     free((void *)n->pstate);
     free(n->home);
     free(n->proto);
@@ -299,6 +301,9 @@ static void send_coh(struct dsm_node *n, const struct coh_msg *m)
     h.arg1 = m->arg;
     h.flags = m->flags;
     const void *payload = NULL;
+    /* evict: pages written back to their homes, for whatever reason (stats). */
+    if (m->type == COH_WB || m->type == COH_PUT_M || m->type == RC_DIFF)
+        atomic_fetch_add_explicit(&n->ev_st.writebacks, 1, memory_order_relaxed);
     if (m->type == RC_DIFF) {
         atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
         if (m->flags & RC_F_FULL) {
@@ -434,7 +439,15 @@ static void rc_track(struct dsm_node *n, uint64_t p, uint8_t st)
 static void set_state(struct dsm_node *n, uint64_t p, uint8_t st)
 {
     rc_track(n, p, st);
+    dsm_evict_track(n, p, st); /* evict: the cache counts every copy of a remote page */
     atomic_store_explicit(&n->pstate[p], st, memory_order_release);
+}
+
+/* evict: how evict.c carries out a protocol's eviction of a page. */
+void dsm_node_apply(struct dsm_node *n, uint64_t p, const struct coh_out *out, uint8_t st)
+{
+    exec_actions(n, out, NULL, NULL);
+    set_state(n, p, st);
 }
 
 void dsm_node_forget_rc(struct dsm_node *n, uint64_t p)
@@ -703,6 +716,10 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
          * is freeing (found by tests/engine), which must not see new requests. */
         if (n->home[q] == HOME_NONE || st != COH_I || n->pf[q] || n->proto[q] != n->proto[page])
             break;
+        /* evict: read-ahead never pushes out pages to make room for itself. */
+        if (n->cfg.cache_pages && n->home[q] != n->rank &&
+            atomic_load_explicit(&n->ev_n, memory_order_relaxed) >= n->cfg.cache_pages)
+            break;
         struct coh_out out;
         out.n = 0;
         proto_of(n, q)->node_access(&st, ext_of(n, q), n->rank, n->home[q], q, 0, &out);
@@ -761,9 +778,15 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
     int requested = 0;
     uint8_t kind = 0;
     unsigned msgs = 0;
+    dsm_evict_ref(n, page); /* evict: a fault is a reference */
     for (;;) {
         dsm_token_acquire(n);
         atomic_fetch_add_explicit(&n->poll_epoch, 1, memory_order_relaxed);
+        /* evict: a miss on a remote page makes room first (and for a read-ahead window if it
+         * extends a stream), so the cache stays within its size. */
+        if (n->cfg.cache_pages && home != n->rank &&
+            atomic_load_explicit(&n->pstate[page], memory_order_relaxed) == COH_I)
+            dsm_evict_room(n, page == n->pf_next ? 1 + (uint64_t)n->cfg.prefetch : 1);
         uint8_t st = atomic_load_explicit(&n->pstate[page], memory_order_relaxed);
         struct coh_out out;
         out.n = 0;
@@ -798,6 +821,7 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
         dsm_wait(n, access_settled, &w);
         if (dsm_access_ok(n, page, write)) break;
     }
+    dsm_evict_ref(n, page); /* evict: its second chance starts when it arrives */
     uint64_t now = dsm_node_now(n);
     /* The page is in place and this thread is about to use it: a recall may go ahead as soon
      * as the access has been retried, which takes a signal return, not a whole hold. */

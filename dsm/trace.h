@@ -22,6 +22,7 @@ enum dsm_trace_kind {
     DSM_TR_SERVED = 6,       /* as home: sent the page's data to a node */
     DSM_TR_PREFETCHED = 7,   /* a page arrived that nobody faulted on yet (prefetch) */
     DSM_TR_KERNEL_FAULT = 8, /* a system call's buffer made present (interposed syscalls) */
+    DSM_TR_EVICTED = 9,      /* the bounded cache dropped this copy (flag WRITE: written back) */
 };
 #define DSM_TR_F_WRITE 1u
 #define DSM_TR_NO_PEER 0xFFFFu
