@@ -211,9 +211,15 @@ void dsm_node_free(struct dsm_node *n, uint64_t addr)
          * forget its copies and, as a home, its directory entries and store. The agreement
          * comes first so that a bad pointer is reported on every node alike instead of
          * leaving the others waiting. */
+        /* No eviction until the pages are reset: a PUT_S or PUT_M has no answer to wait
+         * for, so one sent during the free could reach its home after the home reset (or
+         * re-placed) the page. One sent before this point precedes this node's COLL message
+         * to every home (channels are FIFO), and every home waits for that message. */
+        atomic_fetch_add(&n->ev_frozen, 1);
         dsm_collective(n, COLL_FREE, off, 0, 0);
         uint64_t sz;
         if (dsm_heap_free(n->coll_heap, off, &sz)) {
+            atomic_fetch_sub(&n->ev_frozen, 1);
             LOGE("dsm_free(%p): not the start of a live dsm_alloc block", (void *)(uintptr_t)addr);
             return;
         }
@@ -235,6 +241,7 @@ void dsm_node_free(struct dsm_node *n, uint64_t addr)
         dsm_token_acquire(n);
         dsm_node_reset(n, w.first, w.count);
         dsm_token_release(n);
+        atomic_fetch_sub(&n->ev_frozen, 1);
         return;
     }
     int owner = (int)((page - n->coll_pages) / n->arena_pages);

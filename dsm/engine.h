@@ -230,6 +230,7 @@ struct dsm_node {
     uint8_t *ev_flags;        /* [atomic] EV_* per page */
     uint16_t *ev_pin;         /* [atomic] system calls using the page right now */
     int ev_warned;            /* [token] the "cache too small" warning was given */
+    _Atomic int ev_frozen;    /* collective frees under way: no eviction (alloc.c says why) */
     struct {
         _Atomic uint64_t clean, dirty, writebacks, refetches, stuck;
     } ev_st;

@@ -124,7 +124,7 @@ static int evict_one(struct dsm_node *n, uint64_t p, uint64_t now)
 {
     uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
     if (st != COH_S && st != COH_M) return 0;
-    if (n->pf[p] & PF_INFLIGHT) return 0;
+    if (n->pf[p]) return 0; /* read-ahead in flight, or a block being freed */
     if (__atomic_load_n(&n->hold_until[p], __ATOMIC_RELAXED) > now) return 0;
     if (__atomic_load_n(&n->ev_pin[p], __ATOMIC_RELAXED)) return 0;
     struct coh_out out;
@@ -166,6 +166,7 @@ static int evict_one(struct dsm_node *n, uint64_t p, uint64_t now)
 static int evict_to(struct dsm_node *n, uint64_t target)
 {
     int evicted = 0;
+    if (atomic_load_explicit(&n->ev_frozen, memory_order_relaxed)) return 0; /* alloc.c */
     uint64_t now = dsm_node_now(n);
     uint64_t looked = 0;
     while (atomic_load_explicit(&n->ev_n, memory_order_relaxed) > target) {
