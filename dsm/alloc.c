@@ -89,8 +89,27 @@ uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size
     if (rc == 0) {
         uint64_t first = off / PAGE_SIZE, np = (size + PAGE_SIZE - 1) / PAGE_SIZE;
         dsm_token_acquire(n);
-        for (uint64_t i = 0; i < np; i++) n->pf[first + i] &= (uint8_t)~PF_NOAHEAD;
+        for (uint64_t i = 0; i < np; i++) {
+            n->pf[first + i] &= (uint8_t)~PF_NOAHEAD;
+            n->ev_homed += n->home[first + i] == n->rank;
+        }
+        uint64_t homed = n->ev_homed;
         dsm_token_release(n);
+        /* Fail now, with the reason, rather than be OOM-killed later: a home keeps each page
+         * it homes twice (the home store and its own mapping), plus its page cache. */
+        uint64_t need = 2 * homed * PAGE_SIZE + n->cfg.cache_pages * PAGE_SIZE;
+        if (n->cfg.mem_limit && need > n->cfg.mem_limit)
+            dsm_node_fatal(n,
+                           "dsm_alloc(%zu): node %d would home %llu MiB of DSM data, which "
+                           "takes %llu MiB here (the home store and the node's own copy) plus "
+                           "a page cache of %llu MiB: more than the %llu MiB this node may use "
+                           "(its memory cgroup's limit, or the memory available); use more "
+                           "nodes, place the data on other nodes (dsm_alloc_placed), or a "
+                           "smaller DSM_CACHE",
+                           size, n->rank, (unsigned long long)(homed * PAGE_SIZE >> 20),
+                           (unsigned long long)(2 * homed * PAGE_SIZE >> 20),
+                           (unsigned long long)(n->cfg.cache_pages * PAGE_SIZE >> 20),
+                           (unsigned long long)(n->cfg.mem_limit >> 20));
         return n->cfg.base + off;
     }
     if (why[0])
@@ -191,6 +210,7 @@ void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count)
         n->pf[p] = 0;
         __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);
         dsm_evict_forget(n, p);
+        if (n->home[p] == n->rank && p < n->coll_pages) n->ev_homed--;
         n->home[p] = HOME_NONE;
     }
     if (n->pf_next >= first && n->pf_next <= first + count) n->pf_next = UINT64_MAX;

@@ -101,6 +101,7 @@ struct dsm_engine_cfg {
     uint32_t lq_cap;      /* local message queue capacity (messages to self) */
     int default_proto;    /* DSM_PROTO_*: protocol of allocations that name none */
     uint64_t cache_pages; /* most copies of pages homed elsewhere kept at once; 0: unbounded */
+    uint64_t mem_limit;   /* bytes this node may use (cgroup limit, else available); 0: unknown */
 };
 
 /* ---------------------------------------------------------------- the node */
@@ -231,6 +232,7 @@ struct dsm_node {
     uint16_t *ev_pin;         /* [atomic] system calls using the page right now */
     int ev_warned;            /* [token] the "cache too small" warning was given */
     _Atomic int ev_frozen;    /* collective frees under way: no eviction (alloc.c says why) */
+    uint64_t ev_homed;        /* [token] pages of dsm_alloc blocks homed here */
     struct {
         _Atomic uint64_t clean, dirty, writebacks, refetches, stuck;
     } ev_st;

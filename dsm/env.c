@@ -106,23 +106,30 @@ static uint64_t mem_available(void)
     return (uint64_t)kb << 10;
 }
 
-/* Half of the memory this process may use: its cgroup's limit if it has one, else what the
- * machine has available now. The other half is for the pages the node homes and the
- * program's own memory. Never less than 1 MiB. */
+/* A quarter of the memory this process may use: its cgroup's limit if it has one, else what
+ * the machine has available now. The rest is for the pages the node homes (today twice: the
+ * home store and the node's own copy) and the program's own memory. At least 1 MiB. */
 static uint64_t default_cache(char *why, size_t wlen)
 {
     char where[600] = "";
     uint64_t lim = cgroup_limit(where, sizeof where);
     if (lim) {
-        snprintf(why, wlen, "half of the cgroup limit %llu MiB (%s)",
+        snprintf(why, wlen, "a quarter of the cgroup limit %llu MiB (%s)",
                  (unsigned long long)(lim >> 20), where);
     } else {
         lim = mem_available();
-        snprintf(why, wlen, "half of MemAvailable %llu MiB", (unsigned long long)(lim >> 20));
+        snprintf(why, wlen, "a quarter of MemAvailable %llu MiB", (unsigned long long)(lim >> 20));
     }
-    uint64_t c = lim / 2;
+    uint64_t c = lim / 4;
     if (c < (1u << 20)) c = 1u << 20;
     return c;
+}
+
+uint64_t dsm_mem_limit(void)
+{
+    char where[600];
+    uint64_t lim = cgroup_limit(where, sizeof where);
+    return lim ? lim : mem_available();
 }
 
 int dsm_parse_size(const char *s, uint64_t *out)

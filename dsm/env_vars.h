@@ -52,7 +52,7 @@ static const struct dsm_env_var dsm_env_vars[] = {
      "most pages read ahead of sequential read misses; 0: off"},
     {"DSM_PROTOCOL", "sc",
      "protocol of dsm_alloc, dsm_malloc and unflagged dsm_alloc_placed: sc or rc"},
-    {"DSM_CACHE", "half the cgroup limit or MemAvailable",
+    {"DSM_CACHE", "a quarter of the cgroup limit or MemAvailable",
      "most memory for copies of pages homed elsewhere (256M, 1G, bytes)"},
     {"DSM_TRACE", "off", "path: record coherence events into PATH.<rank> (%r: the rank)"},
 };

@@ -138,7 +138,8 @@ int dsm_init_sized(const dsm_options_t *caller_opts, size_t size)
                                 .hold_us = rt->cfg.hold_us,
                                 .prefetch = rt->cfg.prefetch,
                                 .default_proto = rt->cfg.protocol,
-                                .cache_pages = rt->cfg.cache / PAGE_SIZE};
+                                .cache_pages = rt->cfg.cache / PAGE_SIZE,
+                                .mem_limit = dsm_mem_limit()};
     rt->node = dsm_node_create(&ec, &rt_mem_ops, rt, &rt_env_ops, rt, err, sizeof err);
     if (!rt->node) {
         rc = DSM_ENOMEM;

@@ -53,6 +53,8 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts);
 int dsm_parse_size(const char *s, uint64_t *out);
 /* A full-size copy of the caller's options of `size` bytes (older binaries pass fewer; NULL:
  * all from the environment). */
+/* Bytes this process may use: its memory cgroup's limit, else MemAvailable; 0: unknown. */
+uint64_t dsm_mem_limit(void);
 void dsm_options_widen(dsm_options_t *full, const dsm_options_t *opts, size_t size);
 
 /* ---------------------------------------------------------------- the runtime */

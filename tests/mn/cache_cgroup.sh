@@ -7,7 +7,9 @@
 # with DSM_CACHE far below what a node touches, under DSM_PROTOCOL=sc and rc. Without a
 # bounded cache a node keeps every page it touched and is OOM-killed; with eviction that
 # loses a dirty page the checks fail. Prints the data size, the cap, the peak memory of each
-# cgroup and the time. Creates the cgroups (v1 memory controller or v2) and removes them;
+# cgroup and the time. Then the same data in cgroups of MIB/2: the homed pages cannot fit,
+# and the job must stop at dsm_alloc with a message naming the limit and the fix (not be
+# OOM-killed). Creates the cgroups (v1 memory controller or v2) and removes them;
 # skips (77) where it cannot create them (not root, no memory controller).
 #
 # Why 3 nodes: today a home holds each page it homes twice (its own mapping and the home
@@ -97,4 +99,36 @@ for proto in sc rc; do
     fi
     for ((r = 0; r < NODES; r++)); do rmdir "$ROOT/$NAME.$r"; done
 done
+
+# A node whose homed pages cannot fit its cgroup: the job must stop at the allocation with a
+# message saying so and what to do, not be OOM-killed later.
+SMALL=$((MIB / 2))
+for ((r = 0; r < NODES; r++)); do
+    d=$ROOT/$NAME.$r
+    mkdir "$d"
+    if [ $V = 1 ]; then echo $((SMALL << 20)) >"$d/memory.limit_in_bytes"; else echo $((SMALL << 20)) >"$d/memory.max"; fi
+done
+set +e
+CG_ROOT=$ROOT CG_NAME=$NAME DSM_CACHE=$CACHE DSM_MEMORY=256M \
+    timeout 120 "$DSMRUN" -n "$NODES" "$tmp/in_cgroup.sh" "$PROG" "$MIB" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+set -e
+oom=0
+for ((r = 0; r < NODES; r++)); do
+    d=$ROOT/$NAME.$r
+    if [ $V = 1 ]; then
+        k=$(awk '/oom_kill /{print $2}' "$d/memory.oom_control" 2>/dev/null || echo 0)
+    else
+        k=$(awk '/oom_kill /{print $2}' "$d/memory.events" 2>/dev/null || echo 0)
+    fi
+    oom=$((oom + ${k:-0}))
+    rmdir "$d"
+done
+msg=$(grep -m1 "more than the .* MiB this node may use" "$tmp/err" || true)
+echo "cache_cgroup: $MIB MiB on $NODES nodes in cgroups of $SMALL MiB: exit $rc, OOM kills $oom; message: ${msg:-none}"
+if [ $rc -eq 0 ] || [ $oom -ne 0 ] || [ -z "$msg" ] || ! grep -q "use more nodes" "$tmp/err"; then
+    echo "cache_cgroup: FAILED: homed pages that cannot fit must stop the job at dsm_alloc with a message naming the limit and the fix" >&2
+    sed 's/^/  | /' "$tmp/err" >&2
+    status=1
+fi
 exit $status
