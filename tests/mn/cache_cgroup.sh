@@ -24,15 +24,17 @@ DSMRUN=$1
 PROG=$2
 NODES=${CACHE_NODES:-3}
 MIB=${CACHE_MIB:-96}
-CAP=${CACHE_CAP_MIB:-88}
+CAP=${CACHE_CAP_MIB:-90}
 CACHE=${CACHE_SIZE:-8M}
 
 if [ -d /sys/fs/cgroup/memory ] && [ -w /sys/fs/cgroup/memory ]; then
     V=1
     ROOT=/sys/fs/cgroup/memory
 elif [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw memory /sys/fs/cgroup/cgroup.controllers &&
-    [ -w /sys/fs/cgroup ]; then
-    V=2
+    [ -w /sys/fs/cgroup ] &&
+    { grep -qw memory /sys/fs/cgroup/cgroup.subtree_control ||
+        echo +memory >/sys/fs/cgroup/cgroup.subtree_control; } 2>/dev/null; then
+    V=2 # children of the root get memory.max only once the root delegates the controller
     ROOT=/sys/fs/cgroup
 else
     echo "cache_cgroup: SKIPPED: no writable memory cgroup (v1 or v2) here; run as root" >&2
