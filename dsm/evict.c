@@ -186,6 +186,8 @@ static int evict_to(struct dsm_node *n, uint64_t target)
         else
             n->ev_hand++;
     }
+    /* The write-backs leave now, whatever the caller does next. */
+    if (evicted && n->tp) n->tp->ops->flush(n->tp);
     return evicted;
 }
 
