@@ -27,7 +27,7 @@ grep -q '^| (a)' "$out/results.md" || fail "results.md has no row for workload (
   "$out/summary.json" || fail "summary.json is not valid or has no results"
 if [ ${#plots[@]} -eq 0 ]; then
   for p in faultlat_cdf_read.png faultlat_cdf_write.png faultlat_cdf_upgrade.png apps.png \
-    lockpp.png barrier.png falseshare.png; do
+    lockpp.png barrier.png falseshare.png cache.png; do
     [ -s "$out/$p" ] || fail "plot $p was not written"
   done
 fi

@@ -91,13 +91,32 @@ uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size
     if (rc == 0) {
         uint64_t first = off / PAGE_SIZE, np = (size + PAGE_SIZE - 1) / PAGE_SIZE;
         dsm_token_acquire(n);
-        for (uint64_t i = 0; i < np; i++) n->pf[first + i] &= (uint8_t)~PF_NOAHEAD;
+        for (uint64_t i = 0; i < np; i++) {
+            n->pf[first + i] &= (uint8_t)~PF_NOAHEAD;
+            n->ev_homed += dsm_home_of(n, first + i) == n->rank;
+        }
+        uint64_t homed = n->ev_homed;
         dsm_token_release(n);
         /* So that dsmtrace can name page ranges by the allocation that holds them. offset:
          * the placement policy; peer: the home when one node homes it all. */
         DSM_TRACE(DSM_TR_ALLOC, proto == DSM_PROTO_RC ? DSM_TR_F_RC : 0, first, dsm_node_now(n),
                   np > UINT32_MAX ? UINT32_MAX : np, (uint32_t)place,
                   place == DSM_PLACE_NODE ? (int)arg : -1, 0);
+        /* Fail now, with the reason, rather than be OOM-killed later: a home keeps each page
+         * it homes twice (the home store and its own mapping), plus its page cache. */
+        uint64_t need = 2 * homed * PAGE_SIZE + n->cfg.cache_pages * PAGE_SIZE;
+        if (n->cfg.mem_limit && need > n->cfg.mem_limit)
+            dsm_node_fatal(n,
+                           "dsm_alloc(%zu): node %d would home %llu MiB of DSM data, which "
+                           "takes %llu MiB here (the home store and the node's own copy) plus "
+                           "a page cache of %llu MiB: more than the %llu MiB this node may use "
+                           "(its memory cgroup's limit, or the memory available); use more "
+                           "nodes, place the data on other nodes (dsm_alloc_placed), or a "
+                           "smaller DSM_CACHE",
+                           size, n->rank, (unsigned long long)(homed * PAGE_SIZE >> 20),
+                           (unsigned long long)(2 * homed * PAGE_SIZE >> 20),
+                           (unsigned long long)(n->cfg.cache_pages * PAGE_SIZE >> 20),
+                           (unsigned long long)(n->cfg.mem_limit >> 20));
         return n->cfg.base + off;
     }
     if (why[0])
@@ -203,6 +222,8 @@ void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count)
         __atomic_store_n(&n->hold_until[p], 0, __ATOMIC_RELAXED);
         n->pf[p] = 0;
         __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);
+        dsm_evict_forget(n, p);
+        if (dsm_home_of(n, p) == n->rank && p < n->coll_pages) n->ev_homed--;
         dsm_set_home(n, p, HOME_NONE);
     }
     if (n->pf_next >= first && n->pf_next <= first + count) n->pf_next = UINT64_MAX;
@@ -223,9 +244,15 @@ void dsm_node_free(struct dsm_node *n, uint64_t addr)
          * forget its copies and, as a home, its directory entries and store. The agreement
          * comes first so that a bad pointer is reported on every node alike instead of
          * leaving the others waiting. */
+        /* No eviction until the pages are reset: a PUT_S or PUT_M has no answer to wait
+         * for, so one sent during the free could reach its home after the home reset (or
+         * re-placed) the page. One sent before this point precedes this node's COLL message
+         * to every home (channels are FIFO), and every home waits for that message. */
+        atomic_fetch_add(&n->ev_frozen, 1);
         dsm_collective(n, COLL_FREE, off, 0, 0);
         uint64_t sz;
         if (dsm_heap_free(n->coll_heap, off, &sz)) {
+            atomic_fetch_sub(&n->ev_frozen, 1);
             LOGE("dsm_free(%p): not the start of a live dsm_alloc block", (void *)(uintptr_t)addr);
             return;
         }
@@ -247,6 +274,7 @@ void dsm_node_free(struct dsm_node *n, uint64_t addr)
         dsm_token_acquire(n);
         dsm_node_reset(n, w.first, w.count);
         dsm_token_release(n);
+        atomic_fetch_sub(&n->ev_frozen, 1);
         return;
     }
     int owner = (int)((page - n->coll_pages) / n->arena_pages);

@@ -38,7 +38,7 @@
 _Static_assert(COH_I == 0 && COH_D_SHARED == 0 && DSM_PROTO_SC == 0,
                "per-page bookkeeping starts as zeros: I, SHARED, the SC protocol");
 
-static void *page_array(uint64_t count, size_t size)
+void *dsm_page_array(uint64_t count, size_t size)
 {
     if (count > SIZE_MAX / size) return NULL;
     void *p = mmap(NULL, count * size, PROT_READ | PROT_WRITE,
@@ -46,7 +46,7 @@ static void *page_array(uint64_t count, size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
-static void page_array_free(void *p, uint64_t count, size_t size)
+void dsm_page_array_free(void *p, uint64_t count, size_t size)
 {
     if (p) munmap(p, count * size);
 }
@@ -71,22 +71,22 @@ struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct 
     n->env = env;
     n->env_ctx = env_ctx;
     n->pf_next = UINT64_MAX;
-    n->pstate = page_array(n->npages, 1);
-    n->home1 = page_array(n->npages, 1);
-    n->proto = page_array(n->npages, 1);
-    n->dir = page_array(n->npages, sizeof *n->dir);
-    n->hold_until = page_array(n->npages, sizeof *n->hold_until);
-    n->pf = page_array(n->npages, 1);
-    n->mig = page_array(n->npages, 1);
+    n->pstate = dsm_page_array(n->npages, 1);
+    n->home1 = dsm_page_array(n->npages, 1);
+    n->proto = dsm_page_array(n->npages, 1);
+    n->dir = dsm_page_array(n->npages, sizeof *n->dir);
+    n->hold_until = dsm_page_array(n->npages, sizeof *n->hold_until);
+    n->pf = dsm_page_array(n->npages, 1);
+    n->mig = dsm_page_array(n->npages, 1);
     n->lq = calloc(n->cfg.lq_cap, sizeof *n->lq);
     n->lq_payload = calloc(n->cfg.lq_cap, PAGE_SIZE);
     n->deferred = calloc(DSM_DEFER_CAP, sizeof *n->deferred);
-    n->rcdir = page_array(n->npages, sizeof *n->rcdir);
-    n->rcx = page_array(n->npages, sizeof *n->rcx);
-    n->rc_live = page_array(n->npages, sizeof *n->rc_live);
-    n->rc_dirty = page_array(n->npages, sizeof *n->rc_dirty);
-    n->rc_live_pos = page_array(n->npages, sizeof *n->rc_live_pos);
-    n->rc_dirty_pos = page_array(n->npages, sizeof *n->rc_dirty_pos);
+    n->rcdir = dsm_page_array(n->npages, sizeof *n->rcdir);
+    n->rcx = dsm_page_array(n->npages, sizeof *n->rcx);
+    n->rc_live = dsm_page_array(n->npages, sizeof *n->rc_live);
+    n->rc_dirty = dsm_page_array(n->npages, sizeof *n->rc_dirty);
+    n->rc_live_pos = dsm_page_array(n->npages, sizeof *n->rc_live_pos);
+    n->rc_dirty_pos = dsm_page_array(n->npages, sizeof *n->rc_dirty_pos);
     if (!n->pstate || !n->home1 || !n->proto || !n->dir || !n->hold_until || !n->pf || !n->mig ||
         !n->lq || !n->lq_payload || !n->deferred || !n->rcdir || !n->rcx || !n->rc_live ||
         !n->rc_dirty || !n->rc_live_pos || !n->rc_dirty_pos) {
@@ -95,7 +95,8 @@ struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct 
         dsm_node_destroy(n);
         return NULL;
     }
-    if (dsm_alloc_init(n, err, errlen) || dsm_sync_init(n, err, errlen)) {
+    if (dsm_alloc_init(n, err, errlen) || dsm_sync_init(n, err, errlen) ||
+        dsm_evict_init(n, err, errlen) /* evict: the bounded cache (evict.c) */) {
         dsm_node_destroy(n);
         return NULL;
     }
@@ -108,22 +109,23 @@ void dsm_node_destroy(struct dsm_node *n)
     if (!n) return;
     dsm_sync_fini(n);
     dsm_alloc_fini(n);
-    page_array_free((void *)n->pstate, n->npages, 1);
-    page_array_free(n->home1, n->npages, 1);
-    page_array_free(n->proto, n->npages, 1);
-    page_array_free(n->dir, n->npages, sizeof *n->dir);
-    page_array_free(n->hold_until, n->npages, sizeof *n->hold_until);
-    page_array_free(n->pf, n->npages, 1);
-    page_array_free(n->mig, n->npages, 1);
+    dsm_evict_fini(n); /* evict */
+    dsm_page_array_free((void *)n->pstate, n->npages, 1);
+    dsm_page_array_free(n->home1, n->npages, 1);
+    dsm_page_array_free(n->proto, n->npages, 1);
+    dsm_page_array_free(n->dir, n->npages, sizeof *n->dir);
+    dsm_page_array_free(n->hold_until, n->npages, sizeof *n->hold_until);
+    dsm_page_array_free(n->pf, n->npages, 1);
+    dsm_page_array_free(n->mig, n->npages, 1);
     free(n->lq);
     free(n->lq_payload);
     free(n->deferred);
-    page_array_free(n->rcdir, n->npages, sizeof *n->rcdir);
-    page_array_free(n->rcx, n->npages, sizeof *n->rcx);
-    page_array_free(n->rc_live, n->npages, sizeof *n->rc_live);
-    page_array_free(n->rc_dirty, n->npages, sizeof *n->rc_dirty);
-    page_array_free(n->rc_live_pos, n->npages, sizeof *n->rc_live_pos);
-    page_array_free(n->rc_dirty_pos, n->npages, sizeof *n->rc_dirty_pos);
+    dsm_page_array_free(n->rcdir, n->npages, sizeof *n->rcdir);
+    dsm_page_array_free(n->rcx, n->npages, sizeof *n->rcx);
+    dsm_page_array_free(n->rc_live, n->npages, sizeof *n->rc_live);
+    dsm_page_array_free(n->rc_dirty, n->npages, sizeof *n->rc_dirty);
+    dsm_page_array_free(n->rc_live_pos, n->npages, sizeof *n->rc_live_pos);
+    dsm_page_array_free(n->rc_dirty_pos, n->npages, sizeof *n->rc_dirty_pos);
     free(n);
 }
 
@@ -310,6 +312,9 @@ static void send_coh(struct dsm_node *n, const struct coh_msg *m)
     h.arg1 = m->arg;
     h.flags = m->flags;
     const void *payload = NULL;
+    /* evict: pages written back to their homes, for whatever reason (stats). */
+    if (m->type == COH_WB || m->type == COH_PUT_M || m->type == RC_DIFF)
+        atomic_fetch_add_explicit(&n->ev_st.writebacks, 1, memory_order_relaxed);
     if (m->type == RC_DIFF) {
         atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
         if (m->flags & RC_F_FULL) {
@@ -439,7 +444,15 @@ static void rc_track(struct dsm_node *n, uint64_t p, uint8_t st)
 static void set_state(struct dsm_node *n, uint64_t p, uint8_t st)
 {
     rc_track(n, p, st);
+    dsm_evict_track(n, p, st); /* evict: the cache counts every copy of a remote page */
     atomic_store_explicit(&n->pstate[p], st, memory_order_release);
+}
+
+/* evict: how evict.c carries out a protocol's eviction of a page. */
+void dsm_node_apply(struct dsm_node *n, uint64_t p, const struct coh_out *out, uint8_t st)
+{
+    exec_actions(n, out, NULL, NULL);
+    set_state(n, p, st);
 }
 
 void dsm_node_forget_rc(struct dsm_node *n, uint64_t p)
@@ -709,6 +722,10 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
         if (dsm_home_of(n, q) == HOME_NONE || st != COH_I || n->pf[q] ||
             n->proto[q] != n->proto[page])
             break;
+        /* evict: read-ahead never pushes out pages to make room for itself. */
+        if (n->cfg.cache_pages && dsm_home_of(n, q) != n->rank &&
+            atomic_load_explicit(&n->ev_n, memory_order_relaxed) >= n->cfg.cache_pages)
+            break;
         struct coh_out out;
         out.n = 0;
         proto_of(n, q)->node_access(&st, ext_of(n, q), n->rank, dsm_home_of(n, q), q, 0, &out);
@@ -767,9 +784,15 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
     int requested = 0;
     uint8_t kind = 0;
     unsigned msgs = 0;
+    dsm_evict_ref(n, page); /* evict: a fault is a reference */
     for (;;) {
         dsm_token_acquire(n);
         atomic_fetch_add_explicit(&n->poll_epoch, 1, memory_order_relaxed);
+        /* evict: a miss on a remote page makes room first (and for a read-ahead window if it
+         * extends a stream), so the cache stays within its size. */
+        if (n->cfg.cache_pages && home != n->rank &&
+            atomic_load_explicit(&n->pstate[page], memory_order_relaxed) == COH_I)
+            dsm_evict_room(n, page == n->pf_next ? 1 + (uint64_t)n->cfg.prefetch : 1);
         uint8_t st = atomic_load_explicit(&n->pstate[page], memory_order_relaxed);
         struct coh_out out;
         out.n = 0;
@@ -804,6 +827,7 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
         dsm_wait(n, access_settled, &w);
         if (dsm_access_ok(n, page, write)) break;
     }
+    dsm_evict_ref(n, page); /* evict: its second chance starts when it arrives */
     uint64_t now = dsm_node_now(n);
     /* The page is in place and this thread is about to use it: a recall may go ahead as soon
      * as the access has been retried, which takes a signal return, not a whole hold. */

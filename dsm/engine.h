@@ -92,14 +92,16 @@ struct dsm_env_ops {
 
 struct dsm_engine_cfg {
     int rank, nodes;
-    uint64_t npages;    /* pages in the global space */
-    uint64_t base;      /* its address (addresses of mutexes and dsm_malloc blocks are in it) */
-    uint64_t memory;    /* bytes of the global space (for messages) */
-    long hold_us;       /* how long a granted page stays before a recall is honoured */
-    int prefetch;       /* most pages read ahead of a sequential read stream, 0: off */
-    uint32_t locks_max; /* mutexes one node manages at once (a power of two) */
-    uint32_t lq_cap;    /* local message queue capacity (messages to self) */
-    int default_proto;  /* DSM_PROTO_*: protocol of allocations that name none */
+    uint64_t npages;      /* pages in the global space */
+    uint64_t base;        /* its address (addresses of mutexes and dsm_malloc blocks are in it) */
+    uint64_t memory;      /* bytes of the global space (for messages) */
+    long hold_us;         /* how long a granted page stays before a recall is honoured */
+    int prefetch;         /* most pages read ahead of a sequential read stream, 0: off */
+    uint32_t locks_max;   /* mutexes one node manages at once (a power of two) */
+    uint32_t lq_cap;      /* local message queue capacity (messages to self) */
+    int default_proto;    /* DSM_PROTO_*: protocol of allocations that name none */
+    uint64_t cache_pages; /* most copies of pages homed elsewhere kept at once; 0: unbounded */
+    uint64_t mem_limit;   /* bytes this node may use (cgroup limit, else available); 0: unknown */
 };
 
 /* ---------------------------------------------------------------- the node */
@@ -217,7 +219,30 @@ struct dsm_node {
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;
+
+    /* Bounded cache of remote pages (evict.c). The copies this node holds of pages homed
+     * elsewhere (any state but I) form a set swept by a CLOCK hand; a fault sets the page's
+     * reference bit, the hand clears it, and a page found unreferenced is evicted through its
+     * protocol. Only used when cfg.cache_pages is not 0. */
+    uint64_t ev_high, ev_low; /* [init] background eviction starts above high, stops at low */
+    uint64_t *ev_set;         /* [token] the cached remote pages (unordered; the hand sweeps it) */
+    uint32_t *ev_pos;         /* [token] index + 1 of each page in ev_set, 0: absent */
+    _Atomic uint64_t ev_n;    /* entries of ev_set */
+    uint64_t ev_hand;         /* [token] next index the hand looks at */
+    uint8_t *ev_flags;        /* [atomic] EV_* per page */
+    uint16_t *ev_pin;         /* [atomic] system calls using the page right now */
+    int ev_warned;            /* [token] the "cache too small" warning was given */
+    _Atomic int ev_frozen;    /* collective frees under way: no eviction (alloc.c says why) */
+    uint64_t ev_homed;        /* [token] pages of dsm_alloc blocks homed here */
+    struct {
+        _Atomic uint64_t clean, dirty, writebacks, refetches, stuck;
+    } ev_st;
 };
+
+/* Per-page arrays of count entries of size bytes: reserved, zero-filled on first touch
+ * (engine.c says why). NULL if the address space is exhausted. */
+void *dsm_page_array(uint64_t count, size_t size);
+void dsm_page_array_free(void *p, uint64_t count, size_t size);
 
 /* The home node of a page, HOME_NONE if it is not allocated. */
 static inline int dsm_home_of(const struct dsm_node *n, uint64_t p)
@@ -236,6 +261,43 @@ static inline void dsm_set_home(struct dsm_node *n, uint64_t p, int home)
 {
     n->home1[p] = home == HOME_NONE ? 0 : (uint8_t)(home + 1);
 }
+
+#define EV_REF     1 /* touched since the hand last passed */
+#define EV_EVICTED 2 /* evicted, not fetched again yet (re-fetches are counted) */
+
+/* ---------------------------------------------------------------- eviction (evict.c) */
+
+/* Sets up the cache bookkeeping (from dsm_node_create). 0, or -1 with err filled. */
+int dsm_evict_init(struct dsm_node *n, char *err, size_t errlen);
+void dsm_evict_fini(struct dsm_node *n);
+/* A page's node-side state is changing to `st` (set_state; token held). */
+void dsm_evict_track(struct dsm_node *n, uint64_t p, uint8_t st);
+/* A thread touched the page (fault path, any thread): a second chance for it. */
+static inline void dsm_evict_ref(struct dsm_node *n, uint64_t p)
+{
+    if (n->ev_flags && !(__atomic_load_n(&n->ev_flags[p], __ATOMIC_RELAXED) & EV_REF))
+        __atomic_fetch_or(&n->ev_flags[p], EV_REF, __ATOMIC_RELAXED);
+}
+/* Makes room for `want` more remote pages before a request (fault path; token held). */
+void dsm_evict_room(struct dsm_node *n, uint64_t want);
+/* Evicts down to the low-water mark if the cache is above the high one (the service thread;
+ * token held). Returns the pages evicted. */
+int dsm_evict_background(struct dsm_node *n);
+/* Whether the background eviction has work (any thread, no token). */
+static inline int dsm_evict_wanted(const struct dsm_node *n)
+{
+    return n->cfg.cache_pages && atomic_load_explicit(&n->ev_n, memory_order_relaxed) > n->ev_high;
+}
+/* System calls on DSM buffers: the pages [first, last] stay until the call returns (any
+ * thread). delta: +1 before the call, -1 after. */
+void dsm_evict_pin(struct dsm_node *n, uint64_t first, uint64_t last, int delta);
+/* A page left this node by a reset (free): forget it (token held). */
+void dsm_evict_forget(struct dsm_node *n, uint64_t p);
+/* Pages homed here that hold data (stats; token held). */
+uint64_t dsm_evict_homed_pages(struct dsm_node *n);
+/* Engine internals evict.c uses (engine.c): carries out `out` for page p, then sets its
+ * state to st. Token held. */
+void dsm_node_apply(struct dsm_node *n, uint64_t p, const struct coh_out *out, uint8_t st);
 
 /* ---------------------------------------------------------------- life cycle (engine.c) */
 

@@ -26,6 +26,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +38,98 @@
 
 extern char **environ;
 
+/* The size of dsm_options_t before `cache` was appended: what binaries built against that
+ * header pass (through the unsized dsm_options_init and dsm_init). */
+#define OPTIONS_V1_SIZE offsetof(dsm_options_t, cache)
+
+#undef dsm_options_init
+void dsm_options_init_sized(dsm_options_t *o, size_t size)
+{
+    dsm_options_t d = {.rank = -1, .stats = -1, .log_level = -1};
+    memcpy(o, &d, size < sizeof d ? size : sizeof d);
+}
+
 void dsm_options_init(dsm_options_t *o)
 {
-    *o = (dsm_options_t){.rank = -1, .stats = -1, .log_level = -1};
+    dsm_options_init_sized(o, OPTIONS_V1_SIZE);
+}
+
+void dsm_options_widen(dsm_options_t *full, const dsm_options_t *opts, size_t size)
+{
+    dsm_options_init_sized(full, sizeof *full);
+    if (opts) memcpy(full, opts, size < sizeof *full ? size : sizeof *full);
+}
+
+/* ---------------------------------------------------------------- the default cache size */
+
+/* The memory limit of this process's memory cgroup, 0 if none (or unlimited). v1: the
+ * memory controller's line of /proc/self/cgroup; v2: the unified line. */
+static uint64_t cgroup_limit(char *where, size_t wlen)
+{
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return 0;
+    char line[512], path[512];
+    uint64_t limit = 0;
+    while (!limit && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c2 = 0;
+        const char *ctl = c1 + 1, *cg = c2 + 1;
+        int v1 = !strcmp(ctl, "memory") || strstr(ctl, "memory,") || strstr(ctl, ",memory");
+        int v2 = !strcmp(line, "0") && !*ctl;
+        if (!v1 && !v2) continue;
+        snprintf(path, sizeof path, "/sys/fs/cgroup%s%s/%s", v1 ? "/memory" : "", cg,
+                 v1 ? "memory.limit_in_bytes" : "memory.max");
+        FILE *g = fopen(path, "r");
+        if (!g) continue;
+        unsigned long long v;
+        if (fscanf(g, "%llu", &v) == 1 && v < (1ull << 60)) { /* v1 "unlimited" is ~2^63 */
+            limit = v;
+            snprintf(where, wlen, "%s", path);
+        }
+        fclose(g);
+    }
+    fclose(f);
+    return limit;
+}
+
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb << 10;
+}
+
+/* A quarter of the memory this process may use: its cgroup's limit if it has one, else what
+ * the machine has available now. The rest is for the pages the node homes (today twice: the
+ * home store and the node's own copy) and the program's own memory. At least 1 MiB. */
+static uint64_t default_cache(char *why, size_t wlen)
+{
+    char where[600] = "";
+    uint64_t lim = cgroup_limit(where, sizeof where);
+    if (lim) {
+        snprintf(why, wlen, "a quarter of the cgroup limit %llu MiB (%s)",
+                 (unsigned long long)(lim >> 20), where);
+    } else {
+        lim = mem_available();
+        snprintf(why, wlen, "a quarter of MemAvailable %llu MiB", (unsigned long long)(lim >> 20));
+    }
+    uint64_t c = lim / 4;
+    if (c < (1u << 20)) c = 1u << 20;
+    return c;
+}
+
+uint64_t dsm_mem_limit(void)
+{
+    char where[600];
+    uint64_t lim = cgroup_limit(where, sizeof where);
+    return lim ? lim : mem_available();
 }
 
 int dsm_parse_size(const char *s, uint64_t *out)
@@ -422,7 +512,7 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
 {
     dsm_options_t none;
     if (!opts) {
-        dsm_options_init(&none);
+        dsm_options_init_sized(&none, sizeof none);
         opts = &none;
     }
     memset(cfg, 0, sizeof *cfg);
@@ -614,6 +704,25 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
         if (parse_int("DSM_HOLD_US", s, 0, 1000000, &v)) return DSM_EINVAL;
         cfg->hold_us = v;
     }
+    char why[700] = "set by dsm_options_t.cache";
+    cfg->cache = opts->cache;
+    if (!cfg->cache && (s = env("DSM_CACHE"))) {
+        if (dsm_parse_size(s, &cfg->cache) || cfg->cache < PAGE_SIZE) {
+            CERR("DSM_CACHE='%s' is not a size of at least one page: expected e.g. 256M, 1G or "
+                 "a byte count",
+                 s);
+            return DSM_EINVAL;
+        }
+        snprintf(why, sizeof why, "set by DSM_CACHE");
+    }
+    if (!cfg->cache) cfg->cache = default_cache(why, sizeof why);
+    cfg->cache &= ~(uint64_t)(PAGE_SIZE - 1);
+    cfg_log(LOG_INFO,
+            "page cache: at most %llu MiB (%llu pages) of copies of pages homed "
+            "elsewhere, %s",
+            (unsigned long long)(cfg->cache >> 20), (unsigned long long)(cfg->cache / PAGE_SIZE),
+            why);
+
     cfg->protocol = DSM_PROTO_SC;
     if (opts && opts->protocol) {
         if (opts->protocol != DSM_SC && opts->protocol != DSM_RC) {

@@ -81,6 +81,23 @@ void dsm_fault_uninstall(void)
     installed = 0;
 }
 
+/* The page ranges this thread's system call has pinned (the bounded cache does not evict
+ * them until the call returns; a range beyond the first few is simply not pinned - the call
+ * is still correct, an eviction under it costs an EFAULT and a retry). */
+#define PINS_MAX 8
+static __thread struct {
+    uint64_t first, last;
+} tl_pins[PINS_MAX];
+static __thread int tl_npins;
+
+static void unpin_all(void)
+{
+    struct dsm_runtime *rt = ufdsm_rt;
+    for (int i = 0; i < tl_npins; i++)
+        if (rt && rt->node) dsm_evict_pin(rt->node, tl_pins[i].first, tl_pins[i].last, -1);
+    tl_npins = 0;
+}
+
 void dsm_prefault(const void *addr, size_t len, int write)
 {
     struct dsm_runtime *rt = ufdsm_rt;
@@ -90,7 +107,13 @@ void dsm_prefault(const void *addr, size_t len, int write)
     if (hi <= rb || lo >= re) return;
     if (lo < rb) lo = rb;
     if (hi > re) hi = re;
-    for (uint64_t p = dsm_page_of((void *)lo); p <= dsm_page_of((void *)(hi - 1)); p++) {
+    uint64_t first = dsm_page_of((void *)lo), last = dsm_page_of((void *)(hi - 1));
+    if (tl_npins < PINS_MAX) {
+        dsm_evict_pin(rt->node, first, last, 1);
+        tl_pins[tl_npins].first = first;
+        tl_pins[tl_npins++].last = last;
+    }
+    for (uint64_t p = first; p <= last; p++) {
         if (!dsm_access_ok(rt->node, p, write)) dsm_access(rt->node, p, write, 0, 0);
     }
 }
@@ -145,6 +168,7 @@ static void resolve_all(void)
         for (int tries_ = 0;; tries_++) {                                                          \
             prefault;                                                                              \
             __typeof__(call) r_ = call;                                                            \
+            unpin_all();                                                                           \
             if (r_ >= 0 || errno != EFAULT || tries_ >= 1000) return r_;                           \
             atomic_fetch_add_explicit(&ufdsm_rt->node->st.kernel_retries, 1,                       \
                                       memory_order_relaxed);                                       \

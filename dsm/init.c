@@ -7,6 +7,7 @@
  * afterwards are not mistaken for a lost node.
  */
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,8 +108,16 @@ static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
     return rc;
 }
 
+#undef dsm_init
 int dsm_init(const dsm_options_t *opts)
 {
+    return dsm_init_sized(opts, offsetof(dsm_options_t, cache));
+}
+
+int dsm_init_sized(const dsm_options_t *caller_opts, size_t size)
+{
+    dsm_options_t full, *opts = caller_opts ? &full : NULL;
+    dsm_options_widen(&full, caller_opts, size);
     if (ufdsm_rt) {
         LOGE("dsm_init called twice");
         return DSM_ESTATE;
@@ -128,7 +137,9 @@ int dsm_init(const dsm_options_t *opts)
                                 .memory = rt->cfg.memory,
                                 .hold_us = rt->cfg.hold_us,
                                 .prefetch = rt->cfg.prefetch,
-                                .default_proto = rt->cfg.protocol};
+                                .default_proto = rt->cfg.protocol,
+                                .cache_pages = rt->cfg.cache / PAGE_SIZE,
+                                .mem_limit = dsm_mem_limit()};
     rt->node = dsm_node_create(&ec, &rt_mem_ops, rt, &rt_env_ops, rt, err, sizeof err);
     if (!rt->node) {
         rc = DSM_ENOMEM;
@@ -182,6 +193,14 @@ static void print_stats(struct dsm_runtime *rt)
             (unsigned long long)s.tp[DSM_TP_LOCAL].msgs_sent,
             (unsigned long long)s.tp[DSM_TP_LOCAL].bytes_sent, r, (unsigned long long)s.fault_count,
             s.fault_mean_us, s.fault_p50_us, s.fault_p90_us, s.fault_p99_us, s.fault_max_us);
+    fprintf(stderr,
+            "ufdsm[node %d] stats: cache %llu MiB: cached_pages %llu homed_pages %llu "
+            "evictions_clean %llu evictions_dirty %llu writebacks %llu refetches %llu "
+            "cache_overruns %llu\n",
+            r, (unsigned long long)(s.cache_bytes >> 20), (unsigned long long)s.cached_pages,
+            (unsigned long long)s.homed_pages, (unsigned long long)s.evictions_clean,
+            (unsigned long long)s.evictions_dirty, (unsigned long long)s.writebacks,
+            (unsigned long long)s.refetches, (unsigned long long)s.cache_overruns);
 }
 
 void dsm_finalize(void)
@@ -247,6 +266,16 @@ int dsm_stats_sized(dsm_stats_t *out, size_t size)
     s.fault_p90_us = dsm_hist_quantile_ns(&h, 0.90) / 1000.0;
     s.fault_p99_us = dsm_hist_quantile_ns(&h, 0.99) / 1000.0;
     s.fault_max_us = h.max_ns / 1000.0;
+    s.cache_bytes = n->cfg.cache_pages * PAGE_SIZE;
+    s.cached_pages = atomic_load_explicit(&n->ev_n, memory_order_relaxed);
+    s.evictions_clean = atomic_load(&n->ev_st.clean);
+    s.evictions_dirty = atomic_load(&n->ev_st.dirty);
+    s.writebacks = atomic_load(&n->ev_st.writebacks);
+    s.refetches = atomic_load(&n->ev_st.refetches);
+    s.cache_overruns = atomic_load(&n->ev_st.stuck);
+    dsm_token_acquire(n); /* homes and directory entries are the token holder's */
+    s.homed_pages = dsm_evict_homed_pages(n);
+    dsm_token_release(n);
     s.size = sizeof s;
     /* Fields a caller's (older, smaller) struct has room for; newer ones are appended, and a
      * newer caller's fields this library does not know stay zero (s.size says how far). */

@@ -37,10 +37,11 @@ struct dsm_cfg {
     char transport[8]; /* tcp | rdma | auto */
     int stats;
     int connect_timeout_ms;
-    long spin_us; /* how long a waiter spins before sleeping */
-    long hold_us; /* how long a granted page stays before a recall is honoured */
-    int prefetch; /* most pages read ahead of a sequential stream of read misses, 0: off */
-    int protocol; /* DSM_PROTO_*: of dsm_alloc, dsm_malloc, and dsm_alloc_placed without a flag */
+    long spin_us;   /* how long a waiter spins before sleeping */
+    long hold_us;   /* how long a granted page stays before a recall is honoured */
+    int prefetch;   /* most pages read ahead of a sequential stream of read misses, 0: off */
+    int protocol;   /* DSM_PROTO_*: of dsm_alloc, dsm_malloc, and dsm_alloc_placed without a flag */
+    uint64_t cache; /* bytes of copies of remote pages kept at most (DSM_CACHE) */
     /* Who started this process and how to fix what depends on it, for messages (env.c). */
     char launcher[32];   /* "dsmrun", "srun (Slurm)", "mpirun (Open MPI)", "by hand", ... */
     char rank_from[96];  /* "from OMPI_COMM_WORLD_RANK", "from DSM_RANK", ... */
@@ -50,6 +51,11 @@ struct dsm_cfg {
 int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts);
 /* Parses "4G", "512M", "65536" (bytes). 0 and *out, or -1. */
 int dsm_parse_size(const char *s, uint64_t *out);
+/* A full-size copy of the caller's options of `size` bytes (older binaries pass fewer; NULL:
+ * all from the environment). */
+/* Bytes this process may use: its memory cgroup's limit, else MemAvailable; 0: unknown. */
+uint64_t dsm_mem_limit(void);
+void dsm_options_widen(dsm_options_t *full, const dsm_options_t *opts, size_t size);
 
 /* ---------------------------------------------------------------- the runtime */
 struct dsm_runtime {

@@ -196,6 +196,8 @@ static void *svc_main(void *arg)
             dormant_us *= 2;
         if (dsm_token_try(n)) {
             int handled = dsm_progress(n);
+            /* The bounded cache: make room ahead of the faults that will need it. */
+            if (dsm_evict_background(n)) dsm_progress(n);
             dsm_token_release(n);
             armed = !app_polling;
             /* Requests come in streams (a peer faulting through an array, a lock handed

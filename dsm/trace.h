@@ -24,6 +24,7 @@ enum dsm_trace_kind {
     DSM_TR_KERNEL_FAULT = 8, /* a system call's buffer made present (interposed syscalls) */
     DSM_TR_ALLOC = 9,        /* an allocation: page = first page, service_ns = pages (a label
                                 for the tools, not a coherence event) */
+    DSM_TR_EVICTED = 10,     /* the bounded cache dropped this copy (flag WRITE: written back) */
 };
 #define DSM_TR_F_WRITE  1u
 #define DSM_TR_F_RC     2u /* DSM_TR_ALLOC: the allocation is release-consistent */

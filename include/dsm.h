@@ -52,13 +52,23 @@ typedef struct dsm_options {
     int log_level;           /* 0 error, 1 warn, 2 info, 3 debug; -1: DSM_LOG */
     int connect_timeout_ms;  /* bounded wait for peers at startup; 0: DSM_CONNECT_TIMEOUT/30 s */
     int protocol;            /* default protocol: DSM_SC or DSM_RC; 0: DSM_PROTOCOL (default sc) */
+    /* Appended fields (the struct only ever grows at its end; the library learns its size
+     * from the macros below, so binaries built against an older header keep working). */
+    size_t cache; /* most bytes of copies of pages homed elsewhere; 0: DSM_CACHE or the default
+                     (a share of the memory available to the process, see README) */
 } dsm_options_t;
 
+/* Both take the size of the caller's dsm_options_t (the macros pass it): dsm_options_init
+ * fills every field with "from the environment", dsm_init joins the job - connects to every
+ * node, maps the global space; opts NULL: all from the environment. dsm_init returns 0 or a
+ * negative DSM_E* code (the cause is also logged). */
+void dsm_options_init_sized(dsm_options_t *opts, size_t size);
+int dsm_init_sized(const dsm_options_t *opts, size_t size);
+/* The same for binaries built before dsm_options_t had `cache`. */
 void dsm_options_init(dsm_options_t *opts);
-
-/* Joins the job: connects to every node, maps the global space. NULL: all from the
- * environment. Returns 0 or a negative DSM_E* code (the cause is also logged). */
 int dsm_init(const dsm_options_t *opts);
+#define dsm_options_init(opts) dsm_options_init_sized((opts), sizeof(dsm_options_t))
+#define dsm_init(opts)         dsm_init_sized((opts), sizeof(dsm_options_t))
 /* Collective: every node calls it. Waits for all nodes, disconnects, unmaps. */
 void dsm_finalize(void);
 /* A human-readable message for a DSM_E* code. */
@@ -156,6 +166,15 @@ typedef struct dsm_stats {
      * built against a newer header and run with an older library sees the newer fields as 0
      * and can tell from `size` which fields the library knew. */
     size_t size;
+    /* The bounded page cache (DSM_CACHE). */
+    uint64_t cache_bytes;     /* its size: most bytes of copies of pages homed elsewhere */
+    uint64_t cached_pages;    /* copies of pages homed elsewhere held now (or being fetched) */
+    uint64_t homed_pages;     /* pages this node homes that hold data (written or in use) */
+    uint64_t evictions_clean; /* copies dropped to make room, with nothing to write back */
+    uint64_t evictions_dirty; /* copies written back to their home to make room, then dropped */
+    uint64_t writebacks;      /* pages sent back to their home: eviction, recall or release */
+    uint64_t refetches;       /* pages fetched again after being evicted */
+    uint64_t cache_overruns;  /* misses that found nothing evictable (cache too small) */
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

@@ -22,7 +22,7 @@
  * steps leading to it; `--seed S --verbose` replays it step by step.
  *
  * Usage: engine_fixture [--seeds A:B] [--seed S] [--scenario random|free_readahead]
- *                       [--exhaustive DEPTH] [--expect-failure] [--verbose]
+ *                       [--exhaustive DEPTH] [--cache PAGES] [--expect-failure] [--verbose]
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -92,6 +92,9 @@ struct fx {
     int nn, nt, phases, ops, scenario;
     long hold_us;
     int prefetch;
+    uint64_t cache; /* --cache: pages of the bounded cache of remote pages, 0: unbounded */
+    /* totals over every run (--cache): eviction must actually have been exercised */
+    uint64_t ev_clean, ev_dirty, ev_refetch;
     /* exploration */
     uint64_t rng;
     int exhaustive, depth;
@@ -146,9 +149,9 @@ static void describe_scenario(FILE *f)
 {
     fprintf(f,
             "seed %" PRIu64 ": %s, %d nodes x %d threads, %d phases of %d ops, hold %ld us, "
-            "read-ahead %d\n",
+            "read-ahead %d, cache %" PRIu64 " pages\n",
             F.seed, F.scenario ? "free_readahead" : "random", F.nn, F.nt, F.phases, F.ops,
-            F.hold_us, F.prefetch);
+            F.hold_us, F.prefetch, F.cache);
 }
 
 static void fx_fail(const char *fmt, ...)
@@ -391,9 +394,31 @@ static int page_unchecked(uint64_t p)
 
 /* Every step compares the first CHECKED bytes of each copy (where the data words are);
  * every 64th step and the last compare whole pages (dsm_malloc blocks lie anywhere). */
+/* The bounded cache (--cache): its count is exactly the copies of remote pages a node has
+ * (or is fetching), and it stays within its size unless the node said it could not. */
+static void check_cache(void)
+{
+    for (int k = 0; k < F.nn && F.cache; k++) {
+        struct dsm_node *n = F.n[k];
+        uint64_t copies = 0;
+        for (uint64_t p = 0; p < NPAGES; p++)
+            copies += dsm_home_of(n, p) != HOME_NONE && dsm_home_of(n, p) != k &&
+                      atomic_load(&n->pstate[p]) != COH_I;
+        uint64_t counted = atomic_load(&n->ev_n);
+        if (copies != counted)
+            fx_fail("node %d: the page cache counts %" PRIu64 " remote copies, there are %" PRIu64,
+                    k, counted, copies);
+        if (counted > F.cache && !atomic_load(&n->ev_st.stuck))
+            fx_fail("node %d: %" PRIu64 " remote copies in a cache of %" PRIu64
+                    " pages, and no overrun was reported",
+                    k, counted, F.cache);
+    }
+}
+
 static void check_invariants(int whole)
 {
     size_t len = whole ? PAGE_SIZE : CHECKED;
+    check_cache();
     for (uint64_t p = 0; p < NPAGES; p++) {
         /* Release consistency lets copies differ and writers coexist between synchronisation
          * points: its pages are checked where the program synchronised (reads under a lock,
@@ -786,8 +811,11 @@ static void service(int k)
     set_log_rank(k);
     if (!dsm_token_try(n)) fx_fail("node %d's token is held between steps", k);
     int h = dsm_progress(n);
+    int e = dsm_evict_background(n); /* the bounded cache's low-water mark */
+    if (e) dsm_progress(n);
     dsm_token_release(n);
     if (h) note("service thread of node %d handled %d messages", k, h);
+    if (e) note("service thread of node %d evicted %d pages", k, e);
 }
 
 static int in_flight(void)
@@ -934,6 +962,10 @@ static void setup(uint64_t seed)
     F.verbose = keep.verbose;
     F.expect_failure = keep.expect_failure;
     F.scenario = keep.scenario;
+    F.cache = keep.cache;
+    F.ev_clean = keep.ev_clean;
+    F.ev_dirty = keep.ev_dirty;
+    F.ev_refetch = keep.ev_refetch;
     for (int k = 0; k < MAXN; k++) F.mem[k] = keep.mem[k];
     for (int i = 0; i < MAXN * MAXT; i++) F.th[i].stack = keep.th[i].stack;
 
@@ -978,7 +1010,8 @@ static void setup(uint64_t seed)
                                     .prefetch = F.prefetch,
                                     .locks_max = 64,
                                     .lq_cap = 256,
-                                    .default_proto = DSM_PROTO_SC};
+                                    .default_proto = DSM_PROTO_SC,
+                                    .cache_pages = F.cache};
         char err[256];
         F.n[k] = dsm_node_create(&ec, &fx_mem_ops, F.mem[k], &fx_env_ops, &F, err, sizeof err);
         if (!F.n[k]) fx_fail("node %d: %s", k, err);
@@ -1003,6 +1036,9 @@ static void setup(uint64_t seed)
 static void teardown(void)
 {
     for (int k = 0; k < F.nn; k++) {
+        F.ev_clean += atomic_load(&F.n[k]->ev_st.clean);
+        F.ev_dirty += atomic_load(&F.n[k]->ev_st.dirty);
+        F.ev_refetch += atomic_load(&F.n[k]->ev_st.refetches);
         dsm_node_destroy(F.n[k]);
         F.n[k] = NULL;
     }
@@ -1065,6 +1101,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--exhaustive") && i + 1 < argc) {
             depth = atoi(argv[++i]);
             F.exhaustive = 1;
+        } else if (!strcmp(argv[i], "--cache") && i + 1 < argc) {
+            F.cache = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--verbose")) {
             F.verbose = 1;
         } else if (!strcmp(argv[i], "--expect-failure")) {
@@ -1072,7 +1110,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--seeds A:B | --seed S] [--scenario random|free_readahead] "
-                    "[--exhaustive DEPTH] [--expect-failure] [--verbose]\n",
+                    "[--exhaustive DEPTH] [--cache PAGES] [--expect-failure] [--verbose]\n",
                     argv[0]);
             return 2;
         }
@@ -1090,6 +1128,18 @@ int main(int argc, char **argv)
         }
         printf("%s: seeds %" PRIu64 "..%" PRIu64 ", %ld runs, %ld steps, all checks held\n",
                F.scenario ? "free_readahead" : "random", lo, hi, runs, steps);
+    }
+    if (F.cache) {
+        printf("cache of %" PRIu64 " pages: %" PRIu64 " clean and %" PRIu64
+               " dirty evictions, %" PRIu64 " re-fetches\n",
+               F.cache, F.ev_clean, F.ev_dirty, F.ev_refetch);
+        /* A cache that never evicted tested nothing. */
+        if (F.exhaustive || F.scenario ? !(F.ev_clean + F.ev_dirty)
+                                       : !F.ev_clean || !F.ev_dirty || !F.ev_refetch) {
+            printf("FAILED: the runs never evicted a clean page, a dirty page, or re-fetched "
+                   "one: the cache is not doing its job (or is too large for the scenario)\n");
+            return 1;
+        }
     }
     if (F.expect_failure) {
         printf("the injected bug was NOT caught\n");
