@@ -599,6 +599,20 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
     }
     if (!cfg->connect_timeout_ms) cfg->connect_timeout_ms = DSM_DEFAULT_CONNECT_TIMEOUT;
 
+    cfg->peer_timeout_ms = DSM_DEFAULT_PEER_TIMEOUT;
+    if ((s = env("DSM_PEER_TIMEOUT"))) {
+        if (parse_int("DSM_PEER_TIMEOUT", s, 100, 3600000, &v)) return DSM_EINVAL;
+        cfg->peer_timeout_ms = (int)v;
+    }
+
+    /* The job's secret: never from the command line (visible to every user in ps). */
+    char aerr[512];
+    if (dsm_auth_key_from_env(&cfg->key, env("DSM_SECRET"), env("DSM_SECRET_FILE"), aerr,
+                              sizeof aerr)) {
+        CERR("%s", aerr);
+        return DSM_EINVAL;
+    }
+
     cfg->spin_us = DSM_DEFAULT_SPIN_US;
     if ((s = env("DSM_SPIN_US"))) {
         if (parse_int("DSM_SPIN_US", s, 0, 10000000, &v)) return DSM_EINVAL;

@@ -17,6 +17,7 @@
 #define DSM_DEFAULT_PORT            7400 /* first coordinator port; see DSM_PORT_SPAN */
 #define DSM_PORT_SPAN               1024 /* per-job ports: DSM_DEFAULT_PORT + (job key % span) */
 #define DSM_DEFAULT_CONNECT_TIMEOUT 30000
+#define DSM_DEFAULT_PEER_TIMEOUT    10000
 #define DSM_DEFAULT_SPIN_US         1000
 #define DSM_DEFAULT_HOLD_US         20
 #define DSM_DEFAULT_PREFETCH        8
@@ -44,6 +45,11 @@ static const struct dsm_env_var dsm_env_vars[] = {
     {"DSM_LOG", "warn", "error, warn, info or debug"},
     {"DSM_CONNECT_TIMEOUT", DSM_ENV_STR(DSM_DEFAULT_CONNECT_TIMEOUT),
      "milliseconds to wait for peers at startup"},
+    {"DSM_PEER_TIMEOUT", DSM_ENV_STR(DSM_DEFAULT_PEER_TIMEOUT),
+     "milliseconds without a word from a node before it is declared dead"},
+    {"DSM_SECRET", "from dsmrun, else none",
+     "the job's secret (16+ characters) every node must prove; see docs/security.md"},
+    {"DSM_SECRET_FILE", "none", "file holding the job's secret (mode 600), instead of DSM_SECRET"},
     {"DSM_SPIN_US", DSM_ENV_STR(DSM_DEFAULT_SPIN_US),
      "microseconds a waiting thread polls before it sleeps"},
     {"DSM_HOLD_US", DSM_ENV_STR(DSM_DEFAULT_HOLD_US),

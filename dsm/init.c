@@ -79,13 +79,22 @@ static void teardown(struct dsm_runtime *rt)
     dsm_region_unmap(rt);
 }
 
+/* The bootstrap and the TCP mesh report harmless events (strangers closed) through this. */
+static void boot_note(void *ctx, const char *msg)
+{
+    (void)ctx;
+    LOGW("%s", msg);
+}
+
 static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
 {
     if (rt->cfg.nodes == 1) return DSM_OK;
     struct dsm_boot_cfg bc = {.rank = rt->cfg.rank,
                               .nodes = rt->cfg.nodes,
                               .coordinator = rt->cfg.coordinator,
-                              .timeout_ms = rt->cfg.connect_timeout_ms};
+                              .timeout_ms = rt->cfg.connect_timeout_ms,
+                              .key = &rt->cfg.key,
+                              .note = boot_note};
     snprintf(bc.desc.job, sizeof bc.desc.job, "%s", rt->cfg.job);
     bc.desc.version = DSM_WIRE_VERSION;
     bc.desc.nodes = (uint32_t)rt->cfg.nodes;

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "engine.h"
 #include "log.h"
 
@@ -41,6 +42,8 @@ struct dsm_cfg {
     long hold_us; /* how long a granted page stays before a recall is honoured */
     int prefetch; /* most pages read ahead of a sequential stream of read misses, 0: off */
     int protocol; /* DSM_PROTO_*: of dsm_alloc, dsm_malloc, and dsm_alloc_placed without a flag */
+    struct dsm_auth_key key; /* from DSM_SECRET / DSM_SECRET_FILE; key.secret 0: none */
+    int peer_timeout_ms;     /* a peer silent this long is declared dead (DSM_PEER_TIMEOUT) */
     /* Who started this process and how to fix what depends on it, for messages (env.c). */
     char launcher[32];   /* "dsmrun", "srun (Slurm)", "mpirun (Open MPI)", "by hand", ... */
     char rank_from[96];  /* "from OMPI_COMM_WORLD_RANK", "from DSM_RANK", ... */
