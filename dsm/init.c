@@ -94,6 +94,7 @@ static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
                               .coordinator = rt->cfg.coordinator,
                               .timeout_ms = rt->cfg.connect_timeout_ms,
                               .key = &rt->cfg.key,
+                              .peer_timeout_ms = rt->cfg.peer_timeout_ms,
                               .note = boot_note};
     snprintf(bc.desc.job, sizeof bc.desc.job, "%s", rt->cfg.job);
     bc.desc.version = DSM_WIRE_VERSION;
@@ -110,8 +111,9 @@ static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
                                   .nodes = (uint32_t)rt->cfg.nodes};
     /* tcp, rdma or auto: decided by all nodes together (transport/select.h). */
     char chosen[1024];
-    rc = dsm_transport_create(rt->cfg.transport, &bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost,
-                              rt->node, &rt->node->tp, chosen, sizeof chosen, err, errlen);
+    rc = dsm_transport_create(rt->cfg.transport, &bc, lfd, addrs, &lim, dsm_rt_deliver,
+                              dsm_peer_lost, rt->node, &rt->node->tp, chosen, sizeof chosen, err,
+                              errlen);
     if (!rc) LOGI("transport: %s", chosen);
     return rc;
 }

@@ -67,6 +67,9 @@ struct dsm_runtime {
     pthread_t svc_thread;
     int svc_started;
     int svc_stop;
+    /* Frames received from each node, counted as they are delivered (under the token) and
+     * read by the service thread to tell who has gone silent (liveness, service.c). */
+    _Atomic uint64_t rx[DSM_MAX_NODES];
 };
 extern struct dsm_runtime *ufdsm_rt;
 
@@ -92,6 +95,9 @@ void dsm_region_unmap(struct dsm_runtime *rt);
 extern const struct dsm_env_ops rt_env_ops; /* ctx: struct dsm_runtime */
 uint64_t dsm_now_ns(void);
 int dsm_service_start(struct dsm_runtime *rt, char *err, size_t errlen);
+/* The transport's deliver callback: counts the frame for liveness, drops PINGs, hands the
+ * rest to the engine (dsm_deliver). ctx: the struct dsm_node. */
+void dsm_rt_deliver(void *ctx, const struct dsm_wire_hdr *h, const void *payload);
 void dsm_service_stop(struct dsm_runtime *rt);
 
 /* fault.c */

@@ -921,6 +921,22 @@ static void signal_running(int sig)
     }
 }
 
+/* A local node stopped by a signal (state T in /proc/PID/stat): it cannot exit by itself, so
+ * waiting out the grace period for it only delays the job's end. */
+static bool is_stopped(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
 static const char *plural(int n)
 {
     return n == 1 ? "" : "s";
@@ -1113,6 +1129,18 @@ static int run(void)
             deadline = now() + DRAIN_DELAY;
         }
 
+        if (phase == GRACE && !g.hosts_mode) {
+            for (int i = 0; i < g.nodes; i++) {
+                struct node *nd = &g.node[i];
+                if (!nd->running || nd->signalled || !is_stopped(nd->pid)) continue;
+                msg("node %d (pid %d) is stopped (SIGSTOP?) and cannot exit by itself; "
+                    "sending it SIGTERM now",
+                    i, (int)nd->pid);
+                nd->signalled = true;
+                kill(-nd->pid, SIGTERM);
+                kill(-nd->pid, SIGCONT);
+            }
+        }
         double t = now();
         if (phase != RUNNING && t >= deadline) {
             if (phase == DRAINING) {

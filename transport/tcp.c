@@ -670,6 +670,10 @@ static int hs_check(struct tcp *t, const struct dsm_boot_cfg *cfg, struct hs *h,
         }
         h->peer = rank;
     }
+    if (cfg->peer_timeout_ms > 0) {
+        unsigned ut = (unsigned)cfg->peer_timeout_ms;
+        (void)setsockopt(h->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+    }
     t->peers[h->peer].fd = h->fd;
     h->fd = -1;
     h->state = HS_DONE;

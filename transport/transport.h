@@ -89,6 +89,9 @@ struct dsm_boot_cfg {
     /* The job's secret (auth.h), proven on every connection before anything else crosses
      * it. NULL: no secret (the exchange runs with the empty one; loopback jobs only). */
     const struct dsm_auth_key *key;
+    /* TCP_USER_TIMEOUT of the mesh connections (ms): unacknowledged data for this long ends
+     * the connection (a peer cut off). 0: the kernel's default. */
+    int peer_timeout_ms;
     /* Told about connections that were closed without harm to the job (strangers, port
      * probes, wrong secrets), since nothing in transport/ logs. NULL: not told. */
     void (*note)(void *ctx, const char *msg);

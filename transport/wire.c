@@ -59,6 +59,7 @@ static const char *const type_names[DSM_MSG_TYPE_COUNT] = {
     [DSM_MSG_RC_CLASS_ACK] = "RC_CLASS_ACK",
     [DSM_MSG_RC_DIFF] = "RC_DIFF",
     [DSM_MSG_RC_DIFF_ACK] = "RC_DIFF_ACK",
+    [DSM_MSG_PING] = "PING",
 };
 
 const char *dsm_wire_type_name(unsigned type)

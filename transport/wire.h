@@ -57,6 +57,10 @@ enum dsm_wire_type {
     DSM_MSG_RC_DIFF = 27,      /* node -> home; payload = runs of changed bytes (or flag FULL:
                                   the whole page) */
     DSM_MSG_RC_DIFF_ACK = 28,  /* home -> node */
+    /* Liveness: sent by the runtime's service thread every DSM_PEER_TIMEOUT/4, so that a node
+     * heard nothing from for DSM_PEER_TIMEOUT is known to be frozen or cut off. No payload;
+     * the runtime drops it on arrival (it only counts as "heard from"). */
+    DSM_MSG_PING = 29,
     DSM_MSG_TYPE_COUNT
 };
 

@@ -94,6 +94,7 @@ static void gen_wire(void)
         {"coll", DSM_MSG_COLL, 0, 0, 2, coll, sizeof coll},
         {"free", DSM_MSG_FREE, 0, 0, FUZZ_BASE + FUZZ_MEMORY - 64, NULL, 0},
         {"bye", DSM_MSG_BYE, 0, 0, 0, NULL, 0},
+        {"ping", DSM_MSG_PING, 0, 0, 0, NULL, 0},
         {"abort", DSM_MSG_ABORT, 0, 0, 0, abort_text, sizeof abort_text - 1},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
