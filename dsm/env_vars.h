@@ -12,8 +12,12 @@
 #define DSM_ENV_VARS_H
 
 /* Defaults that env.c applies; the table shows the same macros as text. */
-#define DSM_DEFAULT_MEMORY          "4G"
-#define DSM_DEFAULT_BASE            0x500000000000
+#define DSM_DEFAULT_MEMORY "4G"
+/* 32 TiB: below where Linux puts a PIE executable and its heap (~0x555555554000 + ASLR, i.e.
+ * 85 TiB) and far below the libraries and stacks (top-down from ~0x7fxxxxxxxxxx), so that
+ * [base, base + 16 TiB) - the largest DSM_MEMORY - is free in a normal process. The old
+ * 0x500000000000 (80 TiB) ran into the executable from about 6 TiB on. */
+#define DSM_DEFAULT_BASE            0x200000000000
 #define DSM_DEFAULT_PORT            7400 /* first coordinator port; see DSM_PORT_SPAN */
 #define DSM_PORT_SPAN               1024 /* per-job ports: DSM_DEFAULT_PORT + (job key % span) */
 #define DSM_DEFAULT_CONNECT_TIMEOUT 30000
