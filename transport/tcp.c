@@ -727,6 +727,34 @@ static void timeout_message(struct tcp *t, const struct dsm_boot_cfg *cfg, struc
            missing > 1 ? "their" : "its");
 }
 
+/* A node in the address table opened its data listener before it joined, and keeps it open
+ * until its mesh is complete: a refused connection means it has exited since. Names it now
+ * rather than after the whole connect timeout. */
+static void gone_message(struct tcp *t, int peer, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "%s refused the connection: it was listening when it joined the job, so it has "
+             "exited since (see its log, or the launcher's report on it)",
+             t->peers[peer].name);
+}
+
+/* Is the node at sa gone (its listener refuses)? A short synchronous probe, at most 50 ms;
+ * a probe that connects is closed at once without a byte, which the node ignores. */
+static int peer_gone(const struct sockaddr_storage *sa, socklen_t len)
+{
+    int pending;
+    int fd = dsm_net_connect_start((const struct sockaddr *)sa, len, &pending);
+    if (fd == -ECONNREFUSED) return 1;
+    if (fd < 0) return 0;
+    int e = 0;
+    if (pending) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        e = poll(&p, 1, 50) == 1 ? dsm_net_connect_result(fd) : 0;
+    }
+    close(fd);
+    return e == -ECONNREFUSED;
+}
+
 /* Connects to every lower rank, accepts every higher one, hello both ways on each. */
 static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
                         const struct sockaddr_storage *sa, const socklen_t *salen, char *err,
@@ -756,6 +784,7 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
     }
     uint64_t deadline = dsm_net_now_ms() + (uint64_t)cfg->timeout_ms;
     int nhs = 0, done = 0;
+    uint64_t next_probe = dsm_net_now_ms() + 250;
     for (int j = 0; j < rank; j++) {
         struct hs *h = &hs[nhs++];
         h->state = HS_RETRY;
@@ -777,10 +806,27 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
             if (h->state != HS_RETRY) continue;
             if (h->retry_at <= now) {
                 int e = hs_start(h, cfg, &sa[h->peer], salen[h->peer]);
+                if (e == -ECONNREFUSED) {
+                    gone_message(t, h->peer, err, errlen);
+                    rc = DSM_EPEER;
+                    goto out;
+                }
                 if (e) hs_retry(h, e, now);
             }
             if (h->state == HS_RETRY && h->retry_at < wake) wake = h->retry_at;
         }
+        /* The higher ranks connect to us: one that died after joining would only be noticed
+         * at the deadline, so every 250 ms each one still missing is probed. */
+        if (now >= next_probe) {
+            next_probe = now + 250;
+            for (int r = rank + 1; r < nodes; r++) {
+                if (t->peers[r].fd >= 0 || !peer_gone(&sa[r], salen[r])) continue;
+                gone_message(t, r, err, errlen);
+                rc = DSM_EPEER;
+                goto out;
+            }
+        }
+        if (next_probe < wake) wake = next_probe;
         /* Strangers that have not authenticated in time go; nodes are not affected. */
         for (int k = 0; k < nhs; k++) {
             struct hs *h = &hs[k];
@@ -836,6 +882,11 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
             if (!rev) continue;
             if (h->state == HS_CONNECTING) {
                 int e = dsm_net_connect_result(h->fd);
+                if (e == -ECONNREFUSED) {
+                    gone_message(t, h->peer, err, errlen);
+                    rc = DSM_EPEER;
+                    goto out;
+                }
                 if (e)
                     hs_retry(h, e, now);
                 else
