@@ -8,8 +8,10 @@
 #   2. compute phase: every node of 3 computes for 3x DSM_PEER_TIMEOUT without any DSM call;
 #      the job must exit 0 (pings come from the service thread, not the application).
 #   3. secrets: dsmrun hands the nodes a secret (DSM_SECRET is in a node's environment, not
-#      on any command line); a node given another secret by hand is refused by the job and
-#      says so, and the job completes.
+#      on any command line).
+#   4. by hand: an intruder with the right job id and rank but the wrong secret, started before
+#      the real node 1, is refused and says why; node 0 logs its address and the job completes.
+#      DSM_SECRET_FILE readable by others is refused, saying chmod 600.
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -71,3 +73,37 @@ env -u DSM_SECRET -u DSM_SECRET_FILE "$DSMRUN" -n 2 "$tmp/show.sh" >"$out" 2>"$e
 [ "$(grep -c 'secret-len 64' "$out")" -eq 2 ] || fail "dsmrun did not give both nodes a 64-digit secret"
 grep -q "SECRET ON A COMMAND LINE" "$out" && fail "the secret is visible on a command line"
 echo "security: dsmrun gave every node a secret, on no command line"
+
+# ---- 4. an intruder with the right job id but the wrong secret, started by hand before the
+# real node 1: it is refused and says so; the real job completes. Then DSM_SECRET_FILE rules.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+common=(DSM_NODES=2 DSM_JOB=security-test "DSM_COORDINATOR=127.0.0.1:$port" DSM_CONNECT_TIMEOUT=20000
+    MN_VICTIM_COMPUTE_MS=1)
+env "${common[@]}" DSM_RANK=0 DSM_SECRET=the-real-secret-of-this-job timeout 60 "$VICTIM" \
+    >"$tmp/n0.out" 2>"$tmp/n0.err" &
+p0=$!
+rc=0
+env "${common[@]}" DSM_RANK=1 DSM_SECRET=an-intruder-guessing-wrong timeout 60 "$VICTIM" \
+    >"$out" 2>"$err" || rc=$?
+[ "$rc" -ne 0 ] || fail "intruder: a node with the wrong secret was accepted"
+grep -q "no proof of this job's secret" "$err" || fail "intruder: refused without saying why"
+rc=0
+env "${common[@]}" DSM_RANK=1 DSM_SECRET=the-real-secret-of-this-job timeout 60 "$VICTIM" \
+    >"$out" 2>"$err" || rc=$?
+[ "$rc" -eq 0 ] || fail "intruder: the real node 1 failed after the intruder was refused (exit $rc)"
+rc=0
+wait "$p0" || rc=$?
+cat "$tmp/n0.err" >>"$err"
+[ "$rc" -eq 0 ] || fail "intruder: node 0 failed after the intruder was refused (exit $rc)"
+grep -q "closed a connection from 127.0.0.1:.*no proof of this job's secret" "$tmp/n0.err" ||
+    fail "intruder: node 0 did not log the refused connection with its address"
+echo "security: intruder with the wrong secret refused, the job completed"
+
+printf 'a-secret-in-a-file-0123\n' >"$tmp/secret"
+chmod 644 "$tmp/secret"
+rc=0
+env -u DSM_SECRET DSM_NODES=1 DSM_RANK=0 DSM_SECRET_FILE="$tmp/secret" MN_VICTIM_COMPUTE_MS=1 \
+    "$VICTIM" >"$out" 2>"$err" || rc=$?
+[ "$rc" -ne 0 ] || fail "DSM_SECRET_FILE readable by others was accepted"
+grep -q "chmod 600" "$err" || fail "DSM_SECRET_FILE of mode 644: the message does not say chmod 600"
+echo "security: DSM_SECRET_FILE readable by others refused"
