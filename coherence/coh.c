@@ -18,15 +18,12 @@
 #define COH_INJECT_BUG 0
 #endif
 
-static const char *const mtype_names[COH_MTYPE_END] = {"?",      "GET_S", "GET_M",    "PUT_S",
-                                                       "PUT_M",  "WB",    "INV_ACK",  "DATA_S",
-                                                       "DATA_M", "INV",   "RECALL_S", "RECALL_I"};
 static const char *const nstate_names[COH_NSTATE_END] = {"I", "S", "M", "IS_D", "IM_AD", "SM_A"};
 static const char *const dstate_names[COH_DSTATE_END] = {"SHARED", "EXCL", "BUSY_WB", "BUSY_INV"};
 
 const char *coh_mtype_name(unsigned type)
 {
-    return type < COH_MTYPE_END ? mtype_names[type] : "?";
+    return type < COH_MTYPE_END && coh_msginfo(type).name ? coh_msginfo(type).name : "?";
 }
 
 const char *coh_nstate_name(unsigned st)
@@ -41,21 +38,12 @@ const char *coh_dstate_name(unsigned st)
 
 int coh_msg_has_payload(const struct coh_msg *m)
 {
-    switch (m->type) {
-    case COH_PUT_M:
-    case COH_WB:
-        return 1;
-    case COH_DATA_S:
-    case COH_DATA_M:
-        return !(m->flags & (COH_F_ZERO | COH_F_NODATA));
-    default:
-        return 0;
-    }
+    return coh_payload_len(m->type, m->flags) != 0;
 }
 
 int coh_msg_to_home(unsigned type)
 {
-    return type >= COH_GET_S && type <= COH_INV_ACK;
+    return type < COH_MTYPE_END && coh_msginfo(type).to_home;
 }
 
 static void act(struct coh_out *out, uint8_t kind, uint64_t page)

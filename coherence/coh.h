@@ -27,26 +27,18 @@
 
 #include <stdint.h>
 
+#include "messages.h"
+
 #define COH_MAX_NODES 64
 
-/* Message types; the runtime maps them 1:1 onto wire types. */
+/* Message types (messages.h defines them, their flags and payloads; the wire uses the same
+ * numbers). */
 enum coh_mtype {
-    COH_GET_S = 1,
-    COH_GET_M = 2,
-    COH_PUT_S = 3,
-    COH_PUT_M = 4,
-    COH_WB = 5,
-    COH_INV_ACK = 6,
-    COH_DATA_S = 7,
-    COH_DATA_M = 8,
-    COH_INV = 9,
-    COH_RECALL_S = 10,
-    COH_RECALL_I = 11,
-    COH_MTYPE_END = 12
+#define COH_X(n, v, h, f, p) COH_##n = v,
+    COH_SC_MESSAGES(COH_X)
+#undef COH_X
+        COH_MTYPE_END = 12
 };
-
-#define COH_F_NODATA 0x2 /* DATA_M: requester's copy is current, no payload */
-#define COH_F_ZERO   0x4 /* DATA_S/DATA_M: the page is all zeros, no payload */
 
 struct coh_msg {
     uint8_t type;  /* enum coh_mtype (or enum rc_mtype, rc.h) */

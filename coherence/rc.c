@@ -11,12 +11,6 @@
 #include "proto.h"
 #include "rc.h"
 
-static const char *const names[] = {
-    [RC_GET] = "RC_GET",           [RC_DATA] = "RC_DATA",         [RC_WREG] = "RC_WREG",
-    [RC_WREG_ACK] = "RC_WREG_ACK", [RC_CLASS] = "RC_CLASS",       [RC_CLASS_ACK] = "RC_CLASS_ACK",
-    [RC_DIFF] = "RC_DIFF",         [RC_DIFF_ACK] = "RC_DIFF_ACK",
-};
-
 int rc_msg_is_rc(unsigned type)
 {
     return type >= RC_MTYPE_FIRST && type < RC_MTYPE_END;
@@ -24,12 +18,12 @@ int rc_msg_is_rc(unsigned type)
 
 int rc_msg_to_home(unsigned type)
 {
-    return type == RC_GET || type == RC_WREG || type == RC_CLASS_ACK || type == RC_DIFF;
+    return rc_msg_is_rc(type) && coh_msginfo(type).to_home;
 }
 
 const char *rc_mtype_name(unsigned type)
 {
-    return rc_msg_is_rc(type) ? names[type] : "?";
+    return rc_msg_is_rc(type) ? coh_msginfo(type).name : "?";
 }
 
 static uint64_t bit(int node)

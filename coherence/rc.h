@@ -28,23 +28,18 @@
 
 #include "coh.h"
 
-/* Message types, numbered after every other wire type (transport/wire.h uses these). */
+/* Message types (messages.h: numbers, flags, payloads), numbered after every other wire type. */
 enum rc_mtype {
-    RC_GET = 21,       /* node -> home: a copy please (flag WRITE: and register me as writer) */
-    RC_DATA = 22,      /* home -> node: the page (or flag ZERO), arg = writer set */
-    RC_WREG = 23,      /* node -> home: register me as a writer (I hold a copy) */
-    RC_WREG_ACK = 24,  /* home -> node: registered, arg = writer set */
-    RC_CLASS = 25,     /* home -> node: the page's writer set grew, arg = writer set; ack it */
-    RC_CLASS_ACK = 26, /* node -> home */
-    RC_DIFF = 27,      /* node -> home: changed bytes (runs; or flag FULL: the whole page) */
-    RC_DIFF_ACK = 28,  /* home -> node: applied */
-    RC_MTYPE_END = 29
+#define RC_X(n, v, h, f, p) RC_##n = v,
+    COH_RC_MESSAGES(RC_X)
+#undef RC_X
+        RC_MTYPE_END = 29
 };
 #define RC_MTYPE_FIRST RC_GET
 
-#define RC_F_WRITE 0x1 /* RC_GET */
-#define RC_F_FULL  0x2 /* RC_DIFF: payload is the whole page */
-#define RC_F_ZERO  0x4 /* RC_DATA: the page is all zeros, no payload */
+#define RC_F_WRITE COH_F_WRITE /* RC_GET */
+#define RC_F_FULL  COH_F_FULL  /* RC_DIFF: payload is the whole page */
+#define RC_F_ZERO  COH_F_ZERO  /* RC_DATA: the page is all zeros, no payload */
 
 /* Node-side per-page state beyond the coh_nstate code: I (no copy), S (read-only copy),
  * M (writable, written this interval), IS_D (fetching), IM_AD (fetching to write), SM_A

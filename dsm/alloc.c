@@ -37,10 +37,11 @@ int dsm_alloc_init(struct dsm_node *n, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the allocators' metadata (out of memory)");
         return DSM_ENOMEM;
     }
-    for (int k = 0; k < n->nodes; k++) {
-        memset(n->home + arena_first(n, k), k, n->arena_pages);
-        memset(n->proto + arena_first(n, k), n->cfg.default_proto, n->arena_pages);
-    }
+    /* Arena pages are homed on their node without a write (dsm_home_of); their protocol is
+     * the default one, which costs a write per page only when it is not SC (all zeros). */
+    if (n->cfg.default_proto != DSM_PROTO_SC)
+        for (int k = 0; k < n->nodes; k++)
+            memset(n->proto + arena_first(n, k), n->cfg.default_proto, n->arena_pages);
     return DSM_OK;
 }
 
@@ -76,7 +77,7 @@ uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size
         uint64_t first = off / PAGE_SIZE, np = (size + PAGE_SIZE - 1) / PAGE_SIZE;
         dsm_token_acquire(n);
         for (uint64_t i = 0; i < np; i++) {
-            n->home[first + i] = (uint8_t)dsm_place_home(place, arg, n->nodes, np, i);
+            dsm_set_home(n, first + i, dsm_place_home(place, arg, n->nodes, np, i));
             n->proto[first + i] = (uint8_t)proto;
             /* Until every node has agreed, a home may still be forgetting a freed block at
              * these pages: another thread's read-ahead must not ask for them yet (found by
@@ -173,7 +174,7 @@ static __attribute__((unused)) int range_quiet(void *arg)
         if (!pr->node_stable(atomic_load_explicit(&n->pstate[p], memory_order_acquire))) return 0;
         const void *d =
             n->proto[p] == DSM_PROTO_RC ? (const void *)&n->rcdir[p] : (const void *)&n->dir[p];
-        if (n->home[p] == n->rank && !pr->dir_idle(d)) return 0;
+        if (dsm_home_of(n, p) == n->rank && !pr->dir_idle(d)) return 0;
     }
     return 1;
 }
@@ -190,7 +191,7 @@ void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count)
         __atomic_store_n(&n->hold_until[p], 0, __ATOMIC_RELAXED);
         n->pf[p] = 0;
         __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);
-        n->home[p] = HOME_NONE;
+        dsm_set_home(n, p, HOME_NONE);
     }
     if (n->pf_next >= first && n->pf_next <= first + count) n->pf_next = UINT64_MAX;
 }
@@ -262,6 +263,6 @@ void dsm_node_free(struct dsm_node *n, uint64_t addr)
 int dsm_node_home(const struct dsm_node *n, uint64_t addr)
 {
     if (!dsm_node_in_region(n, addr)) return DSM_EINVAL;
-    uint8_t h = n->home[dsm_node_page_of(n, addr)];
+    int h = dsm_home_of(n, dsm_node_page_of(n, addr));
     return h == HOME_NONE ? DSM_EINVAL : h;
 }

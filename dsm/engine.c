@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -26,15 +27,29 @@
 #include "log.h"
 #include "trace.h"
 
-/* The wire numbers the protocols' messages the protocols' way. */
-_Static_assert((int)DSM_MSG_GET_S == (int)COH_GET_S && (int)DSM_MSG_RECALL_I == (int)COH_RECALL_I &&
-                   (int)DSM_MSG_RC_GET == (int)RC_GET &&
-                   (int)DSM_MSG_RC_DIFF_ACK == (int)RC_DIFF_ACK && DSM_WF_NODATA == COH_F_NODATA &&
-                   DSM_WF_ZERO == COH_F_ZERO && DSM_WF_ZERO == RC_F_ZERO &&
-                   DSM_WF_RC_WRITE == RC_F_WRITE && DSM_WF_RC_FULL == RC_F_FULL,
-               "transport/wire.h and coherence/ disagree on message numbers or flags");
-
 /* ---------------------------------------------------------------- life cycle */
+
+/* Per-page bookkeeping: reserved, not committed (MAP_NORESERVE), and zero-filled by the
+ * kernel on first touch, so a node costs memory only for the pages it uses and creating it
+ * touches nothing. calloc would be refused by the overcommit heuristic beyond the machine's
+ * memory (16 TiB of global space is 4 G pages: ~570 GB of arrays, almost all never touched),
+ * and an initialising loop cost 8.5 s at 256 GiB. So the initial state of every entry must
+ * be all zeros - checked here. */
+_Static_assert(COH_I == 0 && COH_D_SHARED == 0 && DSM_PROTO_SC == 0,
+               "per-page bookkeeping starts as zeros: I, SHARED, the SC protocol");
+
+static void *page_array(uint64_t count, size_t size)
+{
+    if (count > SIZE_MAX / size) return NULL;
+    void *p = mmap(NULL, count * size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void page_array_free(void *p, uint64_t count, size_t size)
+{
+    if (p) munmap(p, count * size);
+}
 
 struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct dsm_mem_ops *mem,
                                  void *mem_ctx, const struct dsm_env_ops *env, void *env_ctx,
@@ -56,25 +71,23 @@ struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct 
     n->env = env;
     n->env_ctx = env_ctx;
     n->pf_next = UINT64_MAX;
-    /* calloc of large arrays maps fresh zero pages lazily: a 4 GiB space costs its
-     * bookkeeping only for the pages that are used. */
-    n->pstate = calloc(n->npages, 1);
-    n->home = malloc(n->npages);
-    n->proto = calloc(n->npages, 1);
-    n->dir = calloc(n->npages, sizeof *n->dir);
-    n->hold_until = calloc(n->npages, sizeof *n->hold_until);
-    n->pf = calloc(n->npages, 1);
-    n->mig = calloc(n->npages, 1);
+    n->pstate = page_array(n->npages, 1);
+    n->home1 = page_array(n->npages, 1);
+    n->proto = page_array(n->npages, 1);
+    n->dir = page_array(n->npages, sizeof *n->dir);
+    n->hold_until = page_array(n->npages, sizeof *n->hold_until);
+    n->pf = page_array(n->npages, 1);
+    n->mig = page_array(n->npages, 1);
     n->lq = calloc(n->cfg.lq_cap, sizeof *n->lq);
     n->lq_payload = calloc(n->cfg.lq_cap, PAGE_SIZE);
     n->deferred = calloc(DSM_DEFER_CAP, sizeof *n->deferred);
-    n->rcdir = calloc(n->npages, sizeof *n->rcdir);
-    n->rcx = calloc(n->npages, sizeof *n->rcx);
-    n->rc_live = calloc(n->npages, sizeof *n->rc_live);
-    n->rc_dirty = calloc(n->npages, sizeof *n->rc_dirty);
-    n->rc_live_pos = calloc(n->npages, sizeof *n->rc_live_pos);
-    n->rc_dirty_pos = calloc(n->npages, sizeof *n->rc_dirty_pos);
-    if (!n->pstate || !n->home || !n->proto || !n->dir || !n->hold_until || !n->pf || !n->mig ||
+    n->rcdir = page_array(n->npages, sizeof *n->rcdir);
+    n->rcx = page_array(n->npages, sizeof *n->rcx);
+    n->rc_live = page_array(n->npages, sizeof *n->rc_live);
+    n->rc_dirty = page_array(n->npages, sizeof *n->rc_dirty);
+    n->rc_live_pos = page_array(n->npages, sizeof *n->rc_live_pos);
+    n->rc_dirty_pos = page_array(n->npages, sizeof *n->rc_dirty_pos);
+    if (!n->pstate || !n->home1 || !n->proto || !n->dir || !n->hold_until || !n->pf || !n->mig ||
         !n->lq || !n->lq_payload || !n->deferred || !n->rcdir || !n->rcx || !n->rc_live ||
         !n->rc_dirty || !n->rc_live_pos || !n->rc_dirty_pos) {
         snprintf(err, errlen, "cannot allocate bookkeeping for %llu pages (out of memory)",
@@ -82,8 +95,6 @@ struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct 
         dsm_node_destroy(n);
         return NULL;
     }
-    memset(n->home, HOME_NONE, n->npages);
-    for (uint64_t p = 0; p < n->npages; p++) coh_dir_init(&n->dir[p]);
     if (dsm_alloc_init(n, err, errlen) || dsm_sync_init(n, err, errlen)) {
         dsm_node_destroy(n);
         return NULL;
@@ -97,22 +108,22 @@ void dsm_node_destroy(struct dsm_node *n)
     if (!n) return;
     dsm_sync_fini(n);
     dsm_alloc_fini(n);
-    free((void *)n->pstate);
-    free(n->home);
-    free(n->proto);
-    free(n->dir);
-    free(n->hold_until);
-    free(n->pf);
-    free(n->mig);
+    page_array_free((void *)n->pstate, n->npages, 1);
+    page_array_free(n->home1, n->npages, 1);
+    page_array_free(n->proto, n->npages, 1);
+    page_array_free(n->dir, n->npages, sizeof *n->dir);
+    page_array_free(n->hold_until, n->npages, sizeof *n->hold_until);
+    page_array_free(n->pf, n->npages, 1);
+    page_array_free(n->mig, n->npages, 1);
     free(n->lq);
     free(n->lq_payload);
     free(n->deferred);
-    free(n->rcdir);
-    free(n->rcx);
-    free(n->rc_live);
-    free(n->rc_dirty);
-    free(n->rc_live_pos);
-    free(n->rc_dirty_pos);
+    page_array_free(n->rcdir, n->npages, sizeof *n->rcdir);
+    page_array_free(n->rcx, n->npages, sizeof *n->rcx);
+    page_array_free(n->rc_live, n->npages, sizeof *n->rc_live);
+    page_array_free(n->rc_dirty, n->npages, sizeof *n->rc_dirty);
+    page_array_free(n->rc_live_pos, n->npages, sizeof *n->rc_live_pos);
+    page_array_free(n->rc_dirty_pos, n->npages, sizeof *n->rc_dirty_pos);
     free(n);
 }
 
@@ -310,20 +321,14 @@ static void send_coh(struct dsm_node *n, const struct coh_msg *m)
         }
         return;
     }
-    if (m->type == RC_DATA && !(m->flags & RC_F_ZERO)) {
-        h.len = PAGE_SIZE;
-        payload = n->mem->store(n->mem_ctx, m->page);
-        atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
-        DSM_TRACE(DSM_TR_SERVED, 0, m->page, dsm_node_now(n), 0, 0, m->dst, 1);
-    }
     if (coh_msg_has_payload(m)) {
         h.len = PAGE_SIZE;
-        /* WB / PUT_M carry this node's copy (write-protected by a preceding action); DATA
-         * carries the home store. */
-        payload = (m->type == COH_WB || m->type == COH_PUT_M) ? n->mem->page(n->mem_ctx, m->page)
-                                                              : n->mem->store(n->mem_ctx, m->page);
+        /* To the home (WB, PUT_M): this node's copy, write-protected by a preceding action.
+         * From the home (DATA_S, DATA_M, RC_DATA): the home store. */
+        int to_home = coh_msginfo(m->type).to_home;
+        payload = to_home ? n->mem->page(n->mem_ctx, m->page) : n->mem->store(n->mem_ctx, m->page);
         atomic_fetch_add_explicit(&n->st.pages_sent, 1, memory_order_relaxed);
-        if (m->type == COH_DATA_S || m->type == COH_DATA_M)
+        if (!to_home)
             DSM_TRACE(DSM_TR_SERVED, m->type == COH_DATA_M ? DSM_TR_F_WRITE : 0, m->page,
                       dsm_node_now(n), 0, 0, m->dst, 1);
     }
@@ -534,19 +539,19 @@ static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const 
     /* The frame checks of the transport cannot know homes or protocols: check them here, so
      * a confused or hostile peer cannot make this node act as the directory of a page it
      * does not home, or drive a page with the wrong protocol. */
-    if (n->home[p] == HOME_NONE || coh_protocol_of_msg(m.type) != n->proto[p])
+    if (dsm_home_of(n, p) == HOME_NONE || coh_protocol_of_msg(m.type) != n->proto[p])
         dsm_node_fatal(n,
                        "node %d sent %s for page %llu, which is not %s memory here: node %d "
                        "is misbehaving (or runs another version of ufdsm)",
                        h->src, dsm_wire_type_name(m.type), (unsigned long long)p,
-                       n->home[p] == HOME_NONE ? "allocated" : pr->name, h->src);
+                       dsm_home_of(n, p) == HOME_NONE ? "allocated" : pr->name, h->src);
     if (pr->msg_to_home(m.type)) {
-        if (n->home[p] != n->rank)
+        if (dsm_home_of(n, p) != n->rank)
             dsm_node_fatal(n,
                            "node %d sent %s for page %llu, which node %d does not home "
                            "(home: %d): node %d is misbehaving",
                            h->src, pr->mtype_name(m.type), (unsigned long long)p, n->rank,
-                           n->home[p], h->src);
+                           dsm_home_of(n, p), h->src);
         /* The home writes its own page in place and copies it into the store only when
          * another node asks (rc.h: RC_N_OWNED). */
         if (m.type != RC_DIFF && m.type != RC_CLASS_ACK && h->src != n->rank &&
@@ -568,7 +573,7 @@ static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const 
         exec_actions(n, &out, payload, h);
         return;
     }
-    if (n->home[p] != h->src)
+    if (dsm_home_of(n, p) != h->src)
         dsm_node_fatal(n,
                        "node %d sent %s for page %llu, which it does not home: node %d is "
                        "misbehaving",
@@ -701,11 +706,12 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
         /* Only pages nobody is asking for, of a live allocation: read-ahead runs on behalf
          * of one thread and may cross into a neighbouring allocation that another thread
          * is freeing (found by tests/engine), which must not see new requests. */
-        if (n->home[q] == HOME_NONE || st != COH_I || n->pf[q] || n->proto[q] != n->proto[page])
+        if (dsm_home_of(n, q) == HOME_NONE || st != COH_I || n->pf[q] ||
+            n->proto[q] != n->proto[page])
             break;
         struct coh_out out;
         out.n = 0;
-        proto_of(n, q)->node_access(&st, ext_of(n, q), n->rank, n->home[q], q, 0, &out);
+        proto_of(n, q)->node_access(&st, ext_of(n, q), n->rank, dsm_home_of(n, q), q, 0, &out);
         n->pf[q] = PF_INFLIGHT;
         exec_actions(n, &out, NULL, NULL);
         set_state(n, q, st);
@@ -749,7 +755,7 @@ static uint8_t account_request(struct dsm_node *n, uint64_t page, uint8_t st, in
 void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, uint32_t offset)
 {
     uint64_t t0 = dsm_node_now(n);
-    int home = n->home[page];
+    int home = dsm_home_of(n, page);
     if (home == HOME_NONE)
         dsm_node_fatal(n,
                        "access to unallocated DSM memory at %p (page %llu): the address was "
@@ -836,7 +842,7 @@ void dsm_node_release(struct dsm_node *n)
             uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
             struct coh_out out;
             out.n = 0;
-            proto_of(n, p)->node_release(&st, ext_of(n, p), n->rank, n->home[p], p, &out);
+            proto_of(n, p)->node_release(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p, &out);
             exec_actions(n, &out, NULL, NULL);
             set_state(n, p, st);
             /* Write-backs to pages this node homes go through the local queue: apply them
@@ -859,7 +865,7 @@ void dsm_node_acquire(struct dsm_node *n)
         uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
         struct coh_out out;
         out.n = 0;
-        proto_of(n, p)->node_acquire(&st, ext_of(n, p), n->rank, n->home[p], p, &out);
+        proto_of(n, p)->node_acquire(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p, &out);
         if (!out.n && st == atomic_load_explicit(&n->pstate[p], memory_order_relaxed)) continue;
         exec_actions(n, &out, NULL, NULL);
         set_state(n, p, st);

@@ -151,7 +151,8 @@ struct dsm_node {
 
     /* Per-page bookkeeping, indexed by page number. */
     _Atomic uint8_t *pstate; /* [atomic] enum coh_nstate on this node */
-    uint8_t *home;           /* [token] home node, HOME_NONE if unallocated (see alloc.c) */
+    uint8_t *home1;          /* [token] home node + 1, 0 if unallocated: read it with
+                              * dsm_home_of (all-zero is the initial state, see engine.c) */
     uint8_t *proto;          /* [token] DSM_PROTO_* of the allocation holding the page */
     struct coh_dir *dir;     /* [token] SC directory entries (of homed pages) */
     struct rc_dir *rcdir;    /* [token] RC directory entries (of homed pages) */
@@ -217,6 +218,24 @@ struct dsm_node {
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;
 };
+
+/* The home node of a page, HOME_NONE if it is not allocated. */
+static inline int dsm_home_of(const struct dsm_node *n, uint64_t p)
+{
+    if (n->home1[p]) return n->home1[p] - 1;
+    /* dsm_malloc arenas (alloc.c) are homed on their node from the start: computed, so that
+     * creating a node touches none of its per-page arrays. */
+    if (p >= n->coll_pages && n->arena_pages) {
+        uint64_t k = (p - n->coll_pages) / n->arena_pages;
+        if (k < (uint64_t)n->nodes) return (int)k;
+    }
+    return HOME_NONE;
+}
+
+static inline void dsm_set_home(struct dsm_node *n, uint64_t p, int home)
+{
+    n->home1[p] = home == HOME_NONE ? 0 : (uint8_t)(home + 1);
+}
 
 /* ---------------------------------------------------------------- life cycle (engine.c) */
 

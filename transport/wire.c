@@ -29,19 +29,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(DSM_WIRE_MAX_PAYLOAD >= COLL_PAYLOAD && DSM_WIRE_MAX_PAYLOAD >= ABORT_MAX_TEXT,
                "the fixed payloads (collective record, abort text) must fit a frame");
 
+/* The runtime's own messages; the protocols' names come from coherence/messages.h. */
 static const char *const type_names[DSM_MSG_TYPE_COUNT] = {
     [DSM_MSG_NONE] = "NONE",
-    [DSM_MSG_GET_S] = "GET_S",
-    [DSM_MSG_GET_M] = "GET_M",
-    [DSM_MSG_PUT_S] = "PUT_S",
-    [DSM_MSG_PUT_M] = "PUT_M",
-    [DSM_MSG_WB] = "WB",
-    [DSM_MSG_INV_ACK] = "INV_ACK",
-    [DSM_MSG_DATA_S] = "DATA_S",
-    [DSM_MSG_DATA_M] = "DATA_M",
-    [DSM_MSG_INV] = "INV",
-    [DSM_MSG_RECALL_S] = "RECALL_S",
-    [DSM_MSG_RECALL_I] = "RECALL_I",
     [DSM_MSG_LOCK_REQ] = "LOCK_REQ",
     [DSM_MSG_LOCK_GRANT] = "LOCK_GRANT",
     [DSM_MSG_LOCK_REL] = "LOCK_REL",
@@ -51,21 +41,14 @@ static const char *const type_names[DSM_MSG_TYPE_COUNT] = {
     [DSM_MSG_FREE] = "FREE",
     [DSM_MSG_BYE] = "BYE",
     [DSM_MSG_ABORT] = "ABORT",
-    [DSM_MSG_RC_GET] = "RC_GET",
-    [DSM_MSG_RC_DATA] = "RC_DATA",
-    [DSM_MSG_RC_WREG] = "RC_WREG",
-    [DSM_MSG_RC_WREG_ACK] = "RC_WREG_ACK",
-    [DSM_MSG_RC_CLASS] = "RC_CLASS",
-    [DSM_MSG_RC_CLASS_ACK] = "RC_CLASS_ACK",
-    [DSM_MSG_RC_DIFF] = "RC_DIFF",
-    [DSM_MSG_RC_DIFF_ACK] = "RC_DIFF_ACK",
     [DSM_MSG_PING] = "PING",
 };
 
 const char *dsm_wire_type_name(unsigned type)
 {
-    if (type >= DSM_MSG_TYPE_COUNT || !type_names[type]) return "?";
-    return type_names[type];
+    if (type >= DSM_MSG_TYPE_COUNT) return "?";
+    if (coh_msginfo(type).name) return coh_msginfo(type).name;
+    return type_names[type] ? type_names[type] : "?";
 }
 
 void dsm_wire_init(struct dsm_wire_hdr *h, enum dsm_wire_type type, uint32_t src)
@@ -142,25 +125,11 @@ int dsm_wire_decode(const void *in, size_t avail, struct dsm_wire_hdr *h)
     return DSM_WIRE_OK;
 }
 
-/* Flags each type may carry; everything else must be clear. */
+/* Flags each type may carry (messages.h); everything else must be clear. The runtime's own
+ * messages carry none. */
 static unsigned allowed_flags(unsigned type)
 {
-    switch (type) {
-    case DSM_MSG_GET_M:
-        return DSM_WF_HAVE_COPY;
-    case DSM_MSG_DATA_S:
-        return DSM_WF_ZERO;
-    case DSM_MSG_DATA_M:
-        return DSM_WF_ZERO | DSM_WF_NODATA;
-    case DSM_MSG_RC_GET:
-        return DSM_WF_RC_WRITE;
-    case DSM_MSG_RC_DATA:
-        return DSM_WF_ZERO;
-    case DSM_MSG_RC_DIFF:
-        return DSM_WF_RC_FULL;
-    default:
-        return 0;
-    }
+    return coh_msginfo(type).flags;
 }
 
 /* Fills `why` (if the caller gave room) and returns DSM_WIRE_BAD, so a rule is one statement. */
@@ -178,22 +147,12 @@ static int bad(char *why, size_t whylen, const char *fmt, ...)
     return DSM_WIRE_BAD;
 }
 
-/* The payload length a frame of this type must carry; flags have already been checked. */
-static uint32_t expected_len(const struct dsm_wire_hdr *h)
+/* The payload length a frame of this type must carry (-1: a diff, 5 .. a page); flags have
+ * already been checked. */
+static int expected_len(const struct dsm_wire_hdr *h)
 {
-    switch (h->type) {
-    case DSM_MSG_PUT_M:
-    case DSM_MSG_WB:
-        return DSM_PAGE_SIZE;
-    case DSM_MSG_DATA_S:
-    case DSM_MSG_DATA_M:
-    case DSM_MSG_RC_DATA:
-        return (h->flags & (DSM_WF_ZERO | DSM_WF_NODATA)) ? 0 : DSM_PAGE_SIZE;
-    case DSM_MSG_COLL:
-        return COLL_PAYLOAD;
-    default:
-        return 0;
-    }
+    if (coh_msginfo(h->type).name) return coh_payload_len(h->type, h->flags);
+    return h->type == DSM_MSG_COLL ? (int)COLL_PAYLOAD : 0;
 }
 
 int dsm_wire_check(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *lim, char *why,
@@ -222,37 +181,11 @@ int dsm_wire_check(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
     if ((h->flags & DSM_WF_ZERO) && (h->flags & DSM_WF_NODATA))
         return bad(why, whylen, "%s flags 0x%x has both ZERO and NODATA", tn, h->flags);
 
+    const int proto = coh_msginfo(h->type).name != NULL;
+    if (proto && h->arg0 >= lim->npages)
+        return bad(why, whylen, "%s page index %llu outside the global space (%llu pages)", tn,
+                   (unsigned long long)h->arg0, (unsigned long long)lim->npages);
     switch (h->type) {
-    case DSM_MSG_GET_S:
-    case DSM_MSG_GET_M:
-    case DSM_MSG_PUT_S:
-    case DSM_MSG_PUT_M:
-    case DSM_MSG_WB:
-    case DSM_MSG_INV_ACK:
-    case DSM_MSG_DATA_S:
-    case DSM_MSG_DATA_M:
-    case DSM_MSG_INV:
-    case DSM_MSG_RECALL_S:
-    case DSM_MSG_RECALL_I:
-    case DSM_MSG_RC_GET:
-    case DSM_MSG_RC_DATA:
-    case DSM_MSG_RC_WREG:
-    case DSM_MSG_RC_WREG_ACK:
-    case DSM_MSG_RC_CLASS:
-    case DSM_MSG_RC_CLASS_ACK:
-    case DSM_MSG_RC_DIFF:
-    case DSM_MSG_RC_DIFF_ACK:
-        if (h->arg0 >= lim->npages)
-            return bad(why, whylen, "%s page index %llu outside the global space (%llu pages)", tn,
-                       (unsigned long long)h->arg0, (unsigned long long)lim->npages);
-        if (h->type == DSM_MSG_RC_DIFF) { /* runs of changed bytes: their format is checked
-                                             where they are applied */
-            if (h->flags & DSM_WF_RC_FULL ? h->len != DSM_PAGE_SIZE : h->len < 5)
-                return bad(why, whylen, "%s payload length %u with flags 0x%x", tn, h->len,
-                           h->flags);
-            return DSM_WIRE_OK;
-        }
-        break;
     case DSM_MSG_LOCK_REQ:
     case DSM_MSG_LOCK_GRANT:
     case DSM_MSG_LOCK_REL:
@@ -281,9 +214,14 @@ int dsm_wire_check(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
         break;
     }
 
-    uint32_t want = expected_len(h);
-    if (h->len != want)
-        return bad(why, whylen, "%s payload length %u with flags 0x%x (expected %u)", tn, h->len,
+    int want = expected_len(h);
+    if (want < 0) { /* a diff: runs of changed bytes, their format checked where applied */
+        if (h->len < 5)
+            return bad(why, whylen, "%s payload length %u with flags 0x%x (expected 5 to %u)", tn,
+                       h->len, h->flags, DSM_PAGE_SIZE);
+    } else if (h->len != (uint32_t)want) {
+        return bad(why, whylen, "%s payload length %u with flags 0x%x (expected %d)", tn, h->len,
                    h->flags, want);
+    }
     return DSM_WIRE_OK;
 }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../coherence/messages.h"
+
 #define DSM_WIRE_MAGIC   0xD5A1u
 #define DSM_WIRE_VERSION 1u
 #define DSM_PAGE_SIZE    4096u
@@ -22,41 +24,26 @@
 /* Largest payload of any frame: a page, or a text/agreement record. */
 #define DSM_WIRE_MAX_PAYLOAD DSM_PAGE_SIZE
 
+/* Message types. The coherence protocols' messages, their flags and payloads are defined
+ * once, in coherence/messages.h (the only thing transport/ knows of coherence/); the
+ * runtime's own messages (locks, barriers, collectives, shutdown) are defined here. */
 enum dsm_wire_type {
     DSM_MSG_NONE = 0,
-    /* coherence (arg0 = page index in the global space) */
-    DSM_MSG_GET_S = 1,     /* node -> home: read copy please */
-    DSM_MSG_GET_M = 2,     /* node -> home: exclusive copy please (flags: HAVE_COPY) */
-    DSM_MSG_PUT_S = 3,     /* node -> home: dropped my read copy */
-    DSM_MSG_PUT_M = 4,     /* node -> home: dropped my exclusive copy, payload = page */
-    DSM_MSG_WB = 5,        /* owner -> home: reply to a recall, payload = page */
-    DSM_MSG_INV_ACK = 6,   /* sharer -> home */
-    DSM_MSG_DATA_S = 7,    /* home -> node: read copy, payload = page (or flag ZERO) */
-    DSM_MSG_DATA_M = 8,    /* home -> node: exclusive grant, payload = page, or none if the
-                              node already holds a valid copy (flag NODATA), or flag ZERO */
-    DSM_MSG_INV = 9,       /* home -> sharer: drop your read copy, ack */
-    DSM_MSG_RECALL_S = 10, /* home -> owner: downgrade to read-only, write back */
-    DSM_MSG_RECALL_I = 11, /* home -> owner: drop your copy, write back */
-    /* synchronisation (arg0 = address of the mutex / collective sequence number) */
-    DSM_MSG_LOCK_REQ = 12,   /* node -> lock manager; aux = 1 for trylock */
-    DSM_MSG_LOCK_GRANT = 13, /* manager -> node; aux = 1 granted, 0 busy (trylock only) */
-    DSM_MSG_LOCK_REL = 14,   /* node -> manager */
-    DSM_MSG_LOCK_INIT = 15,  /* node -> manager: reset this mutex */
-    DSM_MSG_BARRIER = 16,    /* dissemination round; aux = round, arg0 = collective sequence */
-    DSM_MSG_COLL = 17,       /* collective agreement; payload = struct dsm_coll_rec */
-    DSM_MSG_FREE = 18,       /* node -> home: free this dsm_malloc block (arg0 = address) */
-    DSM_MSG_BYE = 19,        /* finalize: no more messages from me */
-    DSM_MSG_ABORT = 20,      /* a fatal error on the sender; payload = text */
-    /* release consistency (coherence/rc.h; arg0 = page index, arg1 = the writer set) */
-    DSM_MSG_RC_GET = 21,       /* node -> home; flags: RC_WRITE */
-    DSM_MSG_RC_DATA = 22,      /* home -> node; payload = page (or flag ZERO) */
-    DSM_MSG_RC_WREG = 23,      /* node -> home: register me as a writer */
-    DSM_MSG_RC_WREG_ACK = 24,  /* home -> node */
-    DSM_MSG_RC_CLASS = 25,     /* home -> node: the writer set grew */
-    DSM_MSG_RC_CLASS_ACK = 26, /* node -> home */
-    DSM_MSG_RC_DIFF = 27,      /* node -> home; payload = runs of changed bytes (or flag FULL:
-                                  the whole page) */
-    DSM_MSG_RC_DIFF_ACK = 28,  /* home -> node */
+#define DSM_X_SC(n, v, h, f, p) DSM_MSG_##n = v,
+#define DSM_X_RC(n, v, h, f, p) DSM_MSG_RC_##n = v,
+    COH_SC_MESSAGES(DSM_X_SC) /* 1-11: the single-writer protocol (coh.h) */
+    DSM_MSG_LOCK_REQ = 12,    /* node -> lock manager; aux = 1 for trylock */
+    DSM_MSG_LOCK_GRANT = 13,  /* manager -> node; aux = 1 granted, 0 busy (trylock only) */
+    DSM_MSG_LOCK_REL = 14,    /* node -> manager */
+    DSM_MSG_LOCK_INIT = 15,   /* node -> manager: reset this mutex */
+    DSM_MSG_BARRIER = 16,     /* dissemination round; aux = round, arg0 = collective sequence */
+    DSM_MSG_COLL = 17,        /* collective agreement; payload = struct dsm_coll_rec */
+    DSM_MSG_FREE = 18,        /* node -> home: free this dsm_malloc block (arg0 = address) */
+    DSM_MSG_BYE = 19,         /* finalize: no more messages from me */
+    DSM_MSG_ABORT = 20,       /* a fatal error on the sender; payload = text */
+    COH_RC_MESSAGES(DSM_X_RC) /* 21-28: release consistency (rc.h) */
+#undef DSM_X_SC
+#undef DSM_X_RC
     /* Liveness: sent by the runtime's service thread every DSM_PEER_TIMEOUT/4, so that a node
      * heard nothing from for DSM_PEER_TIMEOUT is known to be frozen or cut off. No payload;
      * the runtime drops it on arrival (it only counts as "heard from"). */
@@ -64,13 +51,12 @@ enum dsm_wire_type {
     DSM_MSG_TYPE_COUNT
 };
 
-/* Header flags. */
-#define DSM_WF_HAVE_COPY 0x1 /* GET_M: requester holds a read copy (an upgrade) */
-#define DSM_WF_RC_WRITE  0x1 /* RC_GET: register the requester as a writer */
-#define DSM_WF_RC_FULL   0x2 /* RC_DIFF: the payload is the whole page */
-#define DSM_WF_NODATA    0x2 /* DATA_M: no payload, requester's copy is current */
-#define DSM_WF_ZERO      0x4 /* DATA_S/DATA_M: no payload, the page is all zeros */
-#define DSM_WF_ALL       0x7
+/* Header flags: the protocols' (messages.h says which message may carry which). */
+#define DSM_WF_RC_WRITE COH_F_WRITE
+#define DSM_WF_RC_FULL  COH_F_FULL
+#define DSM_WF_NODATA   COH_F_NODATA
+#define DSM_WF_ZERO     COH_F_ZERO
+#define DSM_WF_ALL      COH_F_ALL
 
 struct dsm_wire_hdr {
     uint16_t magic;  /* DSM_WIRE_MAGIC */

@@ -881,8 +881,8 @@ static void run_cluster(void)
     /* Every write to RC memory was released (unlocks, barriers): each home's store must hold
      * the last value of every word - no write-back lost, none applied over a newer one. */
     for (uint64_t p = 0; p < NPAGES; p++) {
-        if (F.n[0]->proto[p] != DSM_PROTO_RC || F.n[0]->home[p] == HOME_NONE) continue;
-        int h = F.n[0]->home[p];
+        if (F.n[0]->proto[p] != DSM_PROTO_RC || dsm_home_of(F.n[0], p) == HOME_NONE) continue;
+        int h = dsm_home_of(F.n[0], p);
         /* A page its home alone writes stays in the home's own copy until someone asks. */
         const uint8_t *home_copy =
             rc_home_flush((const uint8_t *)&F.n[h]->pstate[p], &F.n[h]->rcx[p])

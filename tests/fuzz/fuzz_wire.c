@@ -36,8 +36,7 @@ static int spec_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
     if (t < DSM_MSG_GET_S || t > DSM_MSG_PING) return 0;
     if (h->len > DSM_WIRE_MAX_PAYLOAD) return 0;
     if (h->src >= lim->nodes || h->src != lim->peer) return 0;
-    unsigned allowed = t == DSM_MSG_GET_M     ? DSM_WF_HAVE_COPY
-                       : t == DSM_MSG_DATA_S  ? DSM_WF_ZERO
+    unsigned allowed = t == DSM_MSG_DATA_S    ? DSM_WF_ZERO
                        : t == DSM_MSG_DATA_M  ? DSM_WF_ZERO | DSM_WF_NODATA
                        : t == DSM_MSG_RC_GET  ? DSM_WF_RC_WRITE
                        : t == DSM_MSG_RC_DATA ? DSM_WF_ZERO

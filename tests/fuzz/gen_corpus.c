@@ -75,7 +75,7 @@ static void gen_wire(void)
         uint32_t plen;
     } f[] = {
         {"get_s", DSM_MSG_GET_S, 0, 0, 5, NULL, 0},
-        {"get_m_upgrade", DSM_MSG_GET_M, DSM_WF_HAVE_COPY, 0, 6, NULL, 0},
+        {"rc_get_write", DSM_MSG_RC_GET, DSM_WF_RC_WRITE, 0, 6, NULL, 0},
         {"put_s", DSM_MSG_PUT_S, 0, 0, 7, NULL, 0},
         {"put_m", DSM_MSG_PUT_M, 0, 0, 8, page, DSM_PAGE_SIZE},
         {"wb", DSM_MSG_WB, 0, 0, 9, page, DSM_PAGE_SIZE},

@@ -31,7 +31,25 @@
  * with another page's contents produces values nobody wrote there. The checker reports each
  * with the operations involved; the seed to replay is printed first.
  *
- * Usage: history_run [-t THREADS] [-i TOTAL_OPS] [-s SEED] [-d PAUSE_US] [-o DIR]
+ * Release-consistent memory (-p rc). The words live in DSM_RC memory, where C11 atomics are
+ * atomic only within a node and writes travel only at synchronisation, so every operation is
+ * done under a dsm_mutex: NLOCKS mutexes (SC memory, managers on different nodes), word l
+ * under mutex l % NLOCKS, so the words of one page are written under different mutexes at the
+ * same time (several writers of one page, whose diffs must merge). The program is then
+ * data-race-free, and release consistency promises it sequential consistency: the history of
+ * each word must be linearizable, in the order the mutex was held. To know that order, each
+ * critical section also takes a ticket: a per-mutex counter in RC memory (all on one page),
+ * read and incremented under the mutex, logged in the operation's aux field. Node 0 checks,
+ * besides the coherence check above: each mutex's tickets are exactly 0, 1, ..., K-1 (a
+ * duplicate or a gap is a lost update of the counter itself), and replaying each mutex's
+ * operations in ticket order, every read and RMW returns the value of the latest earlier write
+ * and each word ends at the last value written. A stale copy kept across a lock's acquire, or a
+ * diff lost at an unlock's release, makes a read return an older value than the replay's
+ * (UFDSM_INJECT_RC_BUG builds show it: ctest history.selftest.rc_bug1/2). -X expects that: the
+ * run succeeds only if a violation was found.
+ *
+ * Usage: history_run [-p sc|rc] [-t THREADS] [-i TOTAL_OPS] [-s SEED] [-d PAUSE_US] [-o DIR]
+ *                    [-X]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,6 +62,7 @@
 
 #define NPAGES      4
 #define MAX_THREADS 4
+#define NLOCKS      4 /* -p rc: word l is under mutex l % NLOCKS */
 
 static const struct locdef {
     int page, offset; /* bytes into the page */
@@ -62,6 +81,9 @@ static long per_thread;
 static uint64_t seed;
 static uint64_t pause_ns;
 static hev_t *logs[MAX_THREADS];
+static bool rc;                    /* -p rc: the words in RC memory, every operation locked */
+static dsm_mutex_t *mutex[NLOCKS]; /* -p rc: SC memory, one per page */
+static volatile uint64_t *ticket;  /* -p rc: ticket[k * 8]: mutex k's next ticket (RC memory) */
 
 #define AT(p) ((_Atomic uint64_t *)(p))
 
@@ -124,6 +146,15 @@ static void *worker(void *arg)
         unsigned how = (unsigned)(r >> 24) & 3, pick = (unsigned)((r >> 32) % 100);
         hev_t e = {.loc = (uint16_t)l, .aux = how};
         const uint64_t uniq = tag | (uint64_t)(i + 1);
+        const int k = l % NLOCKS;
+        if (rc) {
+            CHECK(dsm_mutex_lock(mutex[k]) == 0, "dsm_mutex_lock failed (see the log line above)");
+            uint64_t tk = ticket[k * 8];
+            CHECK(tk < UINT32_MAX, "mutex %d's ticket %llu does not fit the log's aux field", k,
+                  (unsigned long long)tk);
+            ticket[k * 8] = tk + 1;
+            e.aux = (uint32_t)tk;
+        }
         if (pick < 40) {
             e.kind = HK_READ;
             e.rd = do_load(p, how);
@@ -160,6 +191,7 @@ static void *worker(void *arg)
             e.rd = atomic_exchange(AT(p), uniq);
             seen[l] = uniq;
         }
+        if (rc) CHECK(dsm_mutex_unlock(mutex[k]) == 0, "dsm_mutex_unlock failed (see above)");
         log[i] = e;
         /* A pause of up to pause_ns after every operation, yielding the CPU (a busy pause
          * would keep this node's protocol engine from serving the others): without it a
@@ -171,6 +203,72 @@ static void *worker(void *arg)
         }
     }
     return NULL;
+}
+
+typedef struct tref {
+    uint32_t ticket;
+    int th;
+    size_t idx;
+} tref_t;
+
+static int cmp_tref(const void *a, const void *b)
+{
+    const tref_t *x = a, *y = b;
+    return (x->ticket > y->ticket) - (x->ticket < y->ticket);
+}
+
+/* -p rc: the history of every word is linearizable in the order its mutex was held. For each
+ * mutex: its tickets are exactly 0..K-1; replayed in ticket order, each operation reads the
+ * latest value written before it (an RMW's old value, a failed CAS's value included) and each
+ * word ends at its last write. Prints the first max_reports violations; returns how many. */
+static size_t check_locked(const hist_thread_t *ht, int nth, const uint64_t *final, int max_reports)
+{
+    size_t bad = 0;
+    for (int k = 0; k < NLOCKS; k++) {
+        size_t n = 0;
+        for (int t = 0; t < nth; t++)
+            for (size_t i = 0; i < ht[t].n; i++) n += ht[t].ev[i].loc % NLOCKS == k;
+        tref_t *order = calloc(n ? n : 1, sizeof *order);
+        CHECK(order, "out of memory for the linearizability check");
+        size_t m = 0;
+        for (int t = 0; t < nth; t++)
+            for (size_t i = 0; i < ht[t].n; i++)
+                if (ht[t].ev[i].loc % NLOCKS == k) order[m++] = (tref_t){ht[t].ev[i].aux, t, i};
+        qsort(order, n, sizeof *order, cmp_tref);
+        uint64_t cur[NLOC] = {0};
+        for (size_t j = 0; j < n; j++) {
+            const tref_t *o = &order[j];
+            const hev_t *e = &ht[o->th].ev[o->idx];
+            /* tickets 0, 1, 2, ...: a repeat is a lost increment of the counter (the next
+             * holder read a stale copy), a gap a ticket nobody logged; the replay goes on in
+             * ticket order either way */
+            uint32_t due = j ? order[j - 1].ticket + 1 : 0;
+            if (o->ticket != due && bad++ < (size_t)max_reports)
+                printf("VIOLATION: mutex %d: node %d thread %d op %zu took ticket %u where %u was "
+                       "due: %s\n",
+                       k, ht[o->th].node, ht[o->th].thread, o->idx, o->ticket, due,
+                       o->ticket < due ? "a ticket taken twice (the previous holder's increment "
+                                         "of the counter under the mutex was not seen)"
+                                       : "a ticket skipped");
+            if (hev_reads(e) && e->rd != cur[e->loc]) {
+                if (bad++ < (size_t)max_reports)
+                    printf("VIOLATION: word %d, ticket %u of mutex %d (node %d thread %d op %zu, "
+                           "kind %d): read %#llx, but the latest write before it in the mutex's "
+                           "order wrote %#llx (a stale copy kept across the lock's acquire, or "
+                           "a write lost at the previous holder's release)\n",
+                           e->loc, o->ticket, k, ht[o->th].node, ht[o->th].thread, o->idx, e->kind,
+                           (unsigned long long)e->rd, (unsigned long long)cur[e->loc]);
+            }
+            if (hev_writes(e)) cur[e->loc] = e->wr;
+        }
+        for (int l = k; l < NLOC; l += NLOCKS)
+            if (final[l] != cur[l] && bad++ < (size_t)max_reports)
+                printf("VIOLATION: word %d ends at %#llx, but its last write in mutex %d's order "
+                       "wrote %#llx (a lost or reordered write-back)\n",
+                       l, (unsigned long long) final[l], k, (unsigned long long)cur[l]);
+        free(order);
+    }
+    return bad;
 }
 
 static void write_file(const char *dir, const char *name, const void *hdr, size_t hlen,
@@ -189,9 +287,18 @@ int main(int argc, char **argv)
 {
     long total = 60000, pause_us = 30;
     const char *dir = NULL;
-    bool seeded = false;
+    bool seeded = false, expect_bug = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-t") && i + 1 < argc) {
+        if (!strcmp(argv[i], "-p") && i + 1 < argc) {
+            const char *pr = argv[++i];
+            if (strcmp(pr, "sc") && strcmp(pr, "rc")) {
+                fprintf(stderr, "-p %s: the protocol is sc or rc\n", pr);
+                return 2;
+            }
+            rc = !strcmp(pr, "rc");
+        } else if (!strcmp(argv[i], "-X")) {
+            expect_bug = true;
+        } else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
             threads = (int)mn_parse_long("thread count", argv[++i], 1, MAX_THREADS);
         } else if (!strcmp(argv[i], "-i") && i + 1 < argc) {
             total = mn_parse_long("operation count", argv[++i], 1, 100000000L);
@@ -204,7 +311,8 @@ int main(int argc, char **argv)
             dir = argv[++i];
         } else {
             fprintf(stderr,
-                    "usage: %s [-t THREADS] [-i TOTAL_OPS] [-s SEED] [-d PAUSE_US] [-o DIR]\n",
+                    "usage: %s [-p sc|rc] [-t THREADS] [-i TOTAL_OPS] [-s SEED] [-d PAUSE_US] "
+                    "[-o DIR] [-X]\n",
                     argv[0]);
             return 2;
         }
@@ -222,11 +330,23 @@ int main(int argc, char **argv)
     per_thread = total / (N * threads);
     if (per_thread < 1) per_thread = 1;
     if (mn_rank == 0)
-        mn_say("history: %d nodes x %d threads, %ld operations each, seed %llu (replay with -s "
-               "%llu)",
-               N, threads, per_thread, (unsigned long long)seed, (unsigned long long)seed);
+        mn_say("history: %s memory%s, %d nodes x %d threads, %ld operations each, seed %llu "
+               "(replay with -s %llu)",
+               rc ? "RC" : "SC", rc ? ", every operation under a mutex" : "", N, threads,
+               per_thread, (unsigned long long)seed, (unsigned long long)seed);
 
-    char *words = MN_ALLOC_PLACED(NPAGES * MN_PAGE, DSM_PLACE_CYCLIC, MN_PAGE);
+    char *words =
+        MN_ALLOC_PLACED(NPAGES * MN_PAGE, DSM_PLACE_CYCLIC | (rc ? DSM_RC : DSM_SC), MN_PAGE);
+    char *mpages = NULL;
+    if (rc) {
+        /* the mutexes one per page (their managers on different nodes), SC memory; the tickets
+         * on one RC page homed on the last node */
+        mpages = MN_ALLOC_PLACED(NLOCKS * MN_PAGE, DSM_PLACE_CYCLIC | DSM_SC, MN_PAGE);
+        for (int k = 0; k < NLOCKS; k++) mutex[k] = (dsm_mutex_t *)(mpages + (size_t)k * MN_PAGE);
+        ticket = MN_ALLOC_PLACED(MN_PAGE, DSM_PLACE_NODE | DSM_RC, (size_t)(N - 1));
+        if (mn_rank == 0)
+            for (int k = 0; k < NLOCKS; k++) CHECK(dsm_mutex_init(mutex[k]) == 0, "dsm_mutex_init");
+    }
     for (int l = 0; l < NLOC; l++)
         addr[l] = (uint64_t *)(words + locs[l].page * MN_PAGE + locs[l].offset);
     for (int t = 0; t < threads; t++) {
@@ -295,6 +415,7 @@ int main(int argc, char **argv)
                 bad++;
             }
         }
+        if (rc) bad += check_locked(ht, nth, final, 20);
         if (dir) {
             hist_final_hdr_t h = {HIST_MAGIC, 1, N, threads, NLOC, 0, seed, (uint64_t)total};
             write_file(dir, HIST_FINAL, &h, sizeof h, final, sizeof final);
@@ -307,20 +428,33 @@ int main(int argc, char **argv)
                st.reads ? 100.0 * (double)st.rf_remote / (double)st.reads : 0.0, st.chains);
         if (bad)
             mn_say(
-                "FAILED: %zu violations; seed %llu (replay: dsmrun -n %d %s -t %d -i %ld -s %llu)",
-                bad, (unsigned long long)seed, N, argv[0], threads, total,
+                "FAILED: %zu violations; seed %llu (replay: dsmrun -n %d %s -p %s -t %d -i %ld -s "
+                "%llu)",
+                bad, (unsigned long long)seed, N, argv[0], rc ? "rc" : "sc", threads, total,
                 (unsigned long long)seed);
+        else if (rc)
+            mn_say("linearizable: every word's operations, in the order its mutex was held, read "
+                   "the latest write; no ticket lost or repeated; every word ends at its last "
+                   "write");
         else
             mn_say("coherent: every word has one write order that explains every read, and no "
                    "RMW update was lost");
+        if (expect_bug)
+            mn_say("%s", bad ? "self-test passed: the injected protocol bug was caught"
+                             : "SELF-TEST FAILED: no violation with an injected protocol bug");
         free(ht);
         free(copy);
     }
     dsm_barrier();
     dsm_free(all);
     dsm_free(words);
+    if (rc) {
+        dsm_free((void *)ticket);
+        dsm_free(mpages);
+    }
     for (int t = 0; t < threads; t++) free(logs[t]);
     dsm_finalize();
+    if (expect_bug) return mn_rank == 0 && !bad ? 1 : 0;
     if (bad) return 1;
     if (mn_rank == 0) printf("history: passed on %d nodes\n", N);
     return 0;

@@ -27,7 +27,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#ifdef MODEL_RC
+#include "rc_model.h" /* the release-consistency system: rc_model_check */
+#else
 #include "model.h"
+#endif
 
 /* ---------------------------------------------------------------- utilities */
 
@@ -35,7 +39,7 @@ static void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n);
     if (!q) {
-        fprintf(stderr, "model_check: out of memory (%zu bytes)\n", n);
+        fprintf(stderr, MODEL_NAME ": out of memory (%zu bytes)\n", n);
         exit(2);
     }
     return q;
@@ -122,7 +126,7 @@ static void sset_grow(struct sset *s)
     free(s->tab);
     s->tab = calloc(ncap, sizeof *s->tab);
     if (!s->tab) {
-        fprintf(stderr, "model_check: out of memory (hash table)\n");
+        fprintf(stderr, MODEL_NAME ": out of memory (hash table)\n");
         exit(2);
     }
     s->mask = ncap - 1;
@@ -265,9 +269,7 @@ static void print_trace(struct run *r, uint32_t id, long last_label, struct msta
     struct mstate cur, next;
     unsigned fresh = 1;
     model_init(&r->c, &cur);
-    printf("trace (%u steps) from the initial state (every page I on every node, every "
-           "directory SHARED without sharers and never written; v0 = the all-zeros page):\n",
-           n);
+    printf("trace (%u steps) from the initial state (%s):\n", n, MODEL_INITIAL);
     for (uint32_t i = 0; i < n; i++) {
         char log[2048] = "", diff[1024];
         struct stepinfo info = {.log = log, .logsize = sizeof log, .fresh = &fresh};
@@ -328,7 +330,7 @@ static int liveness(struct run *r)
     const uint32_t n = r->states.count;
     uint8_t *live = calloc(n, 1);
     if (!live) {
-        fprintf(stderr, "model_check: out of memory (liveness)\n");
+        fprintf(stderr, MODEL_NAME ": out of memory (liveness)\n");
         exit(2);
     }
     struct mstate s;
@@ -439,11 +441,11 @@ static int explore(struct run *r)
                     return R_LIMIT;
                 }
             }
-            /* Liveness must hold without help from the application: only deliveries and
-             * waiting threads' retries count as progress, not new accesses or evictions. */
-            const unsigned k = L_KIND(labels[li]);
+            /* Liveness must hold without help from the application: only deliveries,
+             * waiting threads' retries (and, in the RC model, synchronisation that completes
+             * by itself) count as progress, not new accesses or evictions (L_PROGRESS). */
             nall++;
-            if (id != cur && (k == T_DELIVER || k == T_RETRY_R || k == T_RETRY_W)) succ[ns++] = id;
+            if (id != cur && L_PROGRESS(labels[li])) succ[ns++] = id;
         }
         if (!nall && !model_quiescent(c, &s)) {
             printf("VIOLATION (deadlock): nothing can happen, but an access is pending or a "
@@ -475,7 +477,7 @@ static void collect_protocol_states(struct run *r)
     for (uint32_t i = 0; i < r->states.count; i++) {
         get_state(r, i, &s);
         if (sset_insert(&r->proto, buf, model_encode(&r->c, &s, 1, buf), &id) < 0) {
-            fprintf(stderr, "model_check: protocol state set full\n");
+            fprintf(stderr, MODEL_NAME ": protocol state set full\n");
             exit(2);
         }
     }
@@ -533,7 +535,8 @@ static uint32_t set_minus(const struct sset *a, struct sset *b)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: model_check [-n NODES] [-p PAGES] [-b BOUND|inf] [-t TOTAL] [--homes H0,..]\n"
+            "usage: " MODEL_NAME
+            " [-n NODES] [-p PAGES] [-b BOUND|inf] [-t TOTAL] [--homes H0,..]\n"
             "                   [--compare] [--against-inf] [--no-liveness] [--exact-dir]\n"
             "                   [--order pair|global|none] [--wait-only] [--max-mem MB] [-q]\n"
             "  -n, -p         nodes (1..%d) and pages (1..%d); default 2 and 1\n"
@@ -614,6 +617,13 @@ int main(int argc, char **argv)
         ((compare || against_inf) && c.bound < 0))
         usage();
     if (homes_given && homes_given != c.pages) usage();
+#ifdef MODEL_RC
+    if (c.wait_only || c.exact_dir) {
+        fprintf(stderr, MODEL_NAME ": --wait-only and --exact-dir belong to the single-writer "
+                                   "model (model_check)\n");
+        exit(2);
+    }
+#endif
     for (int p = 0; p < c.pages; p++) {
         if (!homes_given) c.home[p] = p % c.nodes;
         if (c.home[p] < 0 || c.home[p] >= c.nodes) usage();

@@ -87,6 +87,13 @@ enum { T_READ = 0, T_WRITE, T_EVICT, T_RETRY_R, T_RETRY_W, T_DELIVER, T_KINDS };
 #define L_PAGE(l)            (((l) >> 5) & 3u)
 #define L_SRC(l)             (((l) >> 7) & 3u)
 #define L_DST(l)             (((l) >> 9) & 3u)
+/* Progress without the application's help: what liveness may lean on (check.c). */
+#define L_PROGRESS(l) (L_KIND(l) == T_DELIVER || L_KIND(l) == T_RETRY_R || L_KIND(l) == T_RETRY_W)
+
+#define MODEL_NAME "model_check"
+#define MODEL_INITIAL                                                                              \
+    "every page I on every node, every directory SHARED without sharers and never written; v0 = "  \
+    "the all-zeros page"
 
 /* Results of model_step. */
 enum { STEP_DISABLED = 0, STEP_OK = 1, STEP_VIOLATION = 2, STEP_LIMIT = 3 };

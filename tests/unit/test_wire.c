@@ -109,11 +109,8 @@ static int ref_len_ok(unsigned type, unsigned flags, uint32_t len)
 static int ref_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l)
 {
     static const unsigned flags_ok[DSM_MSG_TYPE_COUNT] = {
-        [DSM_MSG_GET_M] = DSM_WF_HAVE_COPY,
-        [DSM_MSG_DATA_S] = DSM_WF_ZERO,
-        [DSM_MSG_DATA_M] = DSM_WF_ZERO | DSM_WF_NODATA,
-        [DSM_MSG_RC_GET] = DSM_WF_RC_WRITE,
-        [DSM_MSG_RC_DATA] = DSM_WF_ZERO,
+        [DSM_MSG_DATA_S] = DSM_WF_ZERO,     [DSM_MSG_DATA_M] = DSM_WF_ZERO | DSM_WF_NODATA,
+        [DSM_MSG_RC_GET] = DSM_WF_RC_WRITE, [DSM_MSG_RC_DATA] = DSM_WF_ZERO,
         [DSM_MSG_RC_DIFF] = DSM_WF_RC_FULL,
     };
     if (h->magic != 0xD5A1 || h->version != 1) return 0;
@@ -280,7 +277,7 @@ static void test_round_trip_flag_variants(void **state)
         unsigned type, flags;
         uint32_t len;
     } v[] = {
-        {DSM_MSG_GET_M, DSM_WF_HAVE_COPY, 0}, {DSM_MSG_DATA_S, DSM_WF_ZERO, 0},
+        {DSM_MSG_RC_GET, DSM_WF_RC_WRITE, 0}, {DSM_MSG_DATA_S, DSM_WF_ZERO, 0},
         {DSM_MSG_DATA_M, DSM_WF_ZERO, 0},     {DSM_MSG_DATA_M, DSM_WF_NODATA, 0},
         {DSM_MSG_DATA_S, 0, DSM_PAGE_SIZE},   {DSM_MSG_DATA_M, 0, DSM_PAGE_SIZE},
     };
@@ -416,8 +413,7 @@ static void test_reject_flags_for_type(void **state)
             h.flags = (uint16_t)f;
             if (f & (DSM_WF_ZERO | DSM_WF_NODATA) && t != DSM_MSG_RC_DIFF) h.len = 0;
             if (f == DSM_WF_RC_FULL && t == DSM_MSG_RC_DIFF) h.len = DSM_PAGE_SIZE;
-            int allowed = (f == DSM_WF_HAVE_COPY && t == DSM_MSG_GET_M) ||
-                          (f == DSM_WF_ZERO &&
+            int allowed = (f == DSM_WF_ZERO &&
                            (t == DSM_MSG_DATA_S || t == DSM_MSG_DATA_M || t == DSM_MSG_RC_DATA)) ||
                           (f == DSM_WF_NODATA && t == DSM_MSG_DATA_M) ||
                           (f == DSM_WF_RC_WRITE && t == DSM_MSG_RC_GET) ||
@@ -596,7 +592,7 @@ static void test_reject_barrier(void **state)
     h.aux = 0;
     h.len = 1;
     expect_bad(&h, "payload length 1");
-    /* arg0/arg1 (epoch, digest) are free-form. */
+    /* arg0 (the collective sequence) and arg1 (unused) are not checked by the wire. */
     h.len = 0;
     h.arg0 = UINT64_MAX;
     h.arg1 = UINT64_MAX;
@@ -702,8 +698,8 @@ static size_t seed_headers(struct dsm_wire_hdr *out)
         if (t == DSM_MSG_ABORT) h.len = 1024;
         out[n++] = h;
     }
-    struct dsm_wire_hdr h = valid_hdr(DSM_MSG_GET_M);
-    h.flags = DSM_WF_HAVE_COPY;
+    struct dsm_wire_hdr h = valid_hdr(DSM_MSG_RC_GET);
+    h.flags = DSM_WF_RC_WRITE;
     out[n++] = h;
     h = valid_hdr(DSM_MSG_DATA_S);
     h.flags = DSM_WF_ZERO;

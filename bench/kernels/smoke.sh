@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# smoke.sh - ctest kernels.run.smoke: runs `bench/run kernels --quick` on the fft kernel (its
+# pthreads build at T=1,2 and ufdsm at P=1,2 under sc and rc, one launch each) into a
+# temporary directory and checks that the runner wrote a JSON file per launch, the summary and
+# the table. Proves the runner works end to end; never judges timing.
+#
+# Usage: smoke.sh PYTHON RUNNER DSMRUN KERNEL_BIN_DIR
+set -euo pipefail
+python=$1 runner=$2 dsmrun=$3 bindir=$4
+out=$(mktemp -d "${TMPDIR:-/tmp}/ufdsm-kernels-smoke.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+"$python" "$runner" kernels --quick --only fft --reps 1 --dsmrun "$dsmrun" --bin-dir "$bindir" \
+  --out "$out" --no-plots
+fail() { echo "smoke: FAILED: $*" >&2; exit 1; }
+n=$(find "$out/runs" -name '*.json' | wc -l)
+[ "$n" -eq 6 ] || fail "expected 6 JSON files (pthreads t1 t2, sc p1 p2, rc p1 p2) in $out/runs, found $n"
+[ -s "$out/summary.json" ] || fail "no summary.json"
+grep -q '^| fft | 4096 |' "$out/results.md" || fail "results.md has no row for fft"
+"$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["results"]; assert len(r) == 6 and all(x["median"] for x in r), r' \
+  "$out/summary.json" || fail "summary.json does not hold a median for each of the 6 configurations"
+echo "smoke: OK ($n launches; JSON, summary, table written)"
