@@ -1,10 +1,10 @@
 /*
  * readfault.c - workload (a): the cost of a remote read fault, per page, on a sequential walk.
  *
- * Layout (bench-workloads.md (a)): global memory of G = 128 MiB homed in contiguous halves
- * (node k homes [k*G/P, (k+1)*G/P)); a 32 MiB pad, then A = 64 MiB + one page, so A starts at
- * G/4 and about half of its pages are homed on each node. ufdsm's placement policies apply
- * per allocation, so this layout is built exactly with one DSM_PLACE_NODE allocation per
+ * Layout (docs/performance.md, workload (a)): global memory of G = 128 MiB homed in contiguous
+ * halves (node k homes [k*G/P, (k+1)*G/P)); a 32 MiB pad, then A = 64 MiB + one page, so A
+ * starts at G/4 and about half of its pages are homed on each node. ufdsm's placement policies
+ * apply per allocation, so this layout is built exactly with one DSM_PLACE_NODE allocation per
  * home chunk (bench_alloc_global_block); run it with DSM_MEMORY=256M so that the collective
  * half of the space (what dsm_alloc draws from) is the 128 MiB of the definition.
  *

@@ -2,7 +2,8 @@
 # smoke.sh - the ctest smoke test of the benchmark suite (bench.smoke): runs bench/run
 # --quick on 2 nodes, 1 repetition, into a temporary directory, and checks that the runner
 # wrote a JSON file per run, the summary, and the Markdown table (and the plots, when gnuplot
-# is installed). Proves the suite works end to end; never judges timing.
+# is installed: fault latency CDFs, applications, lock handoff, barrier, false sharing).
+# Proves the suite works end to end; never judges timing.
 #
 # Usage: smoke.sh PYTHON RUNNER DSMRUN BENCH_BIN_DIR
 set -euo pipefail
@@ -25,7 +26,8 @@ grep -q '^| (a)' "$out/results.md" || fail "results.md has no row for workload (
 "$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["results"], "empty"' \
   "$out/summary.json" || fail "summary.json is not valid or has no results"
 if [ ${#plots[@]} -eq 0 ]; then
-  for p in faultlat_cdf_read.png faultlat_cdf_write.png faultlat_cdf_upgrade.png apps.png; do
+  for p in faultlat_cdf_read.png faultlat_cdf_write.png faultlat_cdf_upgrade.png apps.png \
+    lockpp.png barrier.png falseshare.png; do
     [ -s "$out/$p" ] || fail "plot $p was not written"
   done
 fi

@@ -21,6 +21,7 @@
 #include "engine.h"
 #include "heap.h"
 #include "log.h"
+#include "trace.h"
 
 static uint64_t arena_first(const struct dsm_node *n, int node)
 {
@@ -92,6 +93,11 @@ uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size
         dsm_token_acquire(n);
         for (uint64_t i = 0; i < np; i++) n->pf[first + i] &= (uint8_t)~PF_NOAHEAD;
         dsm_token_release(n);
+        /* So that dsmtrace can name page ranges by the allocation that holds them. offset:
+         * the placement policy; peer: the home when one node homes it all. */
+        DSM_TRACE(DSM_TR_ALLOC, proto == DSM_PROTO_RC ? DSM_TR_F_RC : 0, first, dsm_node_now(n),
+                  np > UINT32_MAX ? UINT32_MAX : np, (uint32_t)place,
+                  place == DSM_PLACE_NODE ? (int)arg : -1, 0);
         return n->cfg.base + off;
     }
     if (why[0])
@@ -153,6 +159,12 @@ uint64_t dsm_node_malloc(struct dsm_node *n, size_t size)
              (unsigned long long)(n->arena_pages * PAGE_SIZE));
         return 0;
     }
+    uint64_t first = arena_first(n, n->rank) + off / PAGE_SIZE;
+    /* Page-sized blocks own their pages: label them for dsmtrace (small ones share pages). */
+    if (size >= PAGE_SIZE)
+        DSM_TRACE(DSM_TR_ALLOC,
+                  DSM_TR_F_MALLOC | (n->cfg.default_proto == DSM_PROTO_RC ? DSM_TR_F_RC : 0), first,
+                  dsm_node_now(n), (size + PAGE_SIZE - 1) / PAGE_SIZE, 0, n->rank, 0);
     return n->cfg.base + arena_first(n, n->rank) * PAGE_SIZE + off;
 }
 

@@ -24,8 +24,8 @@ const char *dsm_strerror(int err)
     case DSM_EINVAL:
         return "invalid argument or configuration";
     case DSM_EPERM:
-        return "userfaultfd not permitted (run as root or set "
-               "vm.unprivileged_userfaultfd=1)";
+        return "userfaultfd not permitted (run as root or with CAP_SYS_PTRACE, give this user "
+               "access to /dev/userfaultfd, or set vm.unprivileged_userfaultfd=1)";
     case DSM_EADDRINUSE:
         return "the address range of the global space is taken (set DSM_BASE)";
     case DSM_EPEER:

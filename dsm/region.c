@@ -4,10 +4,11 @@
  * The application view is one anonymous private mapping at a fixed address (the same on
  * every node), registered with userfaultfd for MISSING and WP faults in SIGBUS mode: a thread
  * touching a page it may not access gets SIGBUS and resolves the fault itself (fault.c).
- * Pages are installed with UFFDIO_COPY (read-only ones with MODE_WP in the same call, so no
- * thread ever sees a read copy writable), downgraded with UFFDIO_WRITEPROTECT, dropped with
- * MADV_DONTNEED. Anonymous memory (rather than shmem) because COPY+WP in one step exists for
- * it on every kernel we target (5.7+), including the 6.1 guests used for soft-RoCE.
+ * The userfaultfd needs no privilege (open_uffd). Pages are installed with UFFDIO_COPY (read-only
+ * ones with MODE_WP in the same call, so no thread ever sees a read copy writable), downgraded with
+ * UFFDIO_WRITEPROTECT, dropped with MADV_DONTNEED. Anonymous memory (rather than shmem) because
+ * COPY+WP in one step exists for it on every kernel we target (5.7+), including the 6.1 guests used
+ * for soft-RoCE.
  *
  * The home store is a second, ordinary mapping of the same size: the backing copy of each
  * page this node homes, read and written only by the protocol engine, so serving a page never
@@ -49,25 +50,82 @@ static void mapping_in_way(uintptr_t lo, uintptr_t hi, char *out, size_t outlen)
 
 static const char zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 
+/* USERFAULTFD_IOC_NEW arrived with Linux 6.1 headers; the ioctl number is fixed ABI. */
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/*
+ * Opens the userfaultfd by the first of three routes that works, so that an ordinary user
+ * needs neither root nor a sysctl:
+ *   1. userfaultfd(UFFD_USER_MODE_ONLY): always allowed (Linux 5.11+). It only changes what
+ *      happens when the kernel itself touches a missing or write-protected page (a system
+ *      call's copy): the fault fails instead of waiting for a handler. In SIGBUS mode, which
+ *      ufdsm uses anyway, such faults fail with EFAULT on every route, and the interposed
+ *      system calls (fault.c) already make pages present first and retry, so nothing is lost.
+ *   2. /dev/userfaultfd (Linux 6.1+), allowed by its file permissions (e.g. a group).
+ *   3. the plain system call: root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1.
+ * With none, the error names all three ways to allow one. DSM_LOG=info says which was used.
+ */
+static int open_uffd(struct dsm_runtime *rt, char *err, size_t errlen)
+{
+    const int flags = O_CLOEXEC | O_NONBLOCK;
+    rt->uffd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+    if (rt->uffd >= 0) {
+        LOGI("userfaultfd: opened with UFFD_USER_MODE_ONLY (no privilege needed)");
+        return DSM_OK;
+    }
+    int e1 = errno; /* EINVAL before 5.11, EPERM/ENOSYS under a seccomp policy */
+
+    int e2 = 0;
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+        rt->uffd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+        e2 = errno;
+        close(dev);
+        if (rt->uffd >= 0) {
+            LOGI("userfaultfd: opened through /dev/userfaultfd");
+            return DSM_OK;
+        }
+    } else {
+        e2 = errno;
+    }
+
+    rt->uffd = (int)syscall(SYS_userfaultfd, flags);
+    if (rt->uffd >= 0) {
+        LOGI("userfaultfd: opened with the plain system call (privileged or "
+             "vm.unprivileged_userfaultfd=1; UFFD_USER_MODE_ONLY: %s, /dev/userfaultfd: %s)",
+             strerror(e1), strerror(e2));
+        return DSM_OK;
+    }
+    int e3 = errno;
+    if (e3 == ENOSYS && e1 == ENOSYS) {
+        snprintf(err, errlen,
+                 "userfaultfd(2) does not exist for this process (ENOSYS): the kernel lacks "
+                 "CONFIG_USERFAULTFD (ufdsm needs Linux 5.7 or later built with it), or a "
+                 "seccomp policy (a container's) hides the system call: allow userfaultfd in it");
+        return DSM_ESYS;
+    }
+    snprintf(err, errlen,
+             "userfaultfd is not available to this process (UFFD_USER_MODE_ONLY: %s; "
+             "/dev/userfaultfd: %s; plain system call: %s). Allow one: use Linux 5.11+ without "
+             "a seccomp policy that blocks userfaultfd, or give this user access to "
+             "/dev/userfaultfd (e.g. a group with rw), or run as root / with CAP_SYS_PTRACE, or "
+             "'sysctl vm.unprivileged_userfaultfd=1'",
+             strerror(e1), strerror(e2), strerror(e3));
+    return e3 == EPERM || e3 == EACCES ? DSM_EPERM : DSM_ESYS;
+}
+
 int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
 {
     rt->npages = rt->cfg.memory / PAGE_SIZE;
     size_t len = rt->cfg.memory;
 
-    rt->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (rt->uffd < 0) {
-        if (errno == EPERM)
-            snprintf(err, errlen,
-                     "userfaultfd is not permitted for this process: run as root, or allow it "
-                     "with 'sysctl vm.unprivileged_userfaultfd=1'");
-        else if (errno == ENOSYS)
-            snprintf(err, errlen,
-                     "this kernel has no userfaultfd (CONFIG_USERFAULTFD): ufdsm "
-                     "needs Linux 5.7 or later built with it");
-        else
-            snprintf(err, errlen, "userfaultfd failed: %s", strerror(errno));
-        return errno == EPERM ? DSM_EPERM : DSM_ESYS;
-    }
+    int rc = open_uffd(rt, err, errlen);
+    if (rc) return rc;
     struct uffdio_api api = {.api = UFFD_API,
                              .features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP};
     if (ioctl(rt->uffd, UFFDIO_API, &api) < 0) {

@@ -22,9 +22,13 @@ enum dsm_trace_kind {
     DSM_TR_SERVED = 6,       /* as home: sent the page's data to a node */
     DSM_TR_PREFETCHED = 7,   /* a page arrived that nobody faulted on yet (prefetch) */
     DSM_TR_KERNEL_FAULT = 8, /* a system call's buffer made present (interposed syscalls) */
+    DSM_TR_ALLOC = 9,        /* an allocation: page = first page, service_ns = pages (a label
+                                for the tools, not a coherence event) */
 };
-#define DSM_TR_F_WRITE 1u
-#define DSM_TR_NO_PEER 0xFFFFu
+#define DSM_TR_F_WRITE  1u
+#define DSM_TR_F_RC     2u /* DSM_TR_ALLOC: the allocation is release-consistent */
+#define DSM_TR_F_MALLOC 4u /* DSM_TR_ALLOC: from dsm_malloc (else the collective dsm_alloc) */
+#define DSM_TR_NO_PEER  0xFFFFu
 
 /* 32 bytes, little-endian on disk (the only byte order this runtime runs on). */
 struct dsm_trace_rec {

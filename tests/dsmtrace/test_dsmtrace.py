@@ -10,15 +10,20 @@ so the expected summary is known exactly:
            (8 write faults, 7 alternations)
   page 30  written by both nodes at overlapping offsets, one handover only: neither list
   page 40  written by one node only: neither list
-Records are appended in per-thread batches out of time order, with two threads per node, as
-the runtime does. Also: a file truncated mid-record (warning, partial record ignored), a bad
+Allocation records (kind 9) name the pages: a block dsm_alloc of pages 0-31 recorded by both
+nodes (one allocation), an RC allocation of pages 32-47 homed on node 1, and a dsm_malloc of
+pages 100-103 on node 1 (outside the pages with events). Records are appended in per-thread
+batches out of time order, with two threads per node, as the runtime does. Also: a file truncated mid-record (warning, partial record ignored), a bad
 magic and a bad version (clear error, exit 1), files of different runs (exit 1), the text
-summary, dump, and the heat map PNG (when gnuplot is installed).
+summary, dump, and the heat map (when gnuplot is installed): a PNG, and its gnuplot script
+(--script) has a legend entry per node with a marker of its own, integer page ticks, the
+rarest event kind drawn last, and the allocations' labels on the pages they hold.
 
 Usage: test_dsmtrace.py [PATH_OF_DSMTRACE]   (default: tools/dsmtrace of this checkout)
 """
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -33,6 +38,7 @@ HEADER = struct.Struct("<8sIIIIQQQI12s")
 RECORD = struct.Struct("<QQIIHHHBB")
 BASE, PAGE, SIZE, T0 = 0x500000000000, 4096, 256 << 20, 1_000_000_000
 READ_MISS, WRITE_MISS, UPGRADE, INVALIDATED, RECALLED, SERVED = 1, 2, 3, 4, 5, 6
+ALLOC, FLAG_RC, FLAG_MALLOC = 9, 2, 4
 NONE = 0xFFFF
 
 
@@ -83,6 +89,17 @@ def scenario():
     return ev
 
 
+def alloc_records():
+    """{node: [ALLOC records]}: service_ns carries the page count, offset the policy, peer the
+    home (DSM_PLACE_NODE) or the node (dsm_malloc)."""
+    a = {0: [], 1: []}
+    for node in (0, 1):  # collective: every node records it
+        a[node].append((T0 + 1000, 0, 32, 100 + 100 * node, 0, NONE, 0, ALLOC, 0))
+        a[node].append((T0 + 2000, 32, 16, 100 + 100 * node, 2, 1, 0, ALLOC, FLAG_RC))
+    a[1].append((T0 + 3000, 100, 4, 201, 0, 1, 0, ALLOC, FLAG_MALLOC))
+    return a
+
+
 def write_trace(path, rank, records, extra=b""):
     """Appends the records in per-thread batches of 7, each batch's thread's events in time
     order but the batches interleaved out of order, as per-thread buffers are flushed."""
@@ -104,9 +121,10 @@ class DsmtraceTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="dsmtrace-test.")
         self.ev = scenario()
         self.files = []
+        allocs = alloc_records()
         for node, rs in self.ev.items():
             p = os.path.join(self.dir, f"trace.{node}")
-            write_trace(p, node, rs)
+            write_trace(p, node, rs + allocs[node])
             self.files.append(p)
 
     def tearDown(self):
@@ -169,7 +187,10 @@ class DsmtraceTest(unittest.TestCase):
         self.assertRegex(out, r"page +20 .*node 0 bytes 0-384, node 1 bytes 2112-2496")
 
     def test_dump_is_time_ordered(self):
-        out = self.run_tool("dump", *self.files).stdout.splitlines()[1:]
+        lines = self.run_tool("dump", *self.files).stdout.splitlines()
+        # Comment lines first: the allocations, then the column names.
+        self.assertIn("# allocation #1 dsm_alloc, block, 32 pages: pages 0-31", lines)
+        out = [l for l in lines if not l.startswith("#")]
         times = [float(l.split()[0]) for l in out]
         self.assertEqual(len(times), sum(len(v) for v in self.ev.values()))
         self.assertEqual(times, sorted(times))
@@ -200,6 +221,50 @@ class DsmtraceTest(unittest.TestCase):
         r = self.run_tool("summary", self.files[0], p, ok=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("different runs", r.stderr)
+
+    def test_allocations(self):
+        s = self.summary()
+        self.assertEqual([a["label"] for a in s["allocations"]], [
+            "#1 dsm_alloc, block, 32 pages",
+            "#2 dsm_alloc, homed on node 1, rc, 16 pages",
+            "#3 dsm_malloc on node 1, 4 pages"])
+        hot = {d["page"]: d for d in s["hottest"]}
+        self.assertEqual(hot[7]["allocation"], "#1 dsm_alloc, block, 32 pages")
+        self.assertEqual(hot[40]["allocation"], "#2 dsm_alloc, homed on node 1, rc, 16 pages")
+        # Allocation records are labels, not coherence events.
+        self.assertNotIn("alloc", {d["kind"] for d in s["per_node_kind"]})
+        self.assertIn("[#1 dsm_alloc, block, 32 pages]", self.run_tool("summary", *self.files).stdout)
+
+    @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot not installed")
+    def test_heatmap_layout(self):
+        png = os.path.join(self.dir, "heat.png")
+        gp = os.path.join(self.dir, "heat.gp")
+        self.run_tool("heatmap", *self.files, "-o", png, "--script", gp)
+        script = open(gp).read()
+        # A legend entry per node, each node with its own marker.
+        markers = {}
+        for node in (0, 1):
+            m = re.search(rf"pt (\d+) ps [0-9.]+ lc rgb '#333333' title 'node {node} ", script)
+            self.assertIsNotNone(m, f"no legend entry for node {node}:\n{script}")
+            markers[node] = m.group(1)
+        self.assertNotEqual(markers[0], markers[1])
+        # Integer page ticks over pages 7..40.
+        m = re.search(r"set ytics (-?\d+), (\d+) format '%\.0f'", script)
+        self.assertIsNotNone(m, f"page ticks are not integers:\n{script}")
+        self.assertGreaterEqual(int(m.group(2)), 1)
+        # Layers: point series in decreasing frequency, so the rarest kind (upgrade: 9
+        # points) is drawn last, over the common ones (read miss, served: 40 each).
+        colours = re.findall(r"with points pt \d+ ps 0\.5 lc rgb '(#[0-9a-f]+)' notitle", script)
+        self.assertTrue(colours, script)
+        self.assertEqual(colours[0], "#1f77b4")  # read miss
+        self.assertEqual(colours[-1], "#ff7f0e")  # upgrade
+        # Allocation labels on the pages they hold; the dsm_malloc (pages 100-103, no
+        # events) is outside the plot and not labelled.
+        self.assertIn("#1 dsm_alloc, block, 32 pages", script)
+        self.assertIn("#2 dsm_alloc, homed on node 1, rc, 16 pages", script)
+        self.assertNotIn("dsm_malloc", script)
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     @unittest.skipUnless(shutil.which("gnuplot"), "gnuplot not installed")
     def test_heatmap(self):

@@ -12,7 +12,9 @@
  * node and the global space, and the records agree with dsm_stats kind by kind (read misses,
  * write misses, upgrades, read-ahead arrivals, invalidations, recalls); fault records name a
  * page inside the space and a non-zero service time; node 1's upgrade record carries offset
- * 40; node 0 recorded serving node 1 at least 64 pages.
+ * 40; node 0 recorded serving node 1 at least 64 pages; exactly one allocation record
+ * names the array (its first page, 64 pages, DSM_PLACE_NODE homed on node 0), so dsmtrace
+ * can label its pages.
  *
  * What a broken runtime does to it: no read-ahead shows as 64 misses; read-ahead that
  * fetches a page twice or misses one breaks the exact sum; a recorder that drops, duplicates
@@ -33,7 +35,18 @@ struct rec {
     uint16_t offset, peer, msgs;
     uint8_t kind, flags;
 };
-enum { K_READ = 1, K_WRITE, K_UPGRADE, K_INV, K_RECALL, K_SERVED, K_PREFETCHED, K_KERNEL, K_N };
+enum {
+    K_READ = 1,
+    K_WRITE,
+    K_UPGRADE,
+    K_INV,
+    K_RECALL,
+    K_SERVED,
+    K_PREFETCHED,
+    K_KERNEL,
+    K_ALLOC,
+    K_N
+};
 
 int main(int argc, char **argv)
 {
@@ -114,7 +127,7 @@ int main(int argc, char **argv)
           (unsigned long long)recsz);
     CHECK(abase >= base && abase < base + size, "the array %#lx is outside the traced space",
           (unsigned long)abase);
-    uint64_t count[K_N] = {0}, served_to_1 = 0, upgrade_at_40 = 0;
+    uint64_t count[K_N] = {0}, served_to_1 = 0, upgrade_at_40 = 0, array_allocs = 0;
     size_t n = (size_t)(len - 64) / 32;
     for (size_t i = 0; i < n; i++) {
         struct rec r;
@@ -129,6 +142,13 @@ int main(int argc, char **argv)
                   "fault record %zu: service %u ns, offset %u, home %u", i, r.service_ns, r.offset,
                   r.peer);
         if (r.kind == K_SERVED && r.peer == 1) served_to_1++;
+        if (r.kind == K_ALLOC && r.page == (abase - base) / MN_PAGE) {
+            CHECK(r.service_ns == NPAGES && r.offset == DSM_PLACE_NODE && r.peer == 0 &&
+                      !(r.flags & 4),
+                  "allocation record of the array: %u pages, policy %u, home %u, flags %u",
+                  r.service_ns, r.offset, r.peer, r.flags);
+            array_allocs++;
+        }
         if (r.kind == K_UPGRADE && r.page == (abase - base) / MN_PAGE && r.offset == 40)
             upgrade_at_40++;
     }
@@ -144,6 +164,8 @@ int main(int argc, char **argv)
           (unsigned long long)count[K_INV], (unsigned long long)st.inv_recv,
           (unsigned long long)count[K_RECALL], (unsigned long long)st.recalls_recv);
     if (mn_rank == 1) CHECK(upgrade_at_40 == 1, "no upgrade record at offset 40 of page 0");
+    CHECK(array_allocs == 1, "%llu allocation records name the array, expected 1",
+          (unsigned long long)array_allocs);
     if (mn_rank == 0)
         CHECK(served_to_1 >= NPAGES, "node 0 recorded serving node 1 only %llu pages",
               (unsigned long long)served_to_1);
