@@ -659,11 +659,20 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
         char *end;
         errno = 0;
         unsigned long long b = strtoull(s, &end, 16);
-        if (end == s || *end || errno || (b & (PAGE_SIZE - 1)) || b < (1ull << 32) ||
-            b + cfg->memory > (1ull << 47)) {
+        if (end == s || *end || errno || (b & (PAGE_SIZE - 1)) || b < (1ull << 32)) {
             CERR("DSM_BASE='%s' is not valid: expected a page-aligned hexadecimal address "
                  "between 0x100000000 and 0x800000000000 minus DSM_MEMORY",
                  s);
+            return DSM_EINVAL;
+        }
+        /* Compared without adding, so that a base near 2^64 cannot wrap into range. */
+        if (b >= (1ull << 47) || cfg->memory > (1ull << 47) - b) {
+            CERR("DSM_BASE=%s with DSM_MEMORY=%llu gives the range [0x%llx, 0x%llx%s), which "
+                 "does not fit the user address space of x86-64 Linux (below 0x800000000000): "
+                 "choose a lower DSM_BASE, or leave it unset (default %#llx)",
+                 s, (unsigned long long)cfg->memory, b, b + cfg->memory,
+                 b + cfg->memory < b ? ", wrapping past 2^64" : "",
+                 (unsigned long long)DSM_DEFAULT_BASE);
             return DSM_EINVAL;
         }
         cfg->base = b;
@@ -688,6 +697,20 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
         cfg->connect_timeout_ms = (int)v;
     }
     if (!cfg->connect_timeout_ms) cfg->connect_timeout_ms = DSM_DEFAULT_CONNECT_TIMEOUT;
+
+    cfg->peer_timeout_ms = DSM_DEFAULT_PEER_TIMEOUT;
+    if ((s = env("DSM_PEER_TIMEOUT"))) {
+        if (parse_int("DSM_PEER_TIMEOUT", s, 100, 3600000, &v)) return DSM_EINVAL;
+        cfg->peer_timeout_ms = (int)v;
+    }
+
+    /* The job's secret: never from the command line (visible to every user in ps). */
+    char aerr[512];
+    if (dsm_auth_key_from_env(&cfg->key, env("DSM_SECRET"), env("DSM_SECRET_FILE"), aerr,
+                              sizeof aerr)) {
+        CERR("%s", aerr);
+        return DSM_EINVAL;
+    }
 
     cfg->spin_us = DSM_DEFAULT_SPIN_US;
     if ((s = env("DSM_SPIN_US"))) {

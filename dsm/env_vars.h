@@ -12,11 +12,16 @@
 #define DSM_ENV_VARS_H
 
 /* Defaults that env.c applies; the table shows the same macros as text. */
-#define DSM_DEFAULT_MEMORY          "4G"
-#define DSM_DEFAULT_BASE            0x500000000000
+#define DSM_DEFAULT_MEMORY "4G"
+/* 32 TiB: below where Linux puts a PIE executable and its heap (~0x555555554000 + ASLR, i.e.
+ * 85 TiB) and far below the libraries and stacks (top-down from ~0x7fxxxxxxxxxx), so that
+ * [base, base + 16 TiB) - the largest DSM_MEMORY - is free in a normal process. The old
+ * 0x500000000000 (80 TiB) ran into the executable from about 6 TiB on. */
+#define DSM_DEFAULT_BASE            0x200000000000
 #define DSM_DEFAULT_PORT            7400 /* first coordinator port; see DSM_PORT_SPAN */
 #define DSM_PORT_SPAN               1024 /* per-job ports: DSM_DEFAULT_PORT + (job key % span) */
 #define DSM_DEFAULT_CONNECT_TIMEOUT 30000
+#define DSM_DEFAULT_PEER_TIMEOUT    10000
 #define DSM_DEFAULT_SPIN_US         1000
 #define DSM_DEFAULT_HOLD_US         20
 #define DSM_DEFAULT_PREFETCH        8
@@ -44,6 +49,11 @@ static const struct dsm_env_var dsm_env_vars[] = {
     {"DSM_LOG", "warn", "error, warn, info or debug"},
     {"DSM_CONNECT_TIMEOUT", DSM_ENV_STR(DSM_DEFAULT_CONNECT_TIMEOUT),
      "milliseconds to wait for peers at startup"},
+    {"DSM_PEER_TIMEOUT", DSM_ENV_STR(DSM_DEFAULT_PEER_TIMEOUT),
+     "milliseconds without a word from a node before it is declared dead"},
+    {"DSM_SECRET", "from dsmrun, else none",
+     "the job's secret (16+ characters) every node must prove; see docs/security.md"},
+    {"DSM_SECRET_FILE", "none", "file holding the job's secret (mode 600), instead of DSM_SECRET"},
     {"DSM_SPIN_US", DSM_ENV_STR(DSM_DEFAULT_SPIN_US),
      "microseconds a waiting thread polls before it sleeps"},
     {"DSM_HOLD_US", DSM_ENV_STR(DSM_DEFAULT_HOLD_US),

@@ -80,13 +80,23 @@ static void teardown(struct dsm_runtime *rt)
     dsm_region_unmap(rt);
 }
 
+/* The bootstrap and the TCP mesh report harmless events (strangers closed) through this. */
+static void boot_note(void *ctx, const char *msg)
+{
+    (void)ctx;
+    LOGW("%s", msg);
+}
+
 static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
 {
     if (rt->cfg.nodes == 1) return DSM_OK;
     struct dsm_boot_cfg bc = {.rank = rt->cfg.rank,
                               .nodes = rt->cfg.nodes,
                               .coordinator = rt->cfg.coordinator,
-                              .timeout_ms = rt->cfg.connect_timeout_ms};
+                              .timeout_ms = rt->cfg.connect_timeout_ms,
+                              .key = &rt->cfg.key,
+                              .peer_timeout_ms = rt->cfg.peer_timeout_ms,
+                              .note = boot_note};
     snprintf(bc.desc.job, sizeof bc.desc.job, "%s", rt->cfg.job);
     bc.desc.version = DSM_WIRE_VERSION;
     bc.desc.nodes = (uint32_t)rt->cfg.nodes;
@@ -102,8 +112,9 @@ static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
                                   .nodes = (uint32_t)rt->cfg.nodes};
     /* tcp, rdma or auto: decided by all nodes together (transport/select.h). */
     char chosen[1024];
-    rc = dsm_transport_create(rt->cfg.transport, &bc, lfd, addrs, &lim, dsm_deliver, dsm_peer_lost,
-                              rt->node, &rt->node->tp, chosen, sizeof chosen, err, errlen);
+    rc = dsm_transport_create(rt->cfg.transport, &bc, lfd, addrs, &lim, dsm_rt_deliver,
+                              dsm_peer_lost, rt->node, &rt->node->tp, chosen, sizeof chosen, err,
+                              errlen);
     if (!rc) LOGI("transport: %s", chosen);
     return rc;
 }

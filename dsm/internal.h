@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "engine.h"
 #include "log.h"
 
@@ -42,6 +43,8 @@ struct dsm_cfg {
     int prefetch;   /* most pages read ahead of a sequential stream of read misses, 0: off */
     int protocol;   /* DSM_PROTO_*: of dsm_alloc, dsm_malloc, and dsm_alloc_placed without a flag */
     uint64_t cache; /* bytes of copies of remote pages kept at most (DSM_CACHE) */
+    struct dsm_auth_key key; /* from DSM_SECRET / DSM_SECRET_FILE; key.secret 0: none */
+    int peer_timeout_ms;     /* a peer silent this long is declared dead (DSM_PEER_TIMEOUT) */
     /* Who started this process and how to fix what depends on it, for messages (env.c). */
     char launcher[32];   /* "dsmrun", "srun (Slurm)", "mpirun (Open MPI)", "by hand", ... */
     char rank_from[96];  /* "from OMPI_COMM_WORLD_RANK", "from DSM_RANK", ... */
@@ -70,6 +73,9 @@ struct dsm_runtime {
     pthread_t svc_thread;
     int svc_started;
     int svc_stop;
+    /* Frames received from each node, counted as they are delivered (under the token) and
+     * read by the service thread to tell who has gone silent (liveness, service.c). */
+    _Atomic uint64_t rx[DSM_MAX_NODES];
 };
 extern struct dsm_runtime *ufdsm_rt;
 
@@ -95,6 +101,9 @@ void dsm_region_unmap(struct dsm_runtime *rt);
 extern const struct dsm_env_ops rt_env_ops; /* ctx: struct dsm_runtime */
 uint64_t dsm_now_ns(void);
 int dsm_service_start(struct dsm_runtime *rt, char *err, size_t errlen);
+/* The transport's deliver callback: counts the frame for liveness, drops PINGs, hands the
+ * rest to the engine (dsm_deliver). ctx: the struct dsm_node. */
+void dsm_rt_deliver(void *ctx, const struct dsm_wire_hdr *h, const void *payload);
 void dsm_service_stop(struct dsm_runtime *rt);
 
 /* fault.c */

@@ -26,6 +26,28 @@
 
 #include "internal.h"
 
+/* The first mapping of this process that overlaps [lo, hi), as /proc/self/maps shows it
+ * ("0x...-0x... /usr/lib/x86_64-linux-gnu/libc.so.6", "[heap]", "anonymous"), so the user
+ * learns what is in the way. Empty if none is found. */
+static void mapping_in_way(uintptr_t lo, uintptr_t hi, char *out, size_t outlen)
+{
+    out[0] = 0;
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        int off = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &a, &b, &off) < 2) continue;
+        if (b <= lo || a >= hi) continue;
+        char *name = off > 0 ? line + off : line + strlen(line);
+        name[strcspn(name, "\n")] = 0;
+        snprintf(out, outlen, "[%#lx, %#lx) %s", a, b, *name ? name : "anonymous");
+        break;
+    }
+    fclose(f);
+}
+
 static const char zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 
 /* USERFAULTFD_IOC_NEW arrived with Linux 6.1 headers; the ioctl number is fixed ABI. */
@@ -118,12 +140,18 @@ int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
     void *p = mmap(want, len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED || p != want) {
+        int e = errno;
         if (p != MAP_FAILED) munmap(p, len);
+        char way[400];
+        mapping_in_way((uintptr_t)want, (uintptr_t)want + len, way, sizeof way);
         snprintf(err, errlen,
-                 "the global space [%p, %p) cannot be mapped here (%s): something in this "
-                 "process already uses that range; choose another with DSM_BASE=<hex address> "
-                 "(the same on every node) or a smaller DSM_MEMORY",
-                 want, (char *)want + len, p == MAP_FAILED ? strerror(errno) : "moved");
+                 "the global space [%p, %p) cannot be mapped here (%s): %s%s; choose another "
+                 "with DSM_BASE=<hex address> (the same on every node) or a smaller DSM_MEMORY",
+                 want, (char *)want + len, p == MAP_FAILED ? strerror(e) : "moved",
+                 way[0] ? "this mapping is in the way: "
+                        : "something in this process already "
+                          "uses that range",
+                 way);
         return DSM_EADDRINUSE;
     }
     rt->base = p;

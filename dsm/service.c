@@ -140,6 +140,79 @@ const struct dsm_env_ops rt_env_ops = {
     .fatal = env_fatal,
 };
 
+/* ---------------------------------------------------------------- liveness */
+
+/*
+ * A node that stops responding (SIGSTOP, a hung host, a network that silently drops its
+ * packets) would otherwise hang the job forever: TCP only notices when it has data in flight,
+ * and a node that is waiting sends nothing. So the service thread - never the application's,
+ * which may compute for hours - sends a PING to every peer every DSM_PEER_TIMEOUT/4, and a
+ * peer from which no frame at all arrived for DSM_PEER_TIMEOUT is declared dead through the
+ * same fatal path as a lost connection: this node exits naming it and tells the others (ABORT).
+ * The fault path is untouched: receiving costs one relaxed counter update per frame, and no
+ * clock is read there; the clock is read here, a few times per timeout.
+ */
+void dsm_rt_deliver(void *ctx, const struct dsm_wire_hdr *h, const void *payload)
+{
+    struct dsm_node *n = ctx;
+    struct dsm_runtime *rt = n->env_ctx;
+    /* src was checked against the connection's peer by the transport (dsm_wire_check). */
+    _Atomic uint64_t *c = &rt->rx[h->src];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (h->type == DSM_MSG_PING) return;
+    dsm_deliver(ctx, h, payload);
+}
+
+struct liveness {
+    uint64_t seen[DSM_MAX_NODES];  /* rx[] at the last look */
+    uint64_t heard[DSM_MAX_NODES]; /* when rx[] last changed (ns) */
+    uint64_t next_look, next_ping;
+};
+
+static void liveness_init(struct dsm_runtime *rt, struct liveness *lv)
+{
+    uint64_t now = dsm_now_ns();
+    for (int p = 0; p < rt->cfg.nodes; p++) {
+        lv->seen[p] = atomic_load_explicit(&rt->rx[p], memory_order_relaxed);
+        lv->heard[p] = now;
+    }
+    lv->next_look = lv->next_ping = now;
+}
+
+static void liveness(struct dsm_runtime *rt, struct liveness *lv)
+{
+    struct dsm_node *n = rt->node;
+    uint64_t now = dsm_now_ns(), timeout = (uint64_t)rt->cfg.peer_timeout_ms * 1000000u;
+    if (now >= lv->next_ping && dsm_token_try(n)) {
+        /* Every peer, idle or not: 32 bytes per peer per DSM_PEER_TIMEOUT/4. */
+        struct dsm_wire_hdr h;
+        dsm_wire_init(&h, DSM_MSG_PING, (uint32_t)n->rank);
+        if (!n->finalizing)
+            for (int p = 0; p < n->nodes; p++)
+                if (p != n->rank) n->tp->ops->send(n->tp, p, &h, NULL);
+        n->tp->ops->flush(n->tp);
+        dsm_token_release(n);
+        lv->next_ping = now + timeout / 4;
+    }
+    if (now < lv->next_look) return;
+    lv->next_look = now + timeout / 16;
+    for (int p = 0; p < rt->cfg.nodes; p++) {
+        if (p == rt->cfg.rank) continue;
+        uint64_t v = atomic_load_explicit(&rt->rx[p], memory_order_relaxed);
+        if (v != lv->seen[p]) {
+            lv->seen[p] = v;
+            lv->heard[p] = now;
+        } else if (now - lv->heard[p] >= timeout &&
+                   !__atomic_load_n(&n->finalizing, __ATOMIC_RELAXED)) {
+            dsm_fatal("node %d stopped responding: nothing received from it for %.1f s "
+                      "(DSM_PEER_TIMEOUT=%d ms) — it is frozen (stopped, swapping, hung) or cut "
+                      "off by the network; the job cannot continue without it",
+                      p, (double)(now - lv->heard[p]) / 1e9, rt->cfg.peer_timeout_ms);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- service thread */
 
 /* Dormant: application threads were polling at the last look, so the service thread does not
@@ -155,7 +228,7 @@ const struct dsm_env_ops rt_env_ops = {
 /* How long the service thread keeps polling after it last handled a message. */
 #define SVC_LINGER_US 50
 
-static void svc_linger(struct dsm_runtime *rt)
+static void svc_linger(struct dsm_runtime *rt, struct liveness *lv)
 {
     struct dsm_node *n = rt->node;
     uint64_t last = dsm_now_ns();
@@ -167,7 +240,8 @@ static void svc_linger(struct dsm_runtime *rt)
             if (k) last = dsm_now_ns();
         }
         cpu_relax();
-        if ((++spins & 15) == 0 && dsm_now_ns() - last > SVC_LINGER_US * 1000ull) return;
+        if ((++spins & 1023) == 0) liveness(rt, lv); /* a stream from one node may last */
+        if ((spins & 15) == 0 && dsm_now_ns() - last > SVC_LINGER_US * 1000ull) return;
     }
 }
 
@@ -181,7 +255,10 @@ static void *svc_main(void *arg)
     int armed = 1;
     long dormant_us = SVC_DORMANT_MIN_US;
     uint64_t seen_epoch = atomic_load(&n->poll_epoch);
+    struct liveness lv;
+    liveness_init(rt, &lv);
     while (!__atomic_load_n(&rt->svc_stop, __ATOMIC_ACQUIRE)) {
+        liveness(rt, &lv);
         long timeout = armed ? SVC_ARMED_US : dormant_us;
         if (dsm_deferred_pending(n) && timeout > rt->cfg.hold_us) timeout = rt->cfg.hold_us + 1;
         n->tp->ops->wait(n->tp, armed, timeout);
@@ -203,7 +280,7 @@ static void *svc_main(void *arg)
             /* Requests come in streams (a peer faulting through an array, a lock handed
              * back and forth): after serving one, keep polling briefly, so the next one of
              * the stream finds a running thread instead of paying for a wakeup. */
-            if (handled && armed) svc_linger(rt);
+            if (handled && armed) svc_linger(rt, &lv);
         } else {
             armed = 0;
         }

@@ -5,7 +5,7 @@ set -euo pipefail
 # python3 and gnuplot-nox: bench/run and tools/dsmtrace (their tests skip the plots without gnuplot).
 # openssh-server and openssh-client: tests/launcher/test_sshd.sh runs dsmrun --hosts through a
 # real sshd of its own on 127.0.0.1.
-pkgs=(cmake make gcc pkg-config liburing-dev libcmocka-dev libibverbs-dev librdmacm-dev python3 gnuplot-nox
+pkgs=(cmake make gcc pkg-config liburing-dev libcmocka-dev libibverbs-dev librdmacm-dev libsodium-dev python3 gnuplot-nox
   openssh-server openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do

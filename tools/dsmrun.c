@@ -87,8 +87,11 @@
  * watcher ignores SIGTERM itself), waits up to 3 s for the node and sends SIGKILL to what is
  * left. When the node exits first, the watcher is killed and the node's status passed on, with
  * the marker line when it died by a signal (sh reports 128+N; ksh 256+N).
+ * Before all that it reads one line: the job's secret (DSM_SECRET), which must not be on the
+ * command line where every user of either host could see it with ps (empty: none to set).
  */
 #define REMOTE_WRAPPER                                                                             \
+    "IFS= read -r s; if [ -n \"$s\" ]; then DSM_SECRET=$s; export DSM_SECRET; fi; s=; "            \
     "exec 3<&0; \"$@\" </dev/null 3<&- & p=$!; "                                                   \
     "(trap \"\" TERM; while read -r _; do :; done; kill -TERM 0; i=0; "                            \
     "while kill -0 $p 2>/dev/null && [ $i -lt 15 ]; do sleep 0.2; i=$((i+1)); done; "              \
@@ -148,6 +151,8 @@ static struct {
     char coordinator[300];
     const char *job;
     char job_buf[320];
+    const char *secret; /* DSM_SECRET for the nodes (remote ones get it over ssh's input) */
+    char secret_buf[65];
     char cwd[PATH_MAX];
     char **ssh_words;
     char *xvars[256]; /* -x: NAME=VALUE */
@@ -586,7 +591,8 @@ static int free_local_port(void)
 static bool is_assigned_var(const char *entry)
 {
     static const char *const ours[] = {
-        "DSM_RANK=", "DSM_NODES=", "DSM_COORDINATOR=", "DSM_JOB=", "DSMRUN_VERSION="};
+        "DSM_RANK=", "DSM_NODES=", "DSM_COORDINATOR=", "DSM_JOB=", "DSMRUN_VERSION=",
+        "DSM_SECRET=" /* not a command-line word: sent over ssh's input (REMOTE_WRAPPER) */};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         if (strncmp(entry, ours[i], strlen(ours[i])) == 0) return true;
     return false;
@@ -597,8 +603,8 @@ static bool is_assigned_var(const char *entry)
  * variable the node must get on top of what it inherits. Local nodes inherit dsmrun's whole
  * environment, so only our own variables and -x are added; remote nodes start from what ssh
  * gives, so every DSM_* variable of dsmrun is passed too. -x comes last and wins.
- * (A secret for the nodes would have to go through the ssh channel instead of the command
- * line, where ps shows it: here is where that would change.)
+ * The secret is never added here (it would end up on the remote command line, where ps shows
+ * it): local nodes inherit it, remote ones read it from ssh's input (start_node).
  */
 static void node_env(int rank, bool remote, void (*add)(void *, const char *, size_t, const char *),
                      void *arg)
@@ -623,6 +629,7 @@ static void node_env(int rank, bool remote, void (*add)(void *, const char *, si
     }
     for (int i = 0; i < g.nx; i++) {
         const char *eq = strchr(g.xvars[i], '=');
+        if (!strncmp(g.xvars[i], "DSM_SECRET=", 11)) continue;
         add(arg, g.xvars[i], (size_t)(eq - g.xvars[i]), eq + 1);
     }
 }
@@ -762,6 +769,21 @@ static void setup_job(void)
                  (long long)time(NULL));
         g.job = g.job_buf;
     }
+    /* A secret of the user's (DSM_SECRET, -x DSM_SECRET, DSM_SECRET_FILE) is kept; else
+     * every job gets its own, so nobody else can join it (docs/security.md). */
+    g.secret = getenv("DSM_SECRET");
+    for (int i = 0; i < g.nx; i++)
+        if (!strncmp(g.xvars[i], "DSM_SECRET=", 11)) g.secret = g.xvars[i] + 11;
+    if ((!g.secret || !*g.secret) && !getenv("DSM_SECRET_FILE")) {
+        unsigned char r[32];
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, r, sizeof r) != (ssize_t)sizeof r)
+            die("cannot read /dev/urandom for the job's secret: %s", strerror(errno));
+        close(fd);
+        for (size_t i = 0; i < sizeof r; i++) snprintf(g.secret_buf + 2 * i, 3, "%02x", r[i]);
+        g.secret = g.secret_buf;
+    }
+    if (g.secret && *g.secret) setenv("DSM_SECRET", g.secret, 1); /* local nodes inherit it */
     prepare_nodes();
 }
 
@@ -899,6 +921,22 @@ static void signal_running(int sig)
     }
 }
 
+/* A local node stopped by a signal (state T in /proc/PID/stat): it cannot exit by itself, so
+ * waiting out the grace period for it only delays the job's end. */
+static bool is_stopped(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
 static const char *plural(int n)
 {
     return n == 1 ? "" : "s";
@@ -1009,6 +1047,14 @@ static pid_t start_node(int i, pid_t self)
     if (out[1] >= 0) close(out[1]);
     if (err[1] >= 0) close(err[1]);
     nd->stdin_w = in[1];
+    if (nd->stdin_w >= 0) {
+        /* The wrapper's first line: the secret, or an empty line (DSM_SECRET_FILE). A pipe
+         * takes these 66 bytes at once. */
+        char line[1100];
+        int n = snprintf(line, sizeof line, "%s\n", g.secret ? g.secret : "");
+        if (n > 0 && (size_t)n < sizeof line && write(nd->stdin_w, line, (size_t)n) != n)
+            msg("cannot hand node %d its secret: %s", i, strerror(errno));
+    }
     nd->out.fd = out[0];
     nd->err.fd = err[0];
     return pid;
@@ -1083,6 +1129,18 @@ static int run(void)
             deadline = now() + DRAIN_DELAY;
         }
 
+        if (phase == GRACE && !g.hosts_mode) {
+            for (int i = 0; i < g.nodes; i++) {
+                struct node *nd = &g.node[i];
+                if (!nd->running || nd->signalled || !is_stopped(nd->pid)) continue;
+                msg("node %d (pid %d) is stopped (SIGSTOP?) and cannot exit by itself; "
+                    "sending it SIGTERM now",
+                    i, (int)nd->pid);
+                nd->signalled = true;
+                kill(-nd->pid, SIGTERM);
+                kill(-nd->pid, SIGCONT);
+            }
+        }
         double t = now();
         if (phase != RUNNING && t >= deadline) {
             if (phase == DRAINING) {

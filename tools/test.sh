@@ -62,7 +62,7 @@ if [ "${UFDSM_SKIP_FUZZ:-0}" != 1 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  harnesses=(wire records boot_join boot_reply)
+  harnesses=(wire records boot_join boot_reply auth)
   echo "== build build-fuzz (clang, -DUFDSM_FUZZ=ON: libFuzzer + ASan + UBSan)"
   CC=clang cmake -S . -B build-fuzz -DUFDSM_WERROR=ON -DUFDSM_FUZZ=ON >/dev/null
   # Only the harnesses: they carry their own instrumented copy of transport/.

@@ -23,11 +23,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "dsm.h"
 #include "net.h"
 #include "transport.h"
@@ -113,14 +115,56 @@ static void put_addr(uint8_t *p, const struct dsm_peer_addr *a)
 
 /* ---------------------------------------------------------------- coordinator (rank 0) */
 
+/* What a joiner sends: its challenge and response (auth.h), then its JOIN. */
+#define IN_SIZE (DSM_AUTH_SIZE + JOIN_SIZE)
+
 struct conn {
     int fd;
     int rank; /* -1 until its JOIN was accepted */
+    int authed;
+    uint64_t auth_deadline; /* closed if not authenticated by then */
     size_t got;
+    struct dsm_auth au;
     char from[DSM_NET_ADDRSTR];
     char local[INET6_ADDRSTRLEN]; /* our address as this joiner reached us */
-    uint8_t buf[JOIN_SIZE];
+    uint8_t buf[IN_SIZE];
 };
+
+/* Passes a message about a harmless event to the runtime's log, if it asked for them. */
+static void note(const struct dsm_boot_cfg *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note(const struct dsm_boot_cfg *cfg, const char *fmt, ...)
+{
+    if (!cfg->note) return;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cfg->note(cfg->note_ctx, msg);
+}
+
+/* Closes a connection that has not proven the secret: it is not a node of this job, so the
+ * job goes on without it. It learns nothing (no reply: that would tell it about the job). */
+static void drop(const struct dsm_boot_cfg *cfg, struct conn *j, const char *why)
+{
+    note(cfg,
+         "closed a connection from %s to the coordinator: %s — not a node of this job (a "
+         "stray program, or a node with another DSM_SECRET); the job goes on",
+         j->from, why);
+    close(j->fd);
+    j->fd = -1;
+    j->rank = -1;
+    j->authed = 0;
+}
+
+/* Sends one small record on a fresh non-blocking socket: it fits the empty send buffer, so
+ * anything short of all of it means the peer is gone or hostile. 0 or -1. */
+static int send_small(int fd, const uint8_t *p, size_t len)
+{
+    ssize_t w = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return w == (ssize_t)len ? 0 : -1;
+}
 
 /* Best effort: the reply fits an empty socket buffer, and a joiner that is gone anyway
  * must not delay the error everyone else is waiting for. */
@@ -152,7 +196,7 @@ static int accept_join(const struct dsm_boot_cfg *cfg, struct conn *c, int nconn
                        struct dsm_peer_addr *addrs, char *err, size_t errlen)
 {
     struct conn *j = &c[i];
-    const uint8_t *p = j->buf;
+    const uint8_t *p = j->buf + DSM_AUTH_SIZE;
     uint32_t rank = dsm_net_get32(p + 12);
     struct dsm_job_desc d;
     struct dsm_peer_addr a;
@@ -196,12 +240,28 @@ static int accept_join(const struct dsm_boot_cfg *cfg, struct conn *c, int nconn
     return DSM_OK;
 }
 
-/* A slot for a new connection: one a port probe left, else a new one; -1 if full. */
+/* A slot for a new connection: one a stranger left, else a new one; -1 if full. */
 static int free_slot(const struct conn *c, int nconn, int cap)
 {
     for (int i = 0; i < nconn; i++)
         if (c[i].fd < 0 && c[i].rank < 0) return i;
     return nconn < cap ? nconn : -1;
+}
+
+/* All slots taken: the unauthenticated connection that has waited longest makes room, so
+ * strangers can never keep a real node out (joined nodes use at most DSM_MAX_NODES - 1 of
+ * the 2 * DSM_MAX_NODES slots, and a real node authenticates within a round trip). */
+static int evict_slot(const struct dsm_boot_cfg *cfg, struct conn *c, int nconn)
+{
+    int old = -1;
+    for (int i = 0; i < nconn; i++)
+        if (c[i].fd >= 0 && !c[i].authed && (old < 0 || c[i].auth_deadline < c[old].auth_deadline))
+            old = i;
+    if (old >= 0)
+        drop(cfg, &c[old],
+             "all connection slots are taken and it is the oldest that "
+             "has not authenticated");
+    return old;
 }
 
 static void close_conns(struct conn *c, int nconn)
@@ -216,6 +276,7 @@ static int coordinator(const struct dsm_boot_cfg *cfg, const struct sockaddr *co
 {
     char secs[32];
     if (cfg->nodes == 1) return DSM_OK; /* nobody to wait for; addrs[0] is already set */
+    const struct dsm_auth_key *key = cfg->key;
 
     struct sockaddr_storage bind_sa;
     socklen_t blen = clen;
@@ -272,13 +333,25 @@ static int coordinator(const struct dsm_boot_cfg *cfg, const struct sockaddr *co
             fail_all(c, nconn, -1, rc, &cfg->desc, err);
             goto out;
         }
+        /* Strangers that have not authenticated in time go; real nodes are not affected. */
+        uint64_t wake = deadline;
+        for (int i = 0; i < nconn; i++) {
+            if (c[i].fd < 0 || c[i].authed) continue;
+            if (c[i].auth_deadline <= now) {
+                drop(cfg, &c[i],
+                     c[i].got ? "it did not complete the authentication within "
+                                "the deadline"
+                              : "it sent nothing within the deadline");
+                continue;
+            }
+            if (c[i].auth_deadline < wake) wake = c[i].auth_deadline;
+        }
         /* Joined connections are not watched: they only wait for the table now. */
         int np = 0;
-        pf[np++] =
-            (struct pollfd){.fd = free_slot(c, nconn, cap) >= 0 ? cfd : -1, .events = POLLIN};
+        pf[np++] = (struct pollfd){.fd = cfd, .events = POLLIN};
         for (int i = 0; i < nconn; i++)
             pf[np++] = (struct pollfd){.fd = c[i].rank < 0 ? c[i].fd : -1, .events = POLLIN};
-        uint64_t left = deadline - now;
+        uint64_t left = wake - now;
         int n = poll(pf, (nfds_t)np, left > 1000000 ? 1000000 : (int)left);
         if (n < 0 && errno != EINTR) {
             snprintf(err, errlen, "poll failed in the bootstrap: %s", strerror(errno));
@@ -292,38 +365,69 @@ static int coordinator(const struct dsm_boot_cfg *cfg, const struct sockaddr *co
         for (int i = 0; i < nconn; i++) {
             struct conn *j = &c[i];
             if (j->fd < 0 || j->rank >= 0 || !pf[1 + i].revents) continue;
-            ssize_t r = recv(j->fd, j->buf + j->got, JOIN_SIZE - j->got, MSG_DONTWAIT);
+            /* Never past the challenge and response before they are checked: a joiner
+             * only sends its JOIN once it has checked ours, so nothing is lost. */
+            size_t want = j->got < DSM_AUTH_REC_SIZE ? DSM_AUTH_REC_SIZE
+                          : !j->authed               ? DSM_AUTH_SIZE
+                                                     : IN_SIZE;
+            ssize_t r = recv(j->fd, j->buf + j->got, want - j->got, MSG_DONTWAIT);
             if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
             if (r <= 0) {
-                /* Connected and left without a word: a port probe, not a node. */
-                if (j->got == 0) {
-                    close(j->fd);
-                    j->fd = -1;
+                if (!j->authed) {
+                    /* A port probe, a stranger, or a node that refused our proof (it says
+                     * why on its side). */
+                    char why[96];
+                    snprintf(why, sizeof why, "it %s after %zu bytes without authenticating",
+                             r == 0 ? "closed the connection" : strerror(errno), j->got);
+                    drop(cfg, j, why);
                     continue;
                 }
                 snprintf(err, errlen,
-                         "a connection from %s to the coordinator %s after %zu of the %d bytes "
-                         "of its join record — did that node crash?",
-                         j->from, r == 0 ? "closed" : strerror(errno), j->got, JOIN_SIZE);
+                         "an authenticated node connected from %s to the coordinator %s after "
+                         "%zu of the %d bytes of its join record — did that node crash?",
+                         j->from, r == 0 ? "closed" : strerror(errno), j->got - DSM_AUTH_SIZE,
+                         JOIN_SIZE);
                 rc = DSM_EPEER;
                 fail_all(c, nconn, -1, rc, &cfg->desc, err);
                 goto out;
             }
             size_t before = j->got;
             j->got += (size_t)r;
-            char why[160];
-            if (before < BOOT_HDR && j->got >= BOOT_HDR &&
-                check_hdr(j->buf, K_JOIN, K_JOIN, why, sizeof why)) {
+            char why[300];
+            if (j->got == DSM_AUTH_REC_SIZE) {
+                uint8_t resp[DSM_AUTH_REC_SIZE];
+                if (dsm_auth_on_challenge(&j->au, j->buf, resp, why, sizeof why)) {
+                    drop(cfg, j, why);
+                    continue;
+                }
+                if (send_small(j->fd, resp, sizeof resp)) {
+                    drop(cfg, j, "it did not take our authentication response");
+                    continue;
+                }
+                continue;
+            }
+            if (j->got == DSM_AUTH_SIZE && !j->authed) {
+                if (dsm_auth_on_response(&j->au, j->buf + DSM_AUTH_REC_SIZE, why, sizeof why)) {
+                    drop(cfg, j, why);
+                    continue;
+                }
+                j->authed = 1;
+                continue;
+            }
+            if (!j->authed) continue;
+            const size_t hdr = DSM_AUTH_SIZE + BOOT_HDR;
+            if (before < hdr && j->got >= hdr &&
+                check_hdr(j->buf + DSM_AUTH_SIZE, K_JOIN, K_JOIN, why, sizeof why)) {
                 snprintf(err, errlen,
-                         "a connection from %s to the coordinator port sent %s — is another "
-                         "program using %s?",
-                         j->from, why, coord_str);
+                         "a node at %s that knows this job's secret sent %s instead of its join "
+                         "record — run the same ufdsm build everywhere",
+                         j->from, why);
                 rc = DSM_EHANDSHAKE;
                 send_reply(j->fd, K_FAIL, rc, &cfg->desc, err);
                 fail_all(c, nconn, i, rc, &cfg->desc, err);
                 goto out;
             }
-            if (j->got < JOIN_SIZE) continue;
+            if (j->got < IN_SIZE) continue;
             rc = accept_join(cfg, c, nconn, i, addrs, err, errlen);
             if (rc) {
                 fail_all(c, nconn, i, rc, &cfg->desc, err);
@@ -332,19 +436,36 @@ static int coordinator(const struct dsm_boot_cfg *cfg, const struct sockaddr *co
             joined++;
         }
         if (pf[0].revents) {
-            for (int slot; (slot = free_slot(c, nconn, cap)) >= 0;) {
+            /* Bounded per round, so a flood of connections cannot keep us from reading. */
+            for (int k = 0; k < 64; k++) {
                 struct sockaddr_storage from, me;
                 socklen_t fl = sizeof from, ml = sizeof me;
                 int fd = accept4(cfd, (struct sockaddr *)&from, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) break; /* EAGAIN, or a connection that died in the backlog */
+                int slot = free_slot(c, nconn, cap);
+                if (slot < 0) slot = evict_slot(cfg, c, nconn);
+                if (slot < 0) { /* cannot happen: joined nodes never fill the table */
+                    close(fd);
+                    break;
+                }
                 if (slot == nconn) nconn++;
                 struct conn *j = &c[slot];
                 memset(j, 0, sizeof *j);
                 j->fd = fd;
                 j->rank = -1;
+                j->auth_deadline = dsm_net_now_ms() + DSM_AUTH_DEADLINE_MS;
                 dsm_net_fmt((struct sockaddr *)&from, j->from, sizeof j->from);
                 if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
                     dsm_net_host((struct sockaddr *)&me, j->local, sizeof j->local);
+                uint8_t chal[DSM_AUTH_REC_SIZE];
+                if (dsm_auth_start(&j->au, key, DSM_AUTH_ACCEPTOR, chal)) {
+                    snprintf(err, errlen, "libsodium cannot be initialised (no randomness?)");
+                    rc = DSM_ESYS;
+                    fail_all(c, nconn, -1, rc, &cfg->desc, err);
+                    goto out;
+                }
+                if (send_small(fd, chal, sizeof chal))
+                    drop(cfg, j, "it did not take our challenge");
             }
         }
     }
@@ -401,18 +522,87 @@ out:
 
 /* ---------------------------------------------------------------- joiner (rank > 0) */
 
+/* join_auth: lost or stalled before the end, try another connection. */
+#define RETRY 1
+
+/* The joiner's half of auth.h on a fresh connection to the coordinator: nothing about the
+ * job is sent before the coordinator has proven the secret. DSM_OK; RETRY if the connection
+ * was lost or stalled before the end (the coordinator may have dropped it as the oldest of
+ * many unauthenticated ones); else an error in err. */
+static int join_auth(const struct dsm_boot_cfg *cfg, int fd, const char *coord_str,
+                     uint64_t deadline, char *err, size_t errlen)
+{
+    struct dsm_auth au;
+    uint8_t mine[DSM_AUTH_REC_SIZE], theirs[DSM_AUTH_REC_SIZE];
+    char why[300];
+    if (dsm_auth_start(&au, cfg->key, DSM_AUTH_CONNECTOR, mine)) {
+        snprintf(err, errlen, "libsodium cannot be initialised (no randomness source?)");
+        return DSM_ESYS;
+    }
+    /* A real coordinator answers within a round trip; one that does not is retried. */
+    uint64_t step = dsm_net_now_ms() + 2 * DSM_AUTH_DEADLINE_MS;
+    if (step > deadline) step = deadline;
+    size_t got = 0;
+    int e = dsm_net_write_all(fd, mine, sizeof mine, step);
+    if (!e) e = dsm_net_read_all(fd, theirs, sizeof theirs, &got, step);
+    if (e && got >= 4 && dsm_net_get32(theirs) != DSM_AUTH_MAGIC) {
+        /* Short of a record, but enough to tell it is not ours (a banner, say). */
+        snprintf(err, errlen,
+                 "the program at the coordinator address %s sent data that is not from ufdsm "
+                 "(magic 0x%08x) — it is not node 0 of a ufdsm job: is DSM_COORDINATOR right, "
+                 "or does another program use that port?",
+                 coord_str, dsm_net_get32(theirs));
+        return DSM_EHANDSHAKE;
+    }
+    if (e) return RETRY;
+    if (dsm_auth_on_challenge(&au, theirs, mine, why, sizeof why)) {
+        snprintf(err, errlen,
+                 "the program at the coordinator address %s sent %s — it is not node 0 of a "
+                 "ufdsm job: is DSM_COORDINATOR right, or does another program use that port?",
+                 coord_str, why);
+        return DSM_EHANDSHAKE;
+    }
+    e = dsm_net_write_all(fd, mine, sizeof mine, step);
+    if (!e) e = dsm_net_read_all(fd, theirs, sizeof theirs, &got, step);
+    if (e) return RETRY;
+    if (dsm_auth_on_response(&au, theirs, why, sizeof why)) {
+        snprintf(err, errlen,
+                 "the coordinator at %s gave %s — refusing to join: either the secrets differ "
+                 "(set the same DSM_SECRET or DSM_SECRET_FILE on every node; dsmrun does it) or "
+                 "a program that is not node 0 of this job holds that port",
+                 coord_str, why);
+        return DSM_EHANDSHAKE;
+    }
+    return DSM_OK;
+}
+
 static int join(const struct dsm_boot_cfg *cfg, const struct sockaddr *coord, socklen_t clen,
                 const char *coord_str, uint16_t lport, struct dsm_peer_addr *addrs,
                 uint64_t deadline, char *err, size_t errlen)
 {
     char secs[32];
-    int fd = dsm_net_connect_retry(coord, clen, deadline);
-    if (fd < 0) {
-        snprintf(err, errlen,
-                 "cannot reach the coordinator (node 0) at %s after %s: %s — start node 0, or "
-                 "check DSM_COORDINATOR and the firewall",
-                 coord_str, dsm_net_secs(cfg->timeout_ms, secs, sizeof secs), strerror(-fd));
-        return DSM_EPEER;
+    int fd;
+    for (;;) {
+        fd = dsm_net_connect_retry(coord, clen, deadline);
+        if (fd < 0) {
+            snprintf(err, errlen,
+                     "cannot reach the coordinator (node 0) at %s after %s: %s — start node 0, "
+                     "or check DSM_COORDINATOR and the firewall",
+                     coord_str, dsm_net_secs(cfg->timeout_ms, secs, sizeof secs), strerror(-fd));
+            return DSM_EPEER;
+        }
+        int rc = join_auth(cfg, fd, coord_str, deadline, err, errlen);
+        if (rc == DSM_OK) break;
+        close(fd);
+        if (rc != RETRY) return rc;
+        if (dsm_net_now_ms() + 100 >= deadline) {
+            snprintf(err, errlen,
+                     "the coordinator at %s accepted connections for %s but never completed the "
+                     "authentication — is node 0 overloaded, or is another program on that port?",
+                     coord_str, dsm_net_secs(cfg->timeout_ms, secs, sizeof secs));
+            return DSM_EPEER;
+        }
+        usleep(100 * 1000);
     }
     /* The coordinator may have started long after this node and then waits up to the full
      * timeout for the others: give it that long plus a second, so that its own message
@@ -574,6 +764,11 @@ int dsm_bootstrap(const struct dsm_boot_cfg *cfg, int *listen_fd, struct dsm_pee
     int timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 30000;
     struct dsm_boot_cfg c = *cfg;
     c.timeout_ms = timeout_ms;
+    struct dsm_auth_key none;
+    if (!c.key) {
+        if (dsm_auth_key_init(&none, NULL, 0, err, errlen)) return DSM_ESYS;
+        c.key = &none;
+    }
     uint64_t deadline = dsm_net_now_ms() + (uint64_t)timeout_ms;
 
     char host[DSM_NET_HOST_MAX];
@@ -598,6 +793,19 @@ int dsm_bootstrap(const struct dsm_boot_cfg *cfg, int *listen_fd, struct dsm_pee
      * name from other hosts, so it gets the wildcard like any network address. */
     int loopback = dsm_net_is_loopback((struct sockaddr *)&coord) &&
                    (!dsm_net_numeric(host, port, &probe, &pl) || !strcmp(host, "localhost"));
+
+    if (!c.key->secret && !loopback) {
+        snprintf(err, errlen,
+                 "no secret for a job whose coordinator %s is reachable from other hosts: anyone "
+                 "who can reach its ports could join it — set DSM_SECRET (16+ characters, the "
+                 "same on every node) or DSM_SECRET_FILE (a file of mode 600 holding it); "
+                 "dsmrun does this for you (docs/security.md)",
+                 coord_str);
+        return DSM_EINVAL;
+    }
+    if (!c.key->secret && cfg->nodes > 1)
+        note(&c, "no DSM_SECRET or DSM_SECRET_FILE: any local user could join this job on its "
+                 "loopback ports — dsmrun sets a secret for you (docs/security.md)");
 
     struct sockaddr_storage dsa;
     socklen_t dlen = clen;

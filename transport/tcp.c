@@ -56,6 +56,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "dsm.h"
 #include "net.h"
 #include "transport.h"
@@ -553,6 +554,11 @@ static const struct dsm_tp_ops tcp_ops = {
 
 enum { HS_FREE, HS_RETRY, HS_CONNECTING, HS_HELLO, HS_DONE };
 
+/* Each side's byte stream on a new connection: challenge, response (auth.h), hello. Our
+ * response is only written once their challenge is in, our hello once their response has
+ * proven the secret: nothing about the job goes to a connection that has not. */
+#define HS_TOTAL (DSM_AUTH_SIZE + DSM_NET_HELLO_SIZE)
+
 /* One connection being set up. Outgoing ones (to lower ranks) know their peer; accepted
  * ones learn it from the hello. */
 struct hs {
@@ -561,12 +567,37 @@ struct hs {
     int peer;
     int out;
     uint64_t retry_at;
+    uint64_t auth_deadline; /* incoming: closed if not authenticated by then */
     int backoff;
     int last_err; /* outgoing: why the last attempt failed (-errno, or 1: closed early) */
-    size_t sent, got;
-    uint8_t in[DSM_NET_HELLO_SIZE];
+    int authed;
+    size_t sent, got, outlen;
+    struct dsm_auth au;
+    uint8_t in[HS_TOTAL];
+    uint8_t outb[HS_TOTAL];
     char from[DSM_NET_ADDRSTR];
 };
+
+/* Readies the exchange on a new connection: our challenge goes first. */
+static void hs_begin(struct hs *h, const struct dsm_boot_cfg *cfg, int role)
+{
+    h->sent = h->got = 0;
+    h->authed = 0;
+    h->outlen = DSM_AUTH_REC_SIZE;
+    (void)dsm_auth_start(&h->au, cfg->key, role, h->outb); /* sodium was initialised by the
+                                                               caller: it cannot fail here */
+}
+
+static void hs_note(const struct dsm_boot_cfg *cfg, const struct hs *h, const char *why)
+{
+    if (!cfg->note) return;
+    char msg[700];
+    snprintf(msg, sizeof msg,
+             "closed a connection from %s to this node's data port: %s — not a node of this "
+             "job (a stray program, or a node with another DSM_SECRET); the job goes on",
+             h->from, why);
+    cfg->note(cfg->note_ctx, msg);
+}
 
 static void hs_close(struct hs *h)
 {
@@ -584,14 +615,15 @@ static void hs_retry(struct hs *h, int why, uint64_t now)
     h->backoff = h->backoff * 2 > 200 ? 200 : h->backoff * 2;
 }
 
-static int hs_start(struct hs *h, const struct sockaddr_storage *sa, socklen_t len)
+static int hs_start(struct hs *h, const struct dsm_boot_cfg *cfg, const struct sockaddr_storage *sa,
+                    socklen_t len)
 {
     int pending;
     int fd = dsm_net_connect_start((const struct sockaddr *)sa, len, &pending);
     if (fd < 0) return fd;
     h->fd = fd;
     h->state = pending ? HS_CONNECTING : HS_HELLO;
-    h->sent = h->got = 0;
+    hs_begin(h, cfg, DSM_AUTH_CONNECTOR);
     return 0;
 }
 
@@ -603,7 +635,7 @@ static int hs_check(struct tcp *t, const struct dsm_boot_cfg *cfg, struct hs *h,
     struct dsm_job_desc d;
     char why[200];
     const char *who = h->out ? t->peers[h->peer].name : h->from;
-    if (dsm_net_hello_decode(h->in, &rank, &d, why, sizeof why)) {
+    if (dsm_net_hello_decode(h->in + DSM_AUTH_SIZE, &rank, &d, why, sizeof why)) {
         snprintf(err, errlen, "%s%s sent %s", h->out ? "" : "a connection from ", who, why);
         return DSM_EHANDSHAKE;
     }
@@ -637,6 +669,10 @@ static int hs_check(struct tcp *t, const struct dsm_boot_cfg *cfg, struct hs *h,
             return DSM_EHANDSHAKE;
         }
         h->peer = rank;
+    }
+    if (cfg->peer_timeout_ms > 0) {
+        unsigned ut = (unsigned)cfg->peer_timeout_ms;
+        (void)setsockopt(h->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
     }
     t->peers[h->peer].fd = h->fd;
     h->fd = -1;
@@ -691,6 +727,34 @@ static void timeout_message(struct tcp *t, const struct dsm_boot_cfg *cfg, struc
            missing > 1 ? "their" : "its");
 }
 
+/* A node in the address table opened its data listener before it joined, and keeps it open
+ * until its mesh is complete: a refused connection means it has exited since. Names it now
+ * rather than after the whole connect timeout. */
+static void gone_message(struct tcp *t, int peer, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "%s refused the connection: it was listening when it joined the job, so it has "
+             "exited since (see its log, or the launcher's report on it)",
+             t->peers[peer].name);
+}
+
+/* Is the node at sa gone (its listener refuses)? A short synchronous probe, at most 50 ms;
+ * a probe that connects is closed at once without a byte, which the node ignores. */
+static int peer_gone(const struct sockaddr_storage *sa, socklen_t len)
+{
+    int pending;
+    int fd = dsm_net_connect_start((const struct sockaddr *)sa, len, &pending);
+    if (fd == -ECONNREFUSED) return 1;
+    if (fd < 0) return 0;
+    int e = 0;
+    if (pending) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        e = poll(&p, 1, 50) == 1 ? dsm_net_connect_result(fd) : 0;
+    }
+    close(fd);
+    return e == -ECONNREFUSED;
+}
+
 /* Connects to every lower rank, accepts every higher one, hello both ways on each. */
 static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
                         const struct sockaddr_storage *sa, const socklen_t *salen, char *err,
@@ -709,8 +773,18 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
     for (int k = 0; k < cap; k++) hs[k].fd = -1, hs[k].peer = -1;
     uint8_t hello[DSM_NET_HELLO_SIZE];
     dsm_net_hello_encode(hello, rank, &cfg->desc);
+    {
+        uint8_t scratch[DSM_AUTH_REC_SIZE];
+        struct dsm_auth probe;
+        if (dsm_auth_start(&probe, cfg->key, DSM_AUTH_CONNECTOR, scratch)) {
+            snprintf(err, errlen, "libsodium cannot be initialised (no randomness source?)");
+            rc = DSM_ESYS;
+            goto out;
+        }
+    }
     uint64_t deadline = dsm_net_now_ms() + (uint64_t)cfg->timeout_ms;
     int nhs = 0, done = 0;
+    uint64_t next_probe = dsm_net_now_ms() + 250;
     for (int j = 0; j < rank; j++) {
         struct hs *h = &hs[nhs++];
         h->state = HS_RETRY;
@@ -731,21 +805,66 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
             struct hs *h = &hs[k];
             if (h->state != HS_RETRY) continue;
             if (h->retry_at <= now) {
-                int e = hs_start(h, &sa[h->peer], salen[h->peer]);
+                int e = hs_start(h, cfg, &sa[h->peer], salen[h->peer]);
+                if (e == -ECONNREFUSED) {
+                    gone_message(t, h->peer, err, errlen);
+                    rc = DSM_EPEER;
+                    goto out;
+                }
                 if (e) hs_retry(h, e, now);
             }
             if (h->state == HS_RETRY && h->retry_at < wake) wake = h->retry_at;
         }
+        /* The higher ranks connect to us: one that died after joining would only be noticed
+         * at the deadline, so every 250 ms each one still missing is probed. */
+        if (now >= next_probe) {
+            next_probe = now + 250;
+            for (int r = rank + 1; r < nodes; r++) {
+                if (t->peers[r].fd >= 0 || !peer_gone(&sa[r], salen[r])) continue;
+                gone_message(t, r, err, errlen);
+                rc = DSM_EPEER;
+                goto out;
+            }
+        }
+        if (next_probe < wake) wake = next_probe;
+        /* Strangers that have not authenticated in time go; nodes are not affected. */
+        for (int k = 0; k < nhs; k++) {
+            struct hs *h = &hs[k];
+            if (h->out || h->state != HS_HELLO || h->authed) continue;
+            if (h->auth_deadline <= now) {
+                hs_note(cfg, h,
+                        h->got ? "it did not complete the authentication in time"
+                               : "it sent nothing within the deadline");
+                hs_close(h), h->state = HS_FREE;
+            } else if (h->auth_deadline < wake)
+                wake = h->auth_deadline;
+        }
         int free_slot = -1;
         for (int k = 0; k < cap && free_slot < 0; k++)
             if (hs[k].state == HS_FREE && (k >= nhs || !hs[k].out)) free_slot = k;
+        if (free_slot < 0) {
+            /* Full of strangers: the one that has waited longest makes room, so they can
+             * never keep a node out (a real one authenticates within a round trip). */
+            for (int k = 0; k < nhs; k++) {
+                struct hs *h = &hs[k];
+                if (h->out || h->state != HS_HELLO || h->authed) continue;
+                if (free_slot < 0 || h->auth_deadline < hs[free_slot].auth_deadline) free_slot = k;
+            }
+            if (free_slot >= 0) {
+                hs_note(cfg, &hs[free_slot],
+                        "all connection slots are taken and it is the "
+                        "oldest that has not authenticated");
+                hs_close(&hs[free_slot]);
+                hs[free_slot].state = HS_FREE;
+            }
+        }
         int np = 0;
         pf[np++] = (struct pollfd){.fd = free_slot >= 0 ? lfd : -1, .events = POLLIN};
         for (int k = 0; k < nhs; k++) {
             struct hs *h = &hs[k];
             short ev = 0;
             if (h->state == HS_CONNECTING) ev = POLLOUT;
-            if (h->state == HS_HELLO) ev = POLLIN | (h->sent < DSM_NET_HELLO_SIZE ? POLLOUT : 0);
+            if (h->state == HS_HELLO) ev = POLLIN | (h->sent < h->outlen ? POLLOUT : 0);
             pf[np++] = (struct pollfd){.fd = ev ? h->fd : -1, .events = ev};
         }
         int n = poll(pf, (nfds_t)np, wake > now ? (int)(wake - now) : 0);
@@ -763,6 +882,11 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
             if (!rev) continue;
             if (h->state == HS_CONNECTING) {
                 int e = dsm_net_connect_result(h->fd);
+                if (e == -ECONNREFUSED) {
+                    gone_message(t, h->peer, err, errlen);
+                    rc = DSM_EPEER;
+                    goto out;
+                }
                 if (e)
                     hs_retry(h, e, now);
                 else
@@ -770,8 +894,8 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
                 continue;
             }
             if (h->state != HS_HELLO) continue;
-            if (h->sent < DSM_NET_HELLO_SIZE) {
-                ssize_t w = send(h->fd, hello + h->sent, DSM_NET_HELLO_SIZE - h->sent,
+            if (h->sent < h->outlen) {
+                ssize_t w = send(h->fd, h->outb + h->sent, h->outlen - h->sent,
                                  MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (w > 0)
                     h->sent += (size_t)w;
@@ -783,30 +907,77 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
                     continue;
                 }
             }
-            if (h->got < DSM_NET_HELLO_SIZE) {
-                ssize_t g = recv(h->fd, h->in + h->got, DSM_NET_HELLO_SIZE - h->got, MSG_DONTWAIT);
+            size_t want = h->got < DSM_AUTH_REC_SIZE ? DSM_AUTH_REC_SIZE
+                          : !h->authed               ? DSM_AUTH_SIZE
+                                                     : HS_TOTAL;
+            if (h->got < want) {
+                ssize_t g = recv(h->fd, h->in + h->got, want - h->got, MSG_DONTWAIT);
                 if (g > 0)
                     h->got += (size_t)g;
                 else if (g == 0 || (errno != EAGAIN && errno != EINTR)) {
-                    /* Before its hello, a peer that goes away is retried (outgoing) or was a
-                     * stray (incoming); the hello of a peer that rejects us comes first. */
+                    /* Before it proved the secret, a peer that goes away is retried
+                     * (outgoing) or was a stranger (incoming); the hello of a peer that
+                     * rejects us comes first. */
                     int e = g == 0 ? 1 : -errno;
                     if (h->out)
                         hs_retry(h, e, now);
-                    else if (h->got == 0)
+                    else if (!h->authed) {
+                        if (h->got)
+                            hs_note(cfg, h, "it closed the connection before authenticating");
                         hs_close(h), h->state = HS_FREE;
-                    else {
+                    } else {
                         snprintf(err, errlen,
-                                 "a connection from %s closed in the middle of its handshake "
-                                 "(%zu of %d bytes)",
-                                 h->from, h->got, DSM_NET_HELLO_SIZE);
+                                 "a node connected from %s that knows this job's secret closed "
+                                 "the connection in the middle of its handshake (%zu of %d "
+                                 "bytes) — see that node's log",
+                                 h->from, h->got - DSM_AUTH_SIZE, DSM_NET_HELLO_SIZE);
                         rc = DSM_EPEER;
                         goto out;
                     }
                     continue;
                 }
+                char why[300];
+                const char *who = h->out ? t->peers[h->peer].name : h->from;
+                if (h->got == DSM_AUTH_REC_SIZE && h->outlen == DSM_AUTH_REC_SIZE) {
+                    if (dsm_auth_on_challenge(&h->au, h->in, h->outb + DSM_AUTH_REC_SIZE, why,
+                                              sizeof why)) {
+                        if (!h->out) {
+                            hs_note(cfg, h, why);
+                            hs_close(h), h->state = HS_FREE;
+                            continue;
+                        }
+                        snprintf(err, errlen,
+                                 "%s sent %s — the address table names a program that is not "
+                                 "a node of this job (did that node exit and another program "
+                                 "take its port?)",
+                                 who, why);
+                        rc = DSM_EHANDSHAKE;
+                        goto out;
+                    }
+                    h->outlen = DSM_AUTH_SIZE;
+                } else if (h->got == DSM_AUTH_SIZE && !h->authed) {
+                    if (dsm_auth_on_response(&h->au, h->in + DSM_AUTH_REC_SIZE, why, sizeof why)) {
+                        if (!h->out) {
+                            hs_note(cfg, h, why);
+                            hs_close(h), h->state = HS_FREE;
+                            continue;
+                        }
+                        snprintf(err, errlen, "%s gave %s — refusing to connect", who, why);
+                        rc = DSM_EHANDSHAKE;
+                        goto out;
+                    }
+                    h->authed = 1;
+                    memcpy(h->outb + DSM_AUTH_SIZE, hello, DSM_NET_HELLO_SIZE);
+                    h->outlen = HS_TOTAL;
+                }
+                /* What we may send now goes at once, not after another poll. */
+                if (h->sent < h->outlen) {
+                    ssize_t w = send(h->fd, h->outb + h->sent, h->outlen - h->sent,
+                                     MSG_DONTWAIT | MSG_NOSIGNAL);
+                    if (w > 0) h->sent += (size_t)w;
+                }
             }
-            if (h->got == DSM_NET_HELLO_SIZE && h->sent == DSM_NET_HELLO_SIZE) {
+            if (h->got == HS_TOTAL && h->sent == HS_TOTAL) {
                 rc = hs_check(t, cfg, h, err, errlen);
                 if (rc) goto out;
                 done++;
@@ -822,6 +993,8 @@ static int connect_mesh(struct tcp *t, const struct dsm_boot_cfg *cfg, int lfd,
                 h->fd = fd;
                 h->peer = -1;
                 h->state = HS_HELLO;
+                h->auth_deadline = now + DSM_AUTH_DEADLINE_MS;
+                hs_begin(h, cfg, DSM_AUTH_ACCEPTOR);
                 dsm_net_fmt((struct sockaddr *)&from, h->from, sizeof h->from);
                 if (free_slot >= nhs) nhs = free_slot + 1;
             }
@@ -898,6 +1071,14 @@ int dsm_tcp_create(const struct dsm_boot_cfg *cfg, int listen_fd, const struct d
 
     struct dsm_boot_cfg c = *cfg;
     if (c.timeout_ms <= 0) c.timeout_ms = 30000;
+    struct dsm_auth_key none;
+    if (!c.key) {
+        if (dsm_auth_key_init(&none, NULL, 0, err, errlen)) {
+            rc = DSM_ESYS;
+            goto fail;
+        }
+        c.key = &none;
+    }
     int fl = fcntl(listen_fd, F_GETFL);
     if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
         snprintf(err, errlen, "the data listener is not usable: %s", strerror(errno));

@@ -79,11 +79,23 @@ struct dsm_job_desc {
     uint32_t page_size;
 };
 
+struct dsm_auth_key;
+
 struct dsm_boot_cfg {
     int rank, nodes;
     const char *coordinator; /* "host:port": rank 0 listens there, others connect */
     int timeout_ms;          /* bounded wait for every step */
     struct dsm_job_desc desc;
+    /* The job's secret (auth.h), proven on every connection before anything else crosses
+     * it. NULL: no secret (the exchange runs with the empty one; loopback jobs only). */
+    const struct dsm_auth_key *key;
+    /* TCP_USER_TIMEOUT of the mesh connections (ms): unacknowledged data for this long ends
+     * the connection (a peer cut off). 0: the kernel's default. */
+    int peer_timeout_ms;
+    /* Told about connections that were closed without harm to the job (strangers, port
+     * probes, wrong secrets), since nothing in transport/ logs. NULL: not told. */
+    void (*note)(void *ctx, const char *msg);
+    void *note_ctx;
 };
 
 /*

@@ -41,6 +41,7 @@ static const char *const type_names[DSM_MSG_TYPE_COUNT] = {
     [DSM_MSG_FREE] = "FREE",
     [DSM_MSG_BYE] = "BYE",
     [DSM_MSG_ABORT] = "ABORT",
+    [DSM_MSG_PING] = "PING",
 };
 
 const char *dsm_wire_type_name(unsigned type)

@@ -44,6 +44,10 @@ enum dsm_wire_type {
     COH_RC_MESSAGES(DSM_X_RC) /* 21-28: release consistency (rc.h) */
 #undef DSM_X_SC
 #undef DSM_X_RC
+    /* Liveness: sent by the runtime's service thread every DSM_PEER_TIMEOUT/4, so that a node
+     * heard nothing from for DSM_PEER_TIMEOUT is known to be frozen or cut off. No payload;
+     * the runtime drops it on arrival (it only counts as "heard from"). */
+    DSM_MSG_PING = 29,
     DSM_MSG_TYPE_COUNT
 };
 

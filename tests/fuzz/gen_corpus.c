@@ -1,18 +1,20 @@
 /*
  * gen_corpus.c - writes the seed corpus of every harness from the real encoders:
- *   fuzz_gen_corpus DIR      (DIR/wire, DIR/records, DIR/boot_join, DIR/boot_reply)
+ *   fuzz_gen_corpus DIR      (DIR/wire, DIR/records, DIR/boot_join, DIR/boot_reply, DIR/auth)
  * wire: one valid frame of each type (payloads included) and a stream of several;
  * records: a hello, a job description, RDMA private data and selection records, each behind
  *   the byte that picks its decoder;
  * boot_join: JOIN records captured from dsm_bootstrap joiners (boot_joiner), one and two;
  * boot_reply: replies captured from a dsm_bootstrap coordinator (boot_coordinator) fed with
- *   those: a TABLE (own port replaced by BOOT_PORT_SELF), a MISMATCH and a FAIL.
+ *   those: a TABLE (own port replaced by BOOT_PORT_SELF), a MISMATCH and a FAIL;
+ * auth: a stranger's challenge and honest peers with equal, different and too short secrets.
  * Seeds are the starting points, kept few and small; libFuzzer finds the rest. The captured
  * records carry the kernel's port numbers of the run, so regenerating changes those bytes.
  */
 #include <errno.h>
 #include <sys/stat.h>
 
+#include "auth.h"
 #include "boot.h"
 #include "fuzz.h"
 #include "net.h"
@@ -92,6 +94,7 @@ static void gen_wire(void)
         {"coll", DSM_MSG_COLL, 0, 0, 2, coll, sizeof coll},
         {"free", DSM_MSG_FREE, 0, 0, FUZZ_BASE + FUZZ_MEMORY - 64, NULL, 0},
         {"bye", DSM_MSG_BYE, 0, 0, 0, NULL, 0},
+        {"ping", DSM_MSG_PING, 0, 0, 0, NULL, 0},
         {"abort", DSM_MSG_ABORT, 0, 0, 0, abort_text, sizeof abort_text - 1},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
@@ -199,6 +202,30 @@ static void gen_boot(void)
     capture_reply(bad, sizeof bad, "fail", 0);
 }
 
+/* ---------------------------------------------------------------- auth */
+
+/* A stranger's valid challenge with a garbage response (mode 0), and honest peers holding
+ * the same secret, another one, and one too short (mode 1). */
+static void gen_auth(void)
+{
+    struct dsm_auth_key key;
+    struct dsm_auth a;
+    uint8_t rec[1 + 2 * DSM_AUTH_REC_SIZE] = {0};
+    char why[256];
+    if (dsm_auth_key_init(&key, NULL, 0, why, sizeof why) ||
+        dsm_auth_start(&a, &key, DSM_AUTH_CONNECTOR, rec + 1)) {
+        fprintf(stderr, "gen_corpus: libsodium: %s\n", why);
+        exit(1);
+    }
+    memset(rec + 1 + DSM_AUTH_REC_SIZE, 0x41, DSM_AUTH_REC_SIZE);
+    put_file("auth", "stranger", rec, sizeof rec, NULL, 0);
+    static const uint8_t same[] = "\x01\x00dsmrun-0123456789abcdef",
+                         other[] = "\x01\x02dsmrun-0123456789abcdef", shorty[] = "\x01\x00short";
+    put_file("auth", "honest_same", same, sizeof same - 1, NULL, 0);
+    put_file("auth", "honest_other", other, sizeof other - 1, NULL, 0);
+    put_file("auth", "honest_short", shorty, sizeof shorty - 1, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -215,5 +242,6 @@ int main(int argc, char **argv)
     gen_wire();
     gen_records();
     gen_boot();
+    gen_auth();
     return 0;
 }

@@ -195,7 +195,7 @@ static void not_dsm(void)
     int stack_var = 0;
     void *heap = malloc(64);
     CHECK(heap, "malloc");
-    uintptr_t base = 0x500000000000ull;
+    uintptr_t base = 0x200000000000ull; /* DSM_DEFAULT_BASE */
     const char *s = getenv("DSM_BASE");
     if (s && *s) base = (uintptr_t)strtoull(s, NULL, 16);
     const struct {

@@ -5,7 +5,7 @@
  * dsm_init fails (so the script can tell DSM_EADDRINUSE, exit 13, from DSM_EPEER, exit 14,
  * and so on), or prints "init_error: dsm_init succeeded", finalizes and exits 0.
  * With the argument "occupy" it first maps one page at the start of the global space
- * (DSM_BASE, default 0x500000000000), as a library loaded before ufdsm might, so that
+ * (DSM_BASE, default 0x200000000000), as a library loaded before ufdsm might, so that
  * dsm_init must fail with DSM_EADDRINUSE - and say which address and how to move it - rather
  * than map over the program's memory (MAP_FIXED) or crash.
  *
@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     volatile uint8_t *occupied = NULL;
     if (argc == 2 && !strcmp(argv[1], "occupy")) {
-        uintptr_t base = 0x500000000000ull;
+        uintptr_t base = 0x200000000000ull; /* DSM_DEFAULT_BASE */
         const char *s = getenv("DSM_BASE");
         if (s && *s) base = (uintptr_t)strtoull(s, NULL, 16);
         void *p = mmap((void *)base, 4096, PROT_READ | PROT_WRITE,

@@ -22,16 +22,18 @@
 #include "mn.h"
 
 static long kill_ms = 1000;
+static int stop_instead; /* MN_VICTIM_SIGNAL=STOP: freeze (SIGSTOP) rather than die */
 
 static void *killer(void *arg)
 {
     (void)arg;
     usleep((useconds_t)kill_ms * 1000);
     char msg[96];
-    int len = snprintf(msg, sizeof msg, "victim: node %d kills itself with SIGKILL now\n", mn_rank);
+    int len = snprintf(msg, sizeof msg, "victim: node %d %s now\n", mn_rank,
+                       stop_instead ? "stops itself with SIGSTOP" : "kills itself with SIGKILL");
     ssize_t w = write(STDERR_FILENO, msg, (size_t)len);
     (void)w;
-    kill(getpid(), SIGKILL);
+    kill(getpid(), stop_instead ? SIGSTOP : SIGKILL);
     return NULL;
 }
 
@@ -46,10 +48,24 @@ int main(void)
     mn_begin(2);
     const int n = mn_nodes, me = mn_rank;
     kill_ms = env_long("MN_VICTIM_KILL_MS", 1000);
+    const char *sig = getenv("MN_VICTIM_SIGNAL");
+    stop_instead = sig && !strcmp(sig, "STOP");
+    const long compute_ms = env_long("MN_VICTIM_COMPUTE_MS", 0);
     const long victim = env_long("MN_VICTIM", 1), seconds = env_long("MN_VICTIM_SECONDS", 60);
     uint64_t *a = MN_ALLOC_PLACED(2 * MN_PAGE, DSM_PLACE_CYCLIC, MN_PAGE);
     uint64_t *b = a + MN_PAGE / 8;
     dsm_barrier();
+    if (compute_ms) {
+        /* A long compute phase: no DSM call, no shared access, on every node. Nobody may
+         * mistake that for a dead node. */
+        double end = mn_now() + (double)compute_ms / 1000;
+        volatile uint64_t x = 0;
+        while (mn_now() < end) x = x * 6364136223846793005ull + 1;
+        dsm_barrier();
+        mn_say("computed %ld ms without DSM traffic and was not declared dead", compute_ms);
+        mn_end("victim");
+        return 0;
+    }
     if (me == victim) {
         pthread_t th;
         CHECK(pthread_create(&th, NULL, killer, NULL) == 0, "pthread_create");

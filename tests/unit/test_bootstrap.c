@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "dsm.h"
 #include "transport.h"
 
@@ -41,7 +42,27 @@ struct node {
     char err[512];
     double secs; /* how long dsm_bootstrap took */
     pthread_t th;
+    struct dsm_auth_key key;
+    pthread_mutex_t mu;
+    char notes[4096]; /* what the bootstrap told us about closed strangers */
 };
+
+static void take_note(void *ctx, const char *msg)
+{
+    struct node *n = ctx;
+    pthread_mutex_lock(&n->mu);
+    size_t l = strlen(n->notes);
+    snprintf(n->notes + l, sizeof n->notes - l, "%s\n", msg);
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* Gives the node a secret (and a notebook for what it closes). */
+static void set_secret(struct node *n, const char *secret)
+{
+    char why[256];
+    if (dsm_auth_key_init(&n->key, secret, strlen(secret), why, sizeof why)) fail_msg("%s", why);
+    n->cfg.key = &n->key;
+}
 
 static double now_s(void)
 {
@@ -65,6 +86,9 @@ static void init_node(struct node *n, int rank, int nodes, int port, int timeout
     n->cfg.desc.region_size = 4294967296ull;
     n->cfg.desc.page_size = DSM_PAGE_SIZE;
     n->lfd = -2;
+    pthread_mutex_init(&n->mu, NULL);
+    n->cfg.note = take_note;
+    n->cfg.note_ctx = n;
 }
 
 static void *node_main(void *arg)
@@ -351,19 +375,112 @@ static void *garbage_client(void *arg)
     return NULL;
 }
 
+/* Garbage on the coordinator port is closed with a note naming its address; the real
+ * node that joins afterwards is not affected. */
 static void garbage_at_coordinator(void **state)
 {
     (void)state;
-    struct node n;
+    struct node n[2];
     struct raw r = {.port = free_port()};
-    init_node(&n, 0, 2, r.port, 3000);
-    start(&n);
+    for (int i = 0; i < 2; i++) init_node(&n[i], i, 2, r.port, 3000);
+    start(&n[0]);
     pthread_create(&r.th, NULL, garbage_client, &r);
-    finish(&n);
-    pthread_join(r.th, NULL);
-    assert_int_equal(n.rc, DSM_EHANDSHAKE);
-    assert_has(n.err, "a connection from 127.0.0.1:");
-    assert_has(n.err, "sent data that is not from ufdsm (magic 0xabababab");
+    pthread_join(r.th, NULL); /* the coordinator closed it: the garbage came first */
+    start(&n[1]);
+    finish(&n[0]);
+    finish(&n[1]);
+    if (n[0].rc || n[1].rc) fail_msg("node 0: %s / node 1: %s", n[0].err, n[1].err);
+    assert_has(n[0].notes, "closed a connection from 127.0.0.1:");
+    assert_has(n[0].notes, "data that is not from ufdsm (magic 0xabababab");
+}
+
+/* A node with the right job but the wrong secret is refused (and says why); the job it
+ * tried to join completes with the right nodes. */
+static void wrong_secret_refused(void **state)
+{
+    (void)state;
+    struct node n[3];
+    int port = free_port();
+    for (int i = 0; i < 3; i++) {
+        init_node(&n[i], i, 2, port, 4000);
+        set_secret(&n[i], i == 2 ? "not-the-secret-of-this-job" : "0123456789abcdef-right");
+    }
+    n[2].cfg.rank = 1; /* the intruder claims the rank the real node 1 has */
+    start(&n[0]);
+    start(&n[2]);
+    finish(&n[2]);
+    start(&n[1]);
+    finish(&n[0]);
+    finish(&n[1]);
+    if (n[0].rc || n[1].rc) fail_msg("node 0: %s / node 1: %s", n[0].err, n[1].err);
+    assert_int_equal(n[2].rc, DSM_EHANDSHAKE);
+    assert_has(n[2].err, "no proof of this job's secret");
+    assert_has(n[2].err, "refusing to join");
+    assert_has(n[0].notes, "no proof of this job's secret");
+}
+
+/* A program with the wrong secret on the coordinator port (squatting it) is refused: the
+ * joiner sends it nothing about the job. */
+static void fake_coordinator_refused(void **state)
+{
+    (void)state;
+    struct node n[2];
+    int port = free_port();
+    for (int i = 0; i < 2; i++) {
+        init_node(&n[i], i, 2, port, 3000);
+        set_secret(&n[i], i ? "the-real-secret-0123" : "a-squatter-guessing-it");
+    }
+    n[0].cfg.desc.region_size = 1; /* would be named as a mismatch if a join got through */
+    run_all(n, 2);
+    assert_int_equal(n[1].rc, DSM_EHANDSHAKE);
+    assert_has(n[1].err, "the coordinator at 127.0.0.1:");
+    assert_has(n[1].err, "no proof of this job's secret");
+    assert_int_equal(n[0].rc, DSM_EPEER); /* its join never came */
+}
+
+/* Many idle connections (more than the coordinator's slots) during startup: they are closed
+ * (deadline or eviction) and the real node joins. */
+static void idle_connections(void **state)
+{
+    (void)state;
+    enum { IDLE = 160 };
+    struct node n[2];
+    int port = free_port();
+    for (int i = 0; i < 2; i++) init_node(&n[i], i, 2, port, 8000);
+    start(&n[0]);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fds[IDLE], nfd = 0;
+    for (int tries = 0; nfd < IDLE && tries < 400; tries++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&a, sizeof a) == 0)
+            fds[nfd++] = s;
+        else {
+            close(s);
+            usleep(10000);
+        }
+    }
+    assert_int_equal(nfd, IDLE);
+    start(&n[1]);
+    finish(&n[0]);
+    finish(&n[1]);
+    for (int i = 0; i < nfd; i++) close(fds[i]);
+    if (n[0].rc || n[1].rc) fail_msg("node 0: %s / node 1: %s", n[0].err, n[1].err);
+    assert_has(n[0].notes, "closed a connection from 127.0.0.1:");
+}
+
+/* A coordinator that other hosts can reach needs a secret. */
+static void no_secret_off_loopback(void **state)
+{
+    (void)state;
+    struct node n;
+    init_node(&n, 1, 2, 7400, 500);
+    snprintf(n.coord, sizeof n.coord, "0.0.0.0:7400");
+    run_all(&n, 1);
+    assert_int_equal(n.rc, DSM_EINVAL);
+    assert_has(n.err, "DSM_SECRET");
+    assert_has(n.err, "DSM_SECRET_FILE");
 }
 
 /* Something that is not a coordinator listens on the coordinator port and talks. */
@@ -402,7 +519,7 @@ static void garbage_from_coordinator(void **state)
     run_all(&n, 1);
     pthread_join(r.th, NULL);
     assert_int_equal(n.rc, DSM_EHANDSHAKE);
-    assert_has(n.err, "the coordinator at 127.0.0.1:");
+    assert_has(n.err, "the coordinator address 127.0.0.1:");
     assert_has(n.err, "sent data that is not from ufdsm");
 }
 
@@ -423,6 +540,10 @@ int main(void)
         cmocka_unit_test(bad_config),
         cmocka_unit_test(garbage_at_coordinator),
         cmocka_unit_test(garbage_from_coordinator),
+        cmocka_unit_test(wrong_secret_refused),
+        cmocka_unit_test(fake_coordinator_refused),
+        cmocka_unit_test(idle_connections),
+        cmocka_unit_test(no_secret_off_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

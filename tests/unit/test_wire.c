@@ -114,7 +114,7 @@ static int ref_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l)
         [DSM_MSG_RC_DIFF] = DSM_WF_RC_FULL,
     };
     if (h->magic != 0xD5A1 || h->version != 1) return 0;
-    if (h->type < 1 || h->type > 28) return 0;
+    if (h->type < 1 || h->type > 29) return 0;
     if (h->src >= l->nodes || h->src != l->peer) return 0;
     if (h->flags & ~flags_ok[h->type]) return 0;
     if ((h->flags & DSM_WF_ZERO) && (h->flags & DSM_WF_NODATA)) return 0;
@@ -338,10 +338,10 @@ static void test_reject_type(void **state)
     h.type = DSM_MSG_NONE;
     expect_bad(&h, "type 0");
     h.type = DSM_MSG_TYPE_COUNT;
-    expect_bad(&h, "type 29");
+    expect_bad(&h, "type 30");
     h.type = 255;
     expect_bad(&h, "type 255");
-    h = valid_hdr(DSM_MSG_TYPE_COUNT - 1); /* RC_DIFF_ACK: last valid */
+    h = valid_hdr(DSM_MSG_TYPE_COUNT - 1); /* PING: last valid */
     expect_ok(&h);
     h = valid_hdr(DSM_MSG_GET_S); /* first valid */
     expect_ok(&h);

@@ -21,7 +21,7 @@ shift
 GUEST_PACKAGES=(
     mount kmod iproute2 procps iputils-ping
     rdma-core ibverbs-providers ibverbs-utils rdmacm-utils perftest
-    liburing2 libcmocka0 libibverbs1 librdmacm1 libasan8 libubsan1
+    liburing2 libcmocka0 libibverbs1 librdmacm1 libsodium23 libasan8 libubsan1
     cmake python3
 )
 
