@@ -43,9 +43,12 @@ t1=$(date +%s)
 echo "== rdma suite 2/2: one node in each of two guests"
 # Each program gets a port of its own: rank 1 of the next program must not reach rank 0 of
 # the previous one while it is still finishing.
+# Started by hand across two hosts (the guests), so the job needs a secret as a real cluster
+# would (docs/security.md): a coordinator other hosts can reach refuses to run without one.
+secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 # shellcheck disable=SC2016 # expanded inside the guests
 "$rxe" run --guests 2 --timeout 900 --env DSM_TRANSPORT=rdma --env DSM_SPIN_US=0 \
-  --env DSM_MEMORY=256M -- sh -c '
+  --env DSM_MEMORY=256M --env DSM_SECRET="$secret" -- sh -c '
     port=7400
     for t in "lock_counter" "jacobi_check" "message_flag 20"; do
       set -- $t
