@@ -58,6 +58,7 @@
 #include "dsm.h"
 #include "net.h"
 #include "rdma.h"
+#include "auth.h"
 #include "rdma_logic.h"
 #include "tp_common.h"
 #include "transport.h"
@@ -109,6 +110,8 @@ struct rdma {
     struct dsm_job_desc desc;
     struct rdma_event_channel *ec;
     struct rdma_cm_id *listener;
+    struct rdma_cm_id *strays[8]; /* refused strangers' ids, destroyed once acknowledged */
+    int nstrays;
     struct ibv_context *verbs; /* the listener's device (librdmacm owns it) */
     struct ibv_pd *pd;
     struct ibv_comp_channel *cch;
@@ -526,6 +529,7 @@ static void free_rdma(struct rdma *t)
             dsm_frameq_free(&p->bl);
         }
     }
+    while (t->nstrays > 0) rdma_destroy_id(t->strays[--t->nstrays]);
     if (t->listener) rdma_destroy_id(t->listener);
     if (t->mr) ibv_dereg_mr(t->mr);
     if (t->scq) ibv_destroy_cq(t->scq);
@@ -919,6 +923,15 @@ static void bury(struct rdma *t)
             rdma_destroy_id(t->peers[i].zombie);
             t->peers[i].zombie = NULL;
         }
+    while (t->nstrays > 0) rdma_destroy_id(t->strays[--t->nstrays]);
+}
+
+/* A refused stranger's id: destroyed by bury, after its event has been acknowledged (an id
+ * cannot be destroyed while an event of it is held). The setup loop buries after every
+ * event, so one slot is ever in use. */
+static void stray(struct rdma *t, struct rdma_cm_id *id)
+{
+    if (t->nstrays < (int)(sizeof t->strays / sizeof t->strays[0])) t->strays[t->nstrays++] = id;
 }
 
 static int start_attempt(struct rdma *t, int i, uint64_t now)
@@ -956,6 +969,15 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
         struct dsm_rdma_priv pr;
         char why[200], from[DSM_NET_ADDRSTR] = "?";
         dsm_net_fmt(rdma_get_peer_addr(ev->id), from, sizeof from);
+        /* A connection that cannot prove the job's secret is a stranger's: refused, and the
+         * setup carries on for the real nodes (docs/security.md). */
+        if (dsm_rdma_priv_verify(ev->param.conn.private_data, ev->param.conn.private_data_len,
+                                 cfg->key, cfg->rank, DSM_AUTH_CONNECTOR, why, sizeof why)) {
+            rdma_reject(ev->id, NULL, 0);
+            stray(t, ev->id);
+            dsm_tp_note(cfg, "refused an RDMA connection from %s on %s: %s", from, t->dev, why);
+            return DSM_OK;
+        }
         if (dsm_rdma_priv_decode(ev->param.conn.private_data, ev->param.conn.private_data_len, &pr,
                                  why, sizeof why)) {
             rdma_reject(ev->id, NULL, 0);
@@ -990,6 +1012,7 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
             return rc;
         }
         dsm_rdma_credits_init(&q->cr, pr.depth, t->depth);
+        dsm_rdma_priv_seal(priv, cfg->key, pr.rank, DSM_AUTH_ACCEPTOR);
         set_conn_param(&cp, priv);
         if (rdma_accept(ev->id, &cp))
             return fail(err, errlen, DSM_ETRANSPORT, "accepting %s on %s: %s", q->name, t->dev,
@@ -1010,6 +1033,7 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
         return DSM_OK;
     }
     case RDMA_CM_EVENT_ROUTE_RESOLVED:
+        dsm_rdma_priv_seal(priv, cfg->key, i, DSM_AUTH_CONNECTOR);
         set_conn_param(&cp, priv);
         if (rdma_connect(ev->id, &cp))
             drop_attempt(p, now, "rdma_connect: %s", strerror(errno));
@@ -1020,6 +1044,12 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
         if (p->state == C_CONNECTING) {
             struct dsm_rdma_priv pr;
             char why[200];
+            if (dsm_rdma_priv_verify(ev->param.conn.private_data, ev->param.conn.private_data_len,
+                                     cfg->key, cfg->rank, DSM_AUTH_ACCEPTOR, why, sizeof why))
+                return fail(err, errlen, DSM_EHANDSHAKE,
+                            "%s answered over RDMA without proof of the job's secret: %s — a "
+                            "stranger on that address?",
+                            p->name, why);
             if (dsm_rdma_priv_decode(ev->param.conn.private_data, ev->param.conn.private_data_len,
                                      &pr, why, sizeof why))
                 return fail(err, errlen, DSM_EHANDSHAKE, "%s answered over RDMA with %s", p->name,

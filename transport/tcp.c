@@ -535,13 +535,10 @@ static void hs_begin(struct hs *h, const struct dsm_boot_cfg *cfg, int role)
 
 static void hs_note(const struct dsm_boot_cfg *cfg, const struct hs *h, const char *why)
 {
-    if (!cfg->note) return;
-    char msg[700];
-    snprintf(msg, sizeof msg,
-             "closed a connection from %s to this node's data port: %s — not a node of this "
-             "job (a stray program, or a node with another DSM_SECRET); the job goes on",
-             h->from, why);
-    cfg->note(cfg->note_ctx, msg);
+    dsm_tp_note(cfg,
+                "closed a connection from %s to this node's data port: %s — not a node of this "
+                "job (a stray program, or a node with another DSM_SECRET); the job goes on",
+                h->from, why);
 }
 
 static void hs_close(struct hs *h)

@@ -60,6 +60,17 @@ void dsm_frameq_free(struct dsm_frameq *q)
     q->cap = q->head = q->tail = 0;
 }
 
+void dsm_tp_note(const struct dsm_boot_cfg *cfg, const char *fmt, ...)
+{
+    if (!cfg->note) return;
+    char msg[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cfg->note(cfg->note_ctx, msg);
+}
+
 int dsm_tp_loss_mark(struct dsm_tp_loss *l, const char *fmt, va_list ap)
 {
     if (dsm_tp_is_dead(l)) return 0;

@@ -66,4 +66,9 @@ void dsm_tp_report_losses(struct dsm_tp *tp, int *losses, const int *closing,
                           struct dsm_tp_loss *(*loss_of)(void *ctx, int i),
                           void (*forget)(void *ctx, int i), void *ctx);
 
+/* Passes a message about a harmless event (a stranger refused, say) to the runtime's log, if
+ * it asked for them (cfg->note); transport/ does not log itself. */
+void dsm_tp_note(const struct dsm_boot_cfg *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif /* DSM_TP_COMMON_H */
