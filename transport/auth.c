@@ -78,6 +78,21 @@ static int check_rec(const uint8_t *in, uint32_t kind, char *why, size_t whylen)
     return 0;
 }
 
+void dsm_auth_hmac(const struct dsm_auth_key *key, const char *what, const uint8_t *data,
+                   size_t len, uint8_t out[32])
+{
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key->k, sizeof key->k);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)what, strlen(what));
+    crypto_auth_hmacsha256_update(&st, data, len);
+    crypto_auth_hmacsha256_final(&st, out);
+}
+
+int dsm_auth_equal(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    return sodium_memcmp(a, b, len) == 0;
+}
+
 /* The MAC the side with role `role` sends, answering challenge `chal` with its own `own`. */
 static void mac(const struct dsm_auth_key *key, int role, const uint8_t *chal, const uint8_t *own,
                 uint8_t out[crypto_auth_hmacsha256_BYTES])

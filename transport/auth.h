@@ -74,6 +74,14 @@ int dsm_auth_on_challenge(struct dsm_auth *a, const uint8_t in[DSM_AUTH_REC_SIZE
 int dsm_auth_on_response(const struct dsm_auth *a, const uint8_t in[DSM_AUTH_REC_SIZE], char *why,
                          size_t whylen);
 
+/* HMAC-SHA-256 with the job's key over what | data, for records that cannot take part in a
+ * challenge-response (RDMA connection private data: one message each way). what: a label
+ * naming the use, so that a MAC made for one use is never valid for another. */
+void dsm_auth_hmac(const struct dsm_auth_key *key, const char *what, const uint8_t *data,
+                   size_t len, uint8_t out[32]);
+/* Constant-time comparison: 1 if equal. */
+int dsm_auth_equal(const uint8_t *a, const uint8_t *b, size_t len);
+
 /* Parses the secret as users give it: from the text of DSM_SECRET, or else the file named by
  * DSM_SECRET_FILE (refused if group or others may read it). Both NULL: no secret (*key has
  * secret == 0). 0, or -1 with a message naming the variable, the cause and the fix. */

@@ -32,6 +32,7 @@
 #include "auth.h"
 #include "dsm.h"
 #include "net.h"
+#include "tp_common.h"
 #include "transport.h"
 
 /* ---------------------------------------------------------------- records */
@@ -130,28 +131,14 @@ struct conn {
     uint8_t buf[IN_SIZE];
 };
 
-/* Passes a message about a harmless event to the runtime's log, if it asked for them. */
-static void note(const struct dsm_boot_cfg *cfg, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void note(const struct dsm_boot_cfg *cfg, const char *fmt, ...)
-{
-    if (!cfg->note) return;
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cfg->note(cfg->note_ctx, msg);
-}
-
 /* Closes a connection that has not proven the secret: it is not a node of this job, so the
  * job goes on without it. It learns nothing (no reply: that would tell it about the job). */
 static void drop(const struct dsm_boot_cfg *cfg, struct conn *j, const char *why)
 {
-    note(cfg,
-         "closed a connection from %s to the coordinator: %s — not a node of this job (a "
-         "stray program, or a node with another DSM_SECRET); the job goes on",
-         j->from, why);
+    dsm_tp_note(cfg,
+                "closed a connection from %s to the coordinator: %s — not a node of this job (a "
+                "stray program, or a node with another DSM_SECRET); the job goes on",
+                j->from, why);
     close(j->fd);
     j->fd = -1;
     j->rank = -1;
@@ -804,8 +791,9 @@ int dsm_bootstrap(const struct dsm_boot_cfg *cfg, int *listen_fd, struct dsm_pee
         return DSM_EINVAL;
     }
     if (!c.key->secret && cfg->nodes > 1)
-        note(&c, "no DSM_SECRET or DSM_SECRET_FILE: any local user could join this job on its "
-                 "loopback ports — dsmrun sets a secret for you (docs/security.md)");
+        dsm_tp_note(&c,
+                    "no DSM_SECRET or DSM_SECRET_FILE: any local user could join this job on its "
+                    "loopback ports — dsmrun sets a secret for you (docs/security.md)");
 
     struct sockaddr_storage dsa;
     socklen_t dlen = clen;

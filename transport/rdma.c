@@ -58,7 +58,9 @@
 #include "dsm.h"
 #include "net.h"
 #include "rdma.h"
+#include "auth.h"
 #include "rdma_logic.h"
+#include "tp_common.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -80,10 +82,8 @@ enum { C_IDLE, C_RETRY, C_ADDR, C_ROUTE, C_CONNECTING, C_ACCEPTING, C_UP };
 struct rpeer {
     struct rdma_cm_id *id;
     struct ibv_qp *qp;
-    _Atomic int dead;
-    int loss_pending;
+    struct dsm_tp_loss loss;          /* tp_common.h */
     char name[DSM_NET_ADDRSTR + 120]; /* "node 1 (10.0.2.15:41234 via rxe0 port 1)" */
-    char why[512];
     struct dsm_wire_limits lim;
     struct dsm_rdma_credits cr;
     struct dsm_rdma_ring ring;
@@ -91,9 +91,8 @@ struct rpeer {
     uint32_t tx_len[DSM_RDMA_DEPTH_MAX];
     int tx_err; /* a send completion failed: reported after the receive side is drained */
     char tx_why[200];
-    int disc;    /* rdma_cm said the connection is gone: reported likewise */
-    uint8_t *bl; /* backlog: encoded frames that found no credit or slot yet */
-    size_t bl_head, bl_tail, bl_cap;
+    int disc;             /* rdma_cm said the connection is gone: reported likewise */
+    struct dsm_frameq bl; /* backlog: encoded frames that found no credit or slot yet */
     /* setup */
     int state;
     uint64_t retry_at;
@@ -111,6 +110,8 @@ struct rdma {
     struct dsm_job_desc desc;
     struct rdma_event_channel *ec;
     struct rdma_cm_id *listener;
+    struct rdma_cm_id *strays[8]; /* refused strangers' ids, destroyed once acknowledged */
+    int nstrays;
     struct ibv_context *verbs; /* the listener's device (librdmacm owns it) */
     struct ibv_pd *pd;
     struct ibv_comp_channel *cch;
@@ -140,7 +141,7 @@ static struct rdma *R(struct dsm_tp *tp)
 
 static int is_dead(const struct rpeer *p)
 {
-    return atomic_load_explicit(&p->dead, memory_order_relaxed);
+    return dsm_tp_is_dead(&p->loss);
 }
 
 /* ---------------------------------------------------------------- losing a peer */
@@ -151,37 +152,29 @@ static void kill_peer(struct rdma *t, int i, const char *fmt, ...)
 static void kill_peer(struct rdma *t, int i, const char *fmt, ...)
 {
     struct rpeer *p = &t->peers[i];
-    if (is_dead(p)) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->why, sizeof p->why, fmt, ap);
+    int marked = dsm_tp_loss_mark(&p->loss, fmt, ap);
     va_end(ap);
-    atomic_store_explicit(&p->dead, 1, memory_order_release);
+    if (!marked) return;
     /* The peer sees the disconnect; our QP goes to error and flushes its work requests. */
     if (p->id) rdma_disconnect(p->id);
-    p->loss_pending = 1;
     t->losses++;
 }
 
-static void bl_free(struct rpeer *p)
+static struct dsm_tp_loss *loss_of(void *ctx, int i)
 {
-    if (p->bl) munmap(p->bl, p->bl_cap);
-    p->bl = NULL;
-    p->bl_cap = p->bl_head = p->bl_tail = 0;
+    return &((struct rdma *)ctx)->peers[i].loss;
+}
+
+static void forget(void *ctx, int i)
+{
+    dsm_frameq_free(&((struct rdma *)ctx)->peers[i].bl);
 }
 
 static void report_losses(struct rdma *t)
 {
-    while (t->losses > 0) {
-        for (int i = 0; i < t->tp.nodes; i++) {
-            struct rpeer *p = &t->peers[i];
-            if (!p->loss_pending) continue;
-            p->loss_pending = 0;
-            t->losses--;
-            bl_free(p);
-            if (!t->closing && t->tp.lost) t->tp.lost(t->tp.cb_ctx, i, p->why);
-        }
-    }
+    dsm_tp_report_losses(&t->tp, &t->losses, &t->closing, loss_of, forget, t);
 }
 
 /* ---------------------------------------------------------------- posting */
@@ -257,42 +250,15 @@ static void *map_anon(size_t len)
     return b == MAP_FAILED ? NULL : b;
 }
 
-static int bl_append(struct rpeer *p, const struct dsm_wire_hdr *h, const void *payload)
-{
-    size_t need = HDR + h->len;
-    if (p->bl_cap - p->bl_tail < need) {
-        size_t live = p->bl_tail - p->bl_head;
-        if (p->bl_head >= live && p->bl_cap - live >= need) {
-            memmove(p->bl, p->bl + p->bl_head, live);
-        } else {
-            size_t cap = p->bl_cap ? p->bl_cap : BL_MIN;
-            while (cap - live < need) cap *= 2;
-            uint8_t *nb = map_anon(cap);
-            if (!nb) return -1;
-            if (live) memcpy(nb, p->bl + p->bl_head, live);
-            if (p->bl) munmap(p->bl, p->bl_cap);
-            p->bl = nb;
-            p->bl_cap = cap;
-        }
-        p->bl_head = 0;
-        p->bl_tail = live;
-    }
-    dsm_wire_encode(h, p->bl + p->bl_tail);
-    if (h->len) memcpy(p->bl + p->bl_tail + HDR, payload, h->len);
-    p->bl_tail += need;
-    return 0;
-}
-
 /* Moves backlog frames into slots while credits and slots last. */
 static void bl_drain(struct rpeer *p)
 {
-    while (p->bl_tail > p->bl_head && can_fill(p)) {
+    while (dsm_frameq_len(&p->bl) && can_fill(p)) {
         struct dsm_wire_hdr h;
-        dsm_wire_decode(p->bl + p->bl_head, p->bl_tail - p->bl_head, &h);
-        fill_slot(p, p->bl + p->bl_head, &h, NULL);
-        p->bl_head += HDR + h.len;
+        dsm_wire_decode(p->bl.buf + p->bl.head, dsm_frameq_len(&p->bl), &h);
+        fill_slot(p, p->bl.buf + p->bl.head, &h, NULL);
+        dsm_frameq_consume(&p->bl, HDR + h.len);
     }
-    if (p->bl_head == p->bl_tail) p->bl_head = p->bl_tail = 0;
 }
 
 /* Takes send completions: frees slots, records failures. */
@@ -363,11 +329,11 @@ static int rdma_send(struct dsm_tp *tp, int dst, const struct dsm_wire_hdr *h, c
     struct rpeer *p = &t->peers[dst];
     if (is_dead(p) || p->tx_err || !p->qp) return -1;
     if (h->len > DSM_WIRE_MAX_PAYLOAD) return -1; /* a runtime bug: never on the wire */
-    if (p->bl_tail == p->bl_head && can_fill(p)) {
+    if (!dsm_frameq_len(&p->bl) && can_fill(p)) {
         fill_slot(p, NULL, h, payload);
-    } else if (bl_append(p, h, payload)) {
+    } else if (dsm_frameq_push(&p->bl, h, payload, BL_MIN)) {
         kill_peer(t, dst, "lost %s: out of memory queueing %zu bytes for it", p->name,
-                  p->bl_tail - p->bl_head + HDR + h->len);
+                  dsm_frameq_len(&p->bl) + HDR + h->len);
         return -1;
     }
     tp->cnt.msgs_sent++;
@@ -542,7 +508,7 @@ static int tx_pending(struct rdma *t)
     for (int i = 0; i < t->tp.nodes; i++) {
         struct rpeer *p = &t->peers[i];
         if (!p->qp || is_dead(p) || p->tx_err) continue;
-        if (p->bl_tail > p->bl_head || p->ring.filled != p->ring.done) return 1;
+        if (dsm_frameq_len(&p->bl) || p->ring.filled != p->ring.done) return 1;
     }
     return 0;
 }
@@ -560,9 +526,10 @@ static void free_rdma(struct rdma *t)
             p->qp = NULL;
             if (p->zombie) rdma_destroy_id(p->zombie);
             p->zombie = NULL;
-            bl_free(p);
+            dsm_frameq_free(&p->bl);
         }
     }
+    while (t->nstrays > 0) rdma_destroy_id(t->strays[--t->nstrays]);
     if (t->listener) rdma_destroy_id(t->listener);
     if (t->mr) ibv_dereg_mr(t->mr);
     if (t->scq) ibv_destroy_cq(t->scq);
@@ -956,6 +923,15 @@ static void bury(struct rdma *t)
             rdma_destroy_id(t->peers[i].zombie);
             t->peers[i].zombie = NULL;
         }
+    while (t->nstrays > 0) rdma_destroy_id(t->strays[--t->nstrays]);
+}
+
+/* A refused stranger's id: destroyed by bury, after its event has been acknowledged (an id
+ * cannot be destroyed while an event of it is held). The setup loop buries after every
+ * event, so one slot is ever in use. */
+static void stray(struct rdma *t, struct rdma_cm_id *id)
+{
+    if (t->nstrays < (int)(sizeof t->strays / sizeof t->strays[0])) t->strays[t->nstrays++] = id;
 }
 
 static int start_attempt(struct rdma *t, int i, uint64_t now)
@@ -993,6 +969,15 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
         struct dsm_rdma_priv pr;
         char why[200], from[DSM_NET_ADDRSTR] = "?";
         dsm_net_fmt(rdma_get_peer_addr(ev->id), from, sizeof from);
+        /* A connection that cannot prove the job's secret is a stranger's: refused, and the
+         * setup carries on for the real nodes (docs/security.md). */
+        if (dsm_rdma_priv_verify(ev->param.conn.private_data, ev->param.conn.private_data_len,
+                                 cfg->key, cfg->rank, DSM_AUTH_CONNECTOR, why, sizeof why)) {
+            rdma_reject(ev->id, NULL, 0);
+            stray(t, ev->id);
+            dsm_tp_note(cfg, "refused an RDMA connection from %s on %s: %s", from, t->dev, why);
+            return DSM_OK;
+        }
         if (dsm_rdma_priv_decode(ev->param.conn.private_data, ev->param.conn.private_data_len, &pr,
                                  why, sizeof why)) {
             rdma_reject(ev->id, NULL, 0);
@@ -1027,6 +1012,7 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
             return rc;
         }
         dsm_rdma_credits_init(&q->cr, pr.depth, t->depth);
+        dsm_rdma_priv_seal(priv, cfg->key, pr.rank, DSM_AUTH_ACCEPTOR);
         set_conn_param(&cp, priv);
         if (rdma_accept(ev->id, &cp))
             return fail(err, errlen, DSM_ETRANSPORT, "accepting %s on %s: %s", q->name, t->dev,
@@ -1047,6 +1033,7 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
         return DSM_OK;
     }
     case RDMA_CM_EVENT_ROUTE_RESOLVED:
+        dsm_rdma_priv_seal(priv, cfg->key, i, DSM_AUTH_CONNECTOR);
         set_conn_param(&cp, priv);
         if (rdma_connect(ev->id, &cp))
             drop_attempt(p, now, "rdma_connect: %s", strerror(errno));
@@ -1057,6 +1044,12 @@ static int setup_event(struct rdma *t, const struct dsm_boot_cfg *cfg, struct rd
         if (p->state == C_CONNECTING) {
             struct dsm_rdma_priv pr;
             char why[200];
+            if (dsm_rdma_priv_verify(ev->param.conn.private_data, ev->param.conn.private_data_len,
+                                     cfg->key, cfg->rank, DSM_AUTH_ACCEPTOR, why, sizeof why))
+                return fail(err, errlen, DSM_EHANDSHAKE,
+                            "%s answered over RDMA without proof of the job's secret: %s — a "
+                            "stranger on that address?",
+                            p->name, why);
             if (dsm_rdma_priv_decode(ev->param.conn.private_data, ev->param.conn.private_data_len,
                                      &pr, why, sizeof why))
                 return fail(err, errlen, DSM_EHANDSHAKE, "%s answered over RDMA with %s", p->name,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "net.h"
 #include "rdma_logic.h"
 
@@ -130,6 +131,42 @@ void dsm_rdma_priv_encode(uint8_t *out, int rank, uint32_t depth, const struct d
     dsm_net_put64(out + 24, d->region_size);
     dsm_net_put64(out + 32, dsm_rdma_job_hash(d->job));
     dsm_net_put32(out + 40, depth);
+}
+
+static void seal_of(const uint8_t *in, const struct dsm_auth_key *key, int to, int role,
+                    uint8_t out[32])
+{
+    uint8_t m[DSM_RDMA_PRIV_SEALED + 3];
+    memcpy(m, in, DSM_RDMA_PRIV_SEALED);
+    dsm_net_put16(m + DSM_RDMA_PRIV_SEALED, (uint16_t)to);
+    m[DSM_RDMA_PRIV_SEALED + 2] = (uint8_t)role;
+    dsm_auth_hmac(key, "ufdsm-rdma-1", m, sizeof m, out);
+}
+
+void dsm_rdma_priv_seal(uint8_t *out, const struct dsm_auth_key *key, int to, int role)
+{
+    uint8_t mac[32];
+    seal_of(out, key, to, role, mac);
+    memcpy(out + DSM_RDMA_PRIV_SEALED, mac, DSM_RDMA_PRIV_SEAL);
+}
+
+int dsm_rdma_priv_verify(const uint8_t *in, size_t len, const struct dsm_auth_key *key, int self,
+                         int sender_role, char *why, size_t whylen)
+{
+    if (!in || len < DSM_RDMA_PRIV_SIZE) {
+        snprintf(why, whylen, "no ufdsm connection data (%zu bytes, expected %d)", in ? len : 0,
+                 DSM_RDMA_PRIV_SIZE);
+        return -1;
+    }
+    uint8_t mac[32];
+    seal_of(in, key, self, sender_role, mac);
+    if (!dsm_auth_equal(mac, in + DSM_RDMA_PRIV_SEALED, DSM_RDMA_PRIV_SEAL)) {
+        snprintf(why, whylen,
+                 "connection data not sealed with this job's secret (a stranger, or a node "
+                 "given another DSM_SECRET)");
+        return -1;
+    }
+    return 0;
 }
 
 int dsm_rdma_priv_decode(const uint8_t *in, size_t len, struct dsm_rdma_priv *p, char *why,

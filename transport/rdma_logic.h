@@ -102,11 +102,19 @@ int dsm_rdma_frame_check(const void *buf, size_t len, const struct dsm_wire_limi
  * about stray or stale connections (another job, a restarted node, a wrong rank).
  *   0 magic "DSMR", 4 format version (u16), 6 wire version (u16), 8 rank (u16),
  *   10 nodes (u16), 12 page size, 16 region base, 24 region size, 32 job hash, 40 depth,
- *   44 zeros (4)
+ *   44 seal (12 bytes)
+ * The seal proves the sender knows the job's secret (docs/security.md): the first 12 bytes
+ * of HMAC-SHA-256(key, "ufdsm-rdma-1" | bytes 0..44 | receiver's rank (u16) | role), role
+ * 'C' from the connecting node, 'A' from the accepting one - so it is bound to this pair and
+ * direction and cannot be reflected. One message each way leaves no room for fresh nonces:
+ * the seal does not stop an observer of the RDMA network replaying it to the same node
+ * (the trust model excludes on-path attackers).
  */
 #define DSM_RDMA_PRIV_MAGIC   0x524d5344u /* "DSMR" */
-#define DSM_RDMA_PRIV_VERSION 1u
-#define DSM_RDMA_PRIV_SIZE    48
+#define DSM_RDMA_PRIV_VERSION 2u
+#define DSM_RDMA_PRIV_SEALED  44 /* bytes the seal covers */
+#define DSM_RDMA_PRIV_SEAL    12
+#define DSM_RDMA_PRIV_SIZE    (DSM_RDMA_PRIV_SEALED + DSM_RDMA_PRIV_SEAL)
 struct dsm_rdma_priv {
     int rank;
     uint32_t depth;           /* receive buffers the sender posted per peer: our credits for it */
@@ -118,6 +126,14 @@ void dsm_rdma_priv_encode(uint8_t *out, int rank, uint32_t depth, const struct d
 /* Decodes `len` bytes (a transport may pad private data with zeros). 0, or -1 with why. */
 int dsm_rdma_priv_decode(const uint8_t *in, size_t len, struct dsm_rdma_priv *p, char *why,
                          size_t whylen);
+struct dsm_auth_key;
+/* Seals encoded private data for node `to`; role: DSM_AUTH_CONNECTOR or DSM_AUTH_ACCEPTOR. */
+void dsm_rdma_priv_seal(uint8_t *out, const struct dsm_auth_key *key, int to, int role);
+/* Whether private data from a node in `sender_role` was sealed for node `self` with `key`. 0, or
+ * -1 with why (too short, or not sealed with this job's secret). Check it before decoding:
+ * only then is the rest worth reporting as a misconfigured node rather than a stranger. */
+int dsm_rdma_priv_verify(const uint8_t *in, size_t len, const struct dsm_auth_key *key, int self,
+                         int sender_role, char *why, size_t whylen);
 /* Compares a peer's private data with our job. 0, or -1 with a message naming the field,
  * both values and `who`. */
 int dsm_rdma_priv_compare(const struct dsm_job_desc *here, const struct dsm_rdma_priv *there,

@@ -59,6 +59,7 @@
 #include "auth.h"
 #include "dsm.h"
 #include "net.h"
+#include "tp_common.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -82,12 +83,10 @@ _Static_assert(RX_COMPACT_BELOW >= MAX_FRAME && RX_CAP >= 2 * RX_COMPACT_BELOW,
 #define KICK_TAG UINT64_MAX
 
 struct peer {
-    int fd;           /* -1 for this node */
-    _Atomic int dead; /* connection failed or closed: set by the token holder */
-    int loss_pending; /* dead, lost() not called yet (it is called at a safe point) */
+    int fd;                          /* -1 for this node */
+    struct dsm_tp_loss loss;         /* connection failed or closed (tp_common.h) */
     char name[DSM_NET_ADDRSTR + 32]; /* "node 2 (127.0.0.1:40412)" */
-    char why[384];
-    struct dsm_wire_limits lim; /* the job's limits with peer = this rank */
+    struct dsm_wire_limits lim;      /* the job's limits with peer = this rank */
 
     uint8_t *rx;
     size_t rx_start, rx_end; /* unparsed bytes */
@@ -95,9 +94,8 @@ struct peer {
     int rx_more;             /* the last RECV filled its space: there may be more */
     int rx_eof;
 
-    uint8_t *tx;
-    size_t tx_head, tx_tail, tx_cap; /* queued bytes are tx[head, tail) */
-    int tx_err; /* a SEND failed (errno): reported once the receive side is drained */
+    struct dsm_frameq txq; /* encoded frames not sent yet (tp_common.h) */
+    int tx_err;            /* a SEND failed (errno): reported once the receive side is drained */
 
     int armed; /* ring B has a POLL_ADD pending on fd (service thread only) */
 };
@@ -111,30 +109,13 @@ struct tcp {
     uint64_t kick_val;
     int kick_pending; /* ring B has the eventfd READ pending */
     int in_poll;
-    int losses; /* peers with loss_pending */
+    int losses; /* peers whose loss is pending */
     int closing;
 };
 
 static struct tcp *T(struct dsm_tp *tp)
 {
     return (struct tcp *)tp;
-}
-
-/* Send buffers grow and shrink on the runtime's fast path, which may run inside a fault
- * handler (SIGBUS) that interrupted malloc itself: they are mapped and unmapped directly,
- * which is async-signal-safe, instead of going through malloc. Sizes are multiples of the
- * page size (TX_MIN doubles). */
-static void *tx_alloc(size_t cap)
-{
-    void *b = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return b == MAP_FAILED ? NULL : b;
-}
-
-static void tx_free(struct peer *p)
-{
-    if (p->tx) munmap(p->tx, p->tx_cap);
-    p->tx = NULL;
-    p->tx_cap = 0;
 }
 
 /* ---------------------------------------------------------------- losing a peer */
@@ -147,36 +128,33 @@ static void kill_peer(struct tcp *t, int i, const char *fmt, ...)
 static void kill_peer(struct tcp *t, int i, const char *fmt, ...)
 {
     struct peer *p = &t->peers[i];
-    if (atomic_load_explicit(&p->dead, memory_order_relaxed)) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->why, sizeof p->why, fmt, ap);
+    int marked = dsm_tp_loss_mark(&p->loss, fmt, ap);
     va_end(ap);
-    atomic_store_explicit(&p->dead, 1, memory_order_release);
+    if (!marked) return;
     shutdown(p->fd, SHUT_RDWR);
-    p->loss_pending = 1;
     t->losses++;
+}
+
+static struct dsm_tp_loss *loss_of(void *ctx, int i)
+{
+    return &((struct tcp *)ctx)->peers[i].loss;
+}
+
+static void forget(void *ctx, int i)
+{
+    dsm_frameq_free(&((struct tcp *)ctx)->peers[i].txq);
 }
 
 static void report_losses(struct tcp *t)
 {
-    /* lost() may send or flush, which may lose further peers: loop until none is left. */
-    while (t->losses > 0) {
-        for (int i = 0; i < t->tp.nodes; i++) {
-            struct peer *p = &t->peers[i];
-            if (!p->loss_pending) continue;
-            p->loss_pending = 0;
-            t->losses--;
-            tx_free(p); /* nothing will go to it any more */
-            p->tx_head = p->tx_tail = 0;
-            if (!t->closing && t->tp.lost) t->tp.lost(t->tp.cb_ctx, i, p->why);
-        }
-    }
+    dsm_tp_report_losses(&t->tp, &t->losses, &t->closing, loss_of, forget, t);
 }
 
 static int is_dead(const struct peer *p)
 {
-    return atomic_load_explicit(&p->dead, memory_order_relaxed);
+    return dsm_tp_is_dead(&p->loss);
 }
 
 /* ---------------------------------------------------------------- ring A */
@@ -198,20 +176,16 @@ static void on_send(struct tcp *t, int i, int res)
     struct peer *p = &t->peers[i];
     if (is_dead(p)) return;
     if (res > 0) {
-        p->tx_head += (size_t)res;
-        if (p->tx_head == p->tx_tail) {
-            p->tx_head = p->tx_tail = 0;
-            if (p->tx_cap > TX_KEEP) { /* a burst is over: give its memory back */
-                tx_free(p);
-            }
-        }
+        dsm_frameq_consume(&p->txq, (size_t)res);
+        /* A burst is over: give its memory back. */
+        if (!dsm_frameq_len(&p->txq) && p->txq.cap > TX_KEEP) dsm_frameq_free(&p->txq);
     } else if (res != -EAGAIN && res != -EINTR && res != 0) {
         /* Not reported yet: a peer that closed (EPIPE, reset) may have sent frames before
          * that, an ABORT naming its reason for one. Receiving goes on until they are
          * delivered; poll then reports the close, or this error if the receive side says
          * nothing. Sending stops now. */
         p->tx_err = -res;
-        p->tx_head = p->tx_tail = 0;
+        p->txq.head = p->txq.tail = 0;
     }
 }
 
@@ -243,10 +217,10 @@ static void ring_a_batch(struct tcp *t, const uint8_t *want_recv)
     for (int i = 0; i < t->tp.nodes; i++) {
         struct peer *p = &t->peers[i];
         if (p->fd < 0 || is_dead(p)) continue;
-        if (p->tx_tail > p->tx_head && !p->tx_err) {
+        if (dsm_frameq_len(&p->txq) && !p->tx_err) {
             struct io_uring_sqe *sqe = io_uring_get_sqe(r);
             /* MSG_NOSIGNAL: a peer that went away must be an error here, not a SIGPIPE. */
-            io_uring_prep_send(sqe, p->fd, p->tx + p->tx_head, p->tx_tail - p->tx_head,
+            io_uring_prep_send(sqe, p->fd, p->txq.buf + p->txq.head, dsm_frameq_len(&p->txq),
                                MSG_DONTWAIT | MSG_NOSIGNAL);
             io_uring_sqe_set_data64(sqe, (uint64_t)i << 1);
             n++;
@@ -385,32 +359,6 @@ static int tcp_poll(struct dsm_tp *tp)
 
 /* ---------------------------------------------------------------- sending */
 
-/* Room for `need` more bytes at the tail. 0, or -1 when out of memory. */
-static int tx_reserve(struct peer *p, size_t need)
-{
-    if (p->tx_cap - p->tx_tail >= need) return 0;
-    size_t live = p->tx_tail - p->tx_head;
-    /* Slide down only when the part already sent is at least as large as what is left: the
-     * copy is then paid for by bytes that went out, so queueing stays linear overall. */
-    if (p->tx_head >= live && p->tx_cap - live >= need) {
-        memmove(p->tx, p->tx + p->tx_head, live);
-        p->tx_head = 0;
-        p->tx_tail = live;
-        return 0;
-    }
-    size_t cap = p->tx_cap ? p->tx_cap : TX_MIN;
-    while (cap - live < need) cap *= 2;
-    uint8_t *nb = tx_alloc(cap);
-    if (!nb) return -1;
-    if (live) memcpy(nb, p->tx + p->tx_head, live);
-    tx_free(p);
-    p->tx = nb;
-    p->tx_cap = cap;
-    p->tx_head = 0;
-    p->tx_tail = live;
-    return 0;
-}
-
 static int tcp_send(struct dsm_tp *tp, int dst, const struct dsm_wire_hdr *h, const void *payload)
 {
     struct tcp *t = T(tp);
@@ -418,15 +366,12 @@ static int tcp_send(struct dsm_tp *tp, int dst, const struct dsm_wire_hdr *h, co
     struct peer *p = &t->peers[dst];
     if (is_dead(p) || p->tx_err) return -1; /* tx_err: lost, reported by the next poll */
     size_t need = HDR + (size_t)h->len;
-    if (tx_reserve(p, need)) {
+    if (dsm_frameq_push(&p->txq, h, payload, TX_MIN)) {
         /* Dropping one frame would desynchronise the protocol: the peer is gone for us. */
         kill_peer(t, dst, "lost the connection to %s: out of memory queueing %zu bytes for it",
-                  p->name, p->tx_tail - p->tx_head + need);
+                  p->name, dsm_frameq_len(&p->txq) + need);
         return -1; /* reported by the next flush or poll, which always follows */
     }
-    dsm_wire_encode(h, p->tx + p->tx_tail);
-    if (h->len) memcpy(p->tx + p->tx_tail + HDR, payload, h->len);
-    p->tx_tail += need;
     tp->cnt.msgs_sent++;
     tp->cnt.bytes_sent += need;
     return 0;
@@ -498,7 +443,7 @@ static int tx_pending(struct tcp *t)
 {
     for (int i = 0; i < t->tp.nodes; i++)
         if (t->peers[i].fd >= 0 && !is_dead(&t->peers[i]) && !t->peers[i].tx_err &&
-            t->peers[i].tx_tail > t->peers[i].tx_head)
+            dsm_frameq_len(&t->peers[i].txq))
             return 1;
     return 0;
 }
@@ -512,7 +457,7 @@ static void free_tcp(struct tcp *t)
         for (int i = 0; i < t->tp.nodes; i++) {
             if (t->peers[i].fd >= 0) close(t->peers[i].fd);
             free(t->peers[i].rx);
-            tx_free(&t->peers[i]);
+            dsm_frameq_free(&t->peers[i].txq);
         }
     }
     free(t->peers);
@@ -532,7 +477,7 @@ static void tcp_destroy(struct dsm_tp *tp)
         int n = 0;
         for (int i = 0; i < tp->nodes; i++) {
             struct peer *p = &t->peers[i];
-            if (p->fd >= 0 && !is_dead(p) && !p->tx_err && p->tx_tail > p->tx_head)
+            if (p->fd >= 0 && !is_dead(p) && !p->tx_err && dsm_frameq_len(&p->txq))
                 pf[n++] = (struct pollfd){.fd = p->fd, .events = POLLOUT};
         }
         poll(pf, (nfds_t)n, 10);
@@ -590,13 +535,10 @@ static void hs_begin(struct hs *h, const struct dsm_boot_cfg *cfg, int role)
 
 static void hs_note(const struct dsm_boot_cfg *cfg, const struct hs *h, const char *why)
 {
-    if (!cfg->note) return;
-    char msg[700];
-    snprintf(msg, sizeof msg,
-             "closed a connection from %s to this node's data port: %s — not a node of this "
-             "job (a stray program, or a node with another DSM_SECRET); the job goes on",
-             h->from, why);
-    cfg->note(cfg->note_ctx, msg);
+    dsm_tp_note(cfg,
+                "closed a connection from %s to this node's data port: %s — not a node of this "
+                "job (a stray program, or a node with another DSM_SECRET); the job goes on",
+                h->from, why);
 }
 
 static void hs_close(struct hs *h)
