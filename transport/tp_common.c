@@ -75,7 +75,7 @@ int dsm_tp_loss_mark(struct dsm_tp_loss *l, const char *fmt, va_list ap)
 {
     if (dsm_tp_is_dead(l)) return 0;
     vsnprintf(l->why, sizeof l->why, fmt, ap);
-    __atomic_store_n(&l->dead, 1, __ATOMIC_RELEASE);
+    atomic_store_explicit(&l->dead, 1, memory_order_release);
     l->pending = 1;
     return 1;
 }

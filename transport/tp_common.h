@@ -10,6 +10,7 @@
 #define DSM_TP_COMMON_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,7 +53,7 @@ struct dsm_tp_loss {
 
 static inline int dsm_tp_is_dead(const struct dsm_tp_loss *l)
 {
-    return __atomic_load_n(&l->dead, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&l->dead, memory_order_relaxed);
 }
 
 /* Records the loss once (later calls do nothing): 1 if this call marked it. */
