@@ -103,19 +103,27 @@ uint64_t dsm_node_alloc_placed(struct dsm_node *n, size_t size, int policy, size
                   np > UINT32_MAX ? UINT32_MAX : np, (uint32_t)place,
                   place == DSM_PLACE_NODE ? (int)arg : -1, 0);
         /* Fail now, with the reason, rather than be OOM-killed later: a home keeps each page
-         * it homes twice (the home store and its own mapping), plus its page cache. */
-        uint64_t need = 2 * homed * PAGE_SIZE + n->cfg.cache_pages * PAGE_SIZE;
+         * it homes once (its view is the store, region.c) or, where the kernel cannot share
+         * them, twice (the home store and its own mapping), plus its page cache. */
+        uint64_t copies = n->mem->map_home ? 1 : 2;
+        uint64_t need =
+            copies * homed * PAGE_SIZE + n->cfg.cache_pages * PAGE_SIZE + n->cfg.mem_base;
         if (n->cfg.mem_limit && need > n->cfg.mem_limit)
             dsm_node_fatal(n,
                            "dsm_alloc(%zu): node %d would home %llu MiB of DSM data, which "
-                           "takes %llu MiB here (the home store and the node's own copy) plus "
-                           "a page cache of %llu MiB: more than the %llu MiB this node may use "
-                           "(its memory cgroup's limit, or the memory available); use more "
-                           "nodes, place the data on other nodes (dsm_alloc_placed), or a "
-                           "smaller DSM_CACHE",
+                           "takes %llu MiB here (%s) plus a page cache of %llu MiB and the "
+                           "%llu MiB the process used before any DSM data: more than the %llu "
+                           "MiB this node may use (its memory cgroup's limit, or the memory "
+                           "available); use more nodes, place the data on other nodes "
+                           "(dsm_alloc_placed), or a smaller DSM_CACHE",
                            size, n->rank, (unsigned long long)(homed * PAGE_SIZE >> 20),
-                           (unsigned long long)(2 * homed * PAGE_SIZE >> 20),
+                           (unsigned long long)(copies * homed * PAGE_SIZE >> 20),
+                           copies == 1
+                               ? "one copy"
+                               : "the home store and the node's own copy: DSM_HOME_STORE=two, or a "
+                                 "kernel before 6.4",
                            (unsigned long long)(n->cfg.cache_pages * PAGE_SIZE >> 20),
+                           (unsigned long long)(n->cfg.mem_base >> 20),
                            (unsigned long long)(n->cfg.mem_limit >> 20));
         return n->cfg.base + off;
     }

@@ -343,6 +343,13 @@ static void send_coh(struct dsm_node *n, const struct coh_msg *m)
     dsm_send(n, m->dst, &h, payload);
 }
 
+/* Whether this node's view of page p is its home store itself (one copy at the home,
+ * dsm_mem_ops.map_home). */
+static int home_shared(const struct dsm_node *n, uint64_t p)
+{
+    return n->mem->map_home && dsm_home_of(n, p) == n->rank;
+}
+
 /* Carries out a protocol's actions; `payload` is the handled message's payload (or NULL),
  * h_of_payload its header (for APPLY). */
 static void exec_actions(struct dsm_node *n, const struct coh_out *out, const void *payload,
@@ -356,11 +363,19 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
             send_coh(n, &a->msg);
             break;
         case COH_A_MAP_RO:
-            n->mem->map(n->mem_ctx, p, payload, 0);
+            /* One copy at the home: the page the home serves is the store itself, newer than
+             * or equal to the payload (which it sent itself). */
+            if (home_shared(n, p))
+                n->mem->map_home(n->mem_ctx, p, 0);
+            else
+                n->mem->map(n->mem_ctx, p, payload, 0);
             break;
         case COH_A_MAP_RW:
             /* An exclusive copy asked for by a read miss (migratory guess) starts read-only. */
-            n->mem->map(n->mem_ctx, p, payload, !(n->mig[p] & MIG_CLEAN));
+            if (home_shared(n, p))
+                n->mem->map_home(n->mem_ctx, p, !(n->mig[p] & MIG_CLEAN));
+            else
+                n->mem->map(n->mem_ctx, p, payload, !(n->mig[p] & MIG_CLEAN));
             break;
         case COH_A_PROTECT:
             n->mem->protect(n->mem_ctx, p, 1);
@@ -369,10 +384,15 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
             n->mem->protect(n->mem_ctx, p, 0);
             break;
         case COH_A_UNMAP:
-            n->mem->unmap(n->mem_ctx, p);
+            if (home_shared(n, p))
+                n->mem->unmap_home(n->mem_ctx, p);
+            else
+                n->mem->unmap(n->mem_ctx, p);
             break;
         case COH_A_STORE:
-            memcpy(n->mem->store(n->mem_ctx, p), payload, PAGE_SIZE);
+            /* The home's own write-back is already in the store when the two are one copy. */
+            if (!(home_shared(n, p) && h_of_payload && h_of_payload->src == n->rank))
+                memcpy(n->mem->store(n->mem_ctx, p), payload, PAGE_SIZE);
             break;
         case COH_A_TWIN:
             memcpy(n->mem->twin(n->mem_ctx, p), n->mem->page(n->mem_ctx, p), PAGE_SIZE);
@@ -381,7 +401,11 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
             n->mem->twin_drop(n->mem_ctx, p);
             break;
         case COH_A_APPLY:
-            apply_diff(n, h_of_payload, payload);
+            /* Likewise its own diffs - and applying one would be wrong: the home's threads
+             * may have written the page again since the diff was taken (a new interval),
+             * and the old bytes would overwrite the new ones. */
+            if (!(home_shared(n, p) && h_of_payload && h_of_payload->src == n->rank))
+                apply_diff(n, h_of_payload, payload);
             break;
         }
     }
@@ -570,7 +594,10 @@ static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const 
         if (m.type != RC_DIFF && m.type != RC_CLASS_ACK && h->src != n->rank &&
             n->proto[p] == DSM_PROTO_RC &&
             rc_home_flush((const uint8_t *)&n->pstate[p], &n->rcx[p])) {
-            memcpy(n->mem->store(n->mem_ctx, p), n->mem->page(n->mem_ctx, p), PAGE_SIZE);
+            /* (Nothing to copy when the view is the store: a copy onto itself could even undo
+             * a write the home's threads make meanwhile.) */
+            if (!n->mem->map_home)
+                memcpy(n->mem->store(n->mem_ctx, p), n->mem->page(n->mem_ctx, p), PAGE_SIZE);
             n->rcdir[p].written = 1; /* the store is no longer all zeros */
         }
         if (m.type == RC_DIFF && !apply_ok(h, payload))

@@ -74,6 +74,14 @@ struct dsm_mem_ops {
     /* Room for the twin of `page` (release consistency), and giving it back. */
     void *(*twin)(void *ctx, uint64_t page);
     void (*twin_drop)(void *ctx, uint64_t page);
+    /* One copy at the home. When set, this node's view of a page it homes and the home store
+     * are the same memory (a memory file mapped twice, region.c): map_home makes the store's
+     * page visible in the view (read-only or writable) instead of copying it in, and
+     * unmap_home hides it again, keeping the store. The engine then never copies between
+     * the two and never applies its own write-backs (they are already in place). NULL: two
+     * copies, and map/unmap serve homed pages too. */
+    void (*map_home)(void *ctx, uint64_t page, int writable);
+    void (*unmap_home)(void *ctx, uint64_t page);
 };
 
 /* Time, waiting, waking and dying. */
@@ -102,6 +110,7 @@ struct dsm_engine_cfg {
     int default_proto;    /* DSM_PROTO_*: protocol of allocations that name none */
     uint64_t cache_pages; /* most copies of pages homed elsewhere kept at once; 0: unbounded */
     uint64_t mem_limit;   /* bytes this node may use (cgroup limit, else available); 0: unknown */
+    uint64_t mem_base;    /* bytes the process used when it became a node (before any DSM data) */
 };
 
 /* ---------------------------------------------------------------- the node */

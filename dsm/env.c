@@ -107,8 +107,8 @@ static uint64_t mem_available(void)
 }
 
 /* A quarter of the memory this process may use: its cgroup's limit if it has one, else what
- * the machine has available now. The rest is for the pages the node homes (today twice: the
- * home store and the node's own copy) and the program's own memory. At least 1 MiB. */
+ * the machine has available now. The rest is for the pages the node homes (once, or twice on
+ * kernels before 6.4: region.c) and the program's own memory. At least 1 MiB. */
 static uint64_t default_cache(char *why, size_t wlen)
 {
     char where[600] = "";
@@ -745,6 +745,20 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
             "elsewhere, %s",
             (unsigned long long)(cfg->cache >> 20), (unsigned long long)(cfg->cache / PAGE_SIZE),
             why);
+
+    cfg->home_store = HOME_STORE_AUTO;
+    if ((s = env("DSM_HOME_STORE"))) {
+        if (!strcmp(s, "one"))
+            cfg->home_store = HOME_STORE_ONE;
+        else if (!strcmp(s, "two"))
+            cfg->home_store = HOME_STORE_TWO;
+        else if (strcmp(s, "auto")) {
+            CERR("DSM_HOME_STORE='%s' is not valid: expected auto, one (the pages a node homes "
+                 "held once: Linux 6.4+) or two (held twice, any kernel)",
+                 s);
+            return DSM_EINVAL;
+        }
+    }
 
     cfg->protocol = DSM_PROTO_SC;
     if (opts && opts->protocol) {

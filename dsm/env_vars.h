@@ -64,6 +64,8 @@ static const struct dsm_env_var dsm_env_vars[] = {
      "protocol of dsm_alloc, dsm_malloc and unflagged dsm_alloc_placed: sc or rc"},
     {"DSM_CACHE", "a quarter of the cgroup limit or MemAvailable",
      "most memory for copies of pages homed elsewhere (256M, 1G, bytes)"},
+    {"DSM_HOME_STORE", "auto",
+     "one: the pages a node homes are held once (Linux 6.4+); two: twice; auto: one if possible"},
     {"DSM_TRACE", "off", "path: record coherence events into PATH.<rank> (%r: the rank)"},
 };
 #define DSM_ENV_VAR_COUNT (sizeof dsm_env_vars / sizeof dsm_env_vars[0])

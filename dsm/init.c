@@ -120,6 +120,18 @@ static int start_transport(struct dsm_runtime *rt, char *err, size_t errlen)
 }
 
 #undef dsm_init
+/* This process's resident memory now (0 if unknown): what it uses besides DSM data, measured
+ * before there is any, for the allocation-time check that homed pages fit (alloc.c). */
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    unsigned long long size = 0, res = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%llu %llu", &size, &res) != 2) res = 0;
+    fclose(f);
+    return res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 int dsm_init(const dsm_options_t *opts)
 {
     return dsm_init_sized(opts, offsetof(dsm_options_t, cache));
@@ -135,7 +147,7 @@ int dsm_init_sized(const dsm_options_t *caller_opts, size_t size)
     }
     struct dsm_runtime *rt = &the_rt;
     memset(rt, 0, sizeof *rt);
-    rt->uffd = -1;
+    rt->uffd = rt->home_fd = -1;
     int rc = dsm_cfg_load(&rt->cfg, opts);
     if (rc) return rc;
     dsm_log_rank = rt->cfg.rank;
@@ -151,7 +163,8 @@ int dsm_init_sized(const dsm_options_t *caller_opts, size_t size)
                                 .default_proto = rt->cfg.protocol,
                                 .cache_pages = rt->cfg.cache / PAGE_SIZE,
                                 .mem_limit = dsm_mem_limit()};
-    rt->node = dsm_node_create(&ec, &rt_mem_ops, rt, &rt_env_ops, rt, err, sizeof err);
+    rt->node = dsm_node_create(&ec, rt->home_fd >= 0 ? &rt_mem_ops_one_copy : &rt_mem_ops, rt,
+                               &rt_env_ops, rt, err, sizeof err);
     if (!rt->node) {
         rc = DSM_ENOMEM;
         goto fail;
@@ -163,6 +176,7 @@ int dsm_init_sized(const dsm_options_t *caller_opts, size_t size)
         (rc = start_transport(rt, err, sizeof err)) ||
         (rc = dsm_service_start(rt, err, sizeof err)))
         goto fail;
+    rt->node->cfg.mem_base = resident_bytes();
     rt->initialized = 1;
     dsm_collective(rt->node, COLL_BARRIER, 0, 0, 0);
     LOGI("node %d of %d ready: %llu MiB of global space at %p", rt->cfg.rank, rt->cfg.nodes,

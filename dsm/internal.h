@@ -45,11 +45,13 @@ struct dsm_cfg {
     uint64_t cache; /* bytes of copies of remote pages kept at most (DSM_CACHE) */
     struct dsm_auth_key key; /* from DSM_SECRET / DSM_SECRET_FILE; key.secret 0: none */
     int peer_timeout_ms;     /* a peer silent this long is declared dead (DSM_PEER_TIMEOUT) */
+    int home_store;          /* DSM_HOME_STORE: HOME_STORE_* (region.c) */
     /* Who started this process and how to fix what depends on it, for messages (env.c). */
     char launcher[32];   /* "dsmrun", "srun (Slurm)", "mpirun (Open MPI)", "by hand", ... */
     char rank_from[96];  /* "from OMPI_COMM_WORLD_RANK", "from DSM_RANK", ... */
     char port_hint[128]; /* how to move the coordinator to another port with that launcher */
 };
+enum { HOME_STORE_AUTO, HOME_STORE_ONE, HOME_STORE_TWO };
 /* Fills cfg from opts (NULL = all from the environment). DSM_OK or DSM_EINVAL (logged). */
 int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts);
 /* Parses "4G", "512M", "65536" (bytes). 0 and *out, or -1. */
@@ -69,6 +71,7 @@ struct dsm_runtime {
     uint64_t npages;
     int uffd;
     char *store; /* home store: backing copy of pages homed here (same offsets) */
+    int home_fd; /* one copy at the home: the memory file behind base and store; else -1 */
     char *twins; /* twins of RC pages written this interval (same offsets) */
     pthread_t svc_thread;
     int svc_started;
@@ -93,7 +96,8 @@ static inline uint64_t dsm_page_of(const void *p)
 }
 
 /* region.c */
-extern const struct dsm_mem_ops rt_mem_ops; /* ctx: struct dsm_runtime */
+/* ctx: struct dsm_runtime. The second when rt->home_fd >= 0 (one copy at the home). */
+extern const struct dsm_mem_ops rt_mem_ops, rt_mem_ops_one_copy;
 int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen);
 void dsm_region_unmap(struct dsm_runtime *rt);
 

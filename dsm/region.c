@@ -10,9 +10,21 @@
  * COPY+WP in one step exists for it on every kernel we target (5.7+), including the 6.1 guests used
  * for soft-RoCE.
  *
- * The home store is a second, ordinary mapping of the same size: the backing copy of each
- * page this node homes, read and written only by the protocol engine, so serving a page never
- * touches the application view.
+ * The home store is a second mapping of the same size: the backing copy of each page this
+ * node homes, read and written only by the protocol engine, so serving a page never touches
+ * the application view.
+ *
+ * One copy at the home (DSM_HOME_STORE=one, the default where the kernel allows it): both
+ * mappings are MAP_SHARED views of one memory file (memfd) covering the global space, so a
+ * page this node homes is held once. The store mapping is not registered; the view is
+ * registered for MISSING, MINOR and WP faults. A homed page is shown in the view with
+ * UFFDIO_CONTINUE (read-only ones with MODE_WP, Linux 6.4+: the reason older kernels get two
+ * copies) and hidden with MADV_DONTNEED, which drops only the mapping: the store keeps the
+ * page, and the next access is a MINOR fault. A copy of a page homed elsewhere is installed
+ * with UFFDIO_COPY as before (it lands in the file, at the page's offset) and dropped with
+ * MADV_REMOVE, which frees it. Two copies (DSM_HOME_STORE=two, kernels before 6.4): the view
+ * is anonymous memory and the store an ordinary second mapping, and the home's own accesses
+ * copy pages in from it like any node's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +68,10 @@ static const char zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 #endif
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
+#endif
+/* Linux 6.4 (the 6.1 headers of Debian 12 lack it); fixed ABI. */
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
 #endif
 
 /*
@@ -119,26 +135,15 @@ static int open_uffd(struct dsm_runtime *rt, char *err, size_t errlen)
     return e3 == EPERM || e3 == EACCES ? DSM_EPERM : DSM_ESYS;
 }
 
-int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
+/* Maps [cfg.base, +len) as the view: fd < 0 anonymous private memory, else the memory file
+ * shared. DSM_OK, or DSM_EADDRINUSE with err naming what is in the way. */
+static int map_view(struct dsm_runtime *rt, int fd, char *err, size_t errlen)
 {
-    rt->npages = rt->cfg.memory / PAGE_SIZE;
     size_t len = rt->cfg.memory;
-
-    int rc = open_uffd(rt, err, errlen);
-    if (rc) return rc;
-    struct uffdio_api api = {.api = UFFD_API,
-                             .features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP};
-    if (ioctl(rt->uffd, UFFDIO_API, &api) < 0) {
-        snprintf(err, errlen,
-                 "userfaultfd lacks SIGBUS mode or write-protect faults (%s): ufdsm needs Linux "
-                 "5.7 or later",
-                 strerror(errno));
-        return DSM_ESYS;
-    }
-
     void *want = (void *)(uintptr_t)rt->cfg.base;
-    void *p = mmap(want, len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    int flags =
+        MAP_NORESERVE | MAP_FIXED_NOREPLACE | (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED);
+    void *p = mmap(want, len, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (p == MAP_FAILED || p != want) {
         int e = errno;
         if (p != MAP_FAILED) munmap(p, len);
@@ -159,7 +164,110 @@ int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
      * protocol). */
     madvise(rt->base, len, MADV_NOHUGEPAGE);
     madvise(rt->base, len, MADV_DONTFORK);
+    return DSM_OK;
+}
 
+/* Sets up one copy at the home: the memory file, the shared view registered for MISSING,
+ * MINOR and WP faults, and a check that UFFDIO_CONTINUE can map read-only. DSM_OK; 1 if the
+ * kernel cannot (why says what is missing; nothing is left set up, rt->uffd is closed); or
+ * another DSM_E* code with err filled. */
+static int map_one_copy(struct dsm_runtime *rt, char *why, size_t whylen, char *err, size_t errlen)
+{
+    size_t len = rt->cfg.memory;
+    struct uffdio_api api = {.api = UFFD_API,
+                             .features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+                                         UFFD_FEATURE_MINOR_SHMEM |
+                                         UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
+    if (ioctl(rt->uffd, UFFDIO_API, &api) < 0) {
+        snprintf(why, whylen,
+                 "userfaultfd lacks minor or write-protect faults on shared memory (%s; Linux "
+                 "5.19+)",
+                 strerror(errno));
+        goto unsupported;
+    }
+    rt->home_fd = memfd_create("ufdsm-global", MFD_CLOEXEC);
+    if (rt->home_fd < 0 || ftruncate(rt->home_fd, (off_t)len) < 0) {
+        snprintf(err, errlen, "cannot create the %llu-byte memory file of the global space: %s",
+                 (unsigned long long)len, strerror(errno));
+        return DSM_ESYS;
+    }
+    int rc = map_view(rt, rt->home_fd, err, errlen);
+    if (rc) return rc;
+    struct uffdio_register reg = {.range = {.start = (uintptr_t)rt->base, .len = len},
+                                  .mode = UFFDIO_REGISTER_MODE_MISSING |
+                                          UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP};
+    if (ioctl(rt->uffd, UFFDIO_REGISTER, &reg) < 0) {
+        snprintf(why, whylen, "registering shared memory for minor faults failed (%s)",
+                 strerror(errno));
+        goto unsupported;
+    }
+    /* The one feature without a flag to ask for: a read-only UFFDIO_CONTINUE. Tried on page
+     * 0, which is then freed again. */
+    struct uffdio_continue c = {.range = {.start = (uintptr_t)rt->base, .len = PAGE_SIZE},
+                                .mode = UFFDIO_CONTINUE_MODE_WP};
+    if (fallocate(rt->home_fd, 0, 0, PAGE_SIZE) < 0 || ioctl(rt->uffd, UFFDIO_CONTINUE, &c) < 0) {
+        snprintf(why, whylen, "UFFDIO_CONTINUE cannot map read-only (%s; Linux 6.4+)",
+                 strerror(errno));
+        goto unsupported;
+    }
+    madvise(rt->base, PAGE_SIZE, MADV_REMOVE);
+    rt->store = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, rt->home_fd, 0);
+    if (rt->store == MAP_FAILED) {
+        rt->store = NULL;
+        snprintf(err, errlen, "cannot map the home store (%llu bytes): %s", (unsigned long long)len,
+                 strerror(errno));
+        return DSM_ENOMEM;
+    }
+    madvise(rt->store, len, MADV_DONTFORK);
+    return DSM_OK;
+unsupported:
+    if (rt->base) munmap(rt->base, len);
+    rt->base = NULL;
+    if (rt->home_fd >= 0) close(rt->home_fd);
+    rt->home_fd = -1;
+    close(rt->uffd); /* its API handshake is spent: the caller opens another */
+    rt->uffd = -1;
+    return 1;
+}
+
+int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
+{
+    rt->npages = rt->cfg.memory / PAGE_SIZE;
+    size_t len = rt->cfg.memory;
+    rt->home_fd = -1;
+
+    int rc = open_uffd(rt, err, errlen);
+    if (rc) return rc;
+    if (rt->cfg.home_store != HOME_STORE_TWO) {
+        char why[200];
+        rc = map_one_copy(rt, why, sizeof why, err, errlen);
+        if (rc == DSM_OK) {
+            LOGI("home store: one copy (a memory file behind the view and the store)");
+        } else if (rc != 1) {
+            return rc;
+        } else if (rt->cfg.home_store == HOME_STORE_ONE) {
+            snprintf(err, errlen,
+                     "DSM_HOME_STORE=one: this kernel cannot hold a home's pages once: %s; use "
+                     "DSM_HOME_STORE=two (or auto)",
+                     why);
+            return DSM_ESYS;
+        } else {
+            LOGI("home store: two copies (%s)", why);
+            if ((rc = open_uffd(rt, err, errlen))) return rc;
+        }
+    }
+    if (rt->home_fd >= 0) goto twins;
+
+    struct uffdio_api api = {.api = UFFD_API,
+                             .features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP};
+    if (ioctl(rt->uffd, UFFDIO_API, &api) < 0) {
+        snprintf(err, errlen,
+                 "userfaultfd lacks SIGBUS mode or write-protect faults (%s): ufdsm needs Linux "
+                 "5.7 or later",
+                 strerror(errno));
+        return DSM_ESYS;
+    }
+    if ((rc = map_view(rt, -1, err, errlen))) return rc;
     struct uffdio_register reg = {.range = {.start = (uintptr_t)rt->base, .len = len},
                                   .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP};
     if (ioctl(rt->uffd, UFFDIO_REGISTER, &reg) < 0) {
@@ -177,6 +285,7 @@ int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
         return DSM_ENOMEM;
     }
     madvise(rt->store, len, MADV_DONTFORK);
+twins:
     /* Twins (release consistency): one slot per page, at the page's offset, backed only
      * while a twin exists. */
     rt->twins =
@@ -198,8 +307,9 @@ void dsm_region_unmap(struct dsm_runtime *rt)
     if (rt->store) munmap(rt->store, len);
     if (rt->twins) munmap(rt->twins, len);
     if (rt->uffd >= 0) close(rt->uffd);
+    if (rt->home_fd >= 0) close(rt->home_fd);
     rt->base = rt->store = rt->twins = NULL;
-    rt->uffd = -1;
+    rt->uffd = rt->home_fd = -1;
 }
 
 static char *page_addr(struct dsm_runtime *rt, uint64_t page)
@@ -267,6 +377,60 @@ static void twin_drop(void *ctx, uint64_t page)
     struct dsm_runtime *rt = ctx;
     madvise(rt->twins + page * PAGE_SIZE, PAGE_SIZE, MADV_DONTNEED);
 }
+
+/* ---------------------------------------------------------------- one copy at the home */
+
+/* A copy of a page homed elsewhere lives in the memory file too: dropping it frees it. */
+static void unmap_page_file(void *ctx, uint64_t page)
+{
+    struct dsm_runtime *rt = ctx;
+    if (madvise(page_addr(rt, page), PAGE_SIZE, MADV_REMOVE) < 0)
+        dsm_fatal("dropping page %llu failed: %s", (unsigned long long)page, strerror(errno));
+}
+
+static void reset_range_file(void *ctx, uint64_t first, uint64_t count)
+{
+    struct dsm_runtime *rt = ctx;
+    /* Frees the file's pages: the view's and the store's (one and the same). */
+    madvise(page_addr(rt, first), count * PAGE_SIZE, MADV_REMOVE);
+    madvise(rt->twins + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
+}
+
+static void map_home(void *ctx, uint64_t page, int writable)
+{
+    struct dsm_runtime *rt = ctx;
+    __u64 wp = writable ? 0 : UFFDIO_CONTINUE_MODE_WP;
+    struct uffdio_continue c = {
+        .range = {.start = (uintptr_t)page_addr(rt, page), .len = PAGE_SIZE}, .mode = wp};
+    if (ioctl(rt->uffd, UFFDIO_CONTINUE, &c) == 0) return;
+    if (errno == EFAULT) {
+        /* The store never held the page (a hole in the file): it is all zeros. */
+        map_page(ctx, page, NULL, writable);
+        return;
+    }
+    dsm_fatal("showing page %llu from the home store at %p failed: %s (a protocol bug: please "
+              "report it)",
+              (unsigned long long)page, (void *)c.range.start, strerror(errno));
+}
+
+static void unmap_home(void *ctx, uint64_t page)
+{
+    /* Only the mapping goes: the store keeps the page, and the next access is a minor fault. */
+    unmap_page(ctx, page);
+}
+
+const struct dsm_mem_ops rt_mem_ops_one_copy = {
+    .map = map_page,
+    .protect = protect_page,
+    .unmap = unmap_page_file,
+    .reset = reset_range_file,
+    .page = page_copy,
+    .store = store_copy,
+    .twin = twin_slot,
+    .twin_drop = twin_drop,
+    .map_home = map_home,
+    .unmap_home = unmap_home,
+};
 
 const struct dsm_mem_ops rt_mem_ops = {
     .map = map_page,

@@ -21,8 +21,14 @@
  * a step budget exhausted (a livelock). A failure prints the seed, the scenario and the
  * steps leading to it; `--seed S --verbose` replays it step by step.
  *
+ * With --one-copy, memory is laid out as the runtime does it on Linux 6.4+ (region.c): a
+ * node's view of a page it homes is its home store itself (dsm_mem_ops.map_home), so the
+ * engine's handling of its own write-backs, flushes and diffs arriving while the home's
+ * threads write is explored too.
+ *
  * Usage: engine_fixture [--seeds A:B] [--seed S] [--scenario random|free_readahead]
- *                       [--exhaustive DEPTH] [--cache PAGES] [--expect-failure] [--verbose]
+ *                       [--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure]
+ *                       [--verbose]
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -93,6 +99,7 @@ struct fx {
     long hold_us;
     int prefetch;
     uint64_t cache; /* --cache: pages of the bounded cache of remote pages, 0: unbounded */
+    int one_copy;   /* --one-copy: a home's view of its pages is its store */
     /* totals over every run (--cache): eviction must actually have been exercised */
     uint64_t ev_clean, ev_dirty, ev_refetch;
     /* exploration */
@@ -182,8 +189,9 @@ static void fx_fail(const char *fmt, ...)
         for (int i = 0; i < F.trail_len; i++) fprintf(stderr, " %d/%d", F.trail_c[i], F.trail_k[i]);
         fprintf(stderr, "\n");
     }
-    fprintf(stderr, "replay: engine_fixture --seed %" PRIu64 "%s --verbose\n", F.seed,
-            F.scenario ? " --scenario free_readahead" : "");
+    fprintf(stderr, "replay: engine_fixture --seed %" PRIu64 "%s%s --cache %" PRIu64 " --verbose\n",
+            F.seed, F.scenario ? " --scenario free_readahead" : "", F.one_copy ? " --one-copy" : "",
+            F.cache);
     exit(1);
 }
 
@@ -208,9 +216,23 @@ static int choose(int k)
 
 /* ---------------------------------------------------------------- memory ops */
 
+static int homes(const struct fmem *m, uint64_t page)
+{
+    return F.one_copy && dsm_home_of(F.n[m->node], page) == m->node;
+}
+
+/* What the node's threads see at page: with --one-copy, a homed page is the store itself. */
+static uint8_t *view(struct fmem *m, uint64_t page)
+{
+    return homes(m, page) ? m->store[page] : m->app[page];
+}
+
 static void m_map(void *ctx, uint64_t page, const void *data, int writable)
 {
     struct fmem *m = ctx;
+    if (homes(m, page))
+        fx_fail("node %d: page %" PRIu64 " it homes installed by copy, not shown from its store",
+                m->node, page);
     if (m->perm[page])
         fx_fail("node %d: page %" PRIu64 " installed while present (UFFDIO_COPY would fail)",
                 m->node, page);
@@ -230,6 +252,9 @@ static void m_protect(void *ctx, uint64_t page, int protect)
 static void m_unmap(void *ctx, uint64_t page)
 {
     struct fmem *m = ctx;
+    if (homes(m, page))
+        fx_fail("node %d: page %" PRIu64 " it homes dropped like a copy (its store with it)",
+                m->node, page);
     m->perm[page] = 0;
     memset(m->app[page], 0xEE, PAGE_SIZE); /* a stale read of a dropped page shows */
 }
@@ -250,7 +275,7 @@ static const void *m_page(void *ctx, uint64_t page)
     if (!m->perm[page])
         fx_fail("node %d: the engine read its copy of page %" PRIu64 ", which is not present",
                 m->node, page);
-    return m->app[page];
+    return view(m, page);
 }
 
 static void *m_store(void *ctx, uint64_t page)
@@ -275,6 +300,40 @@ static void m_twin_drop(void *ctx, uint64_t page)
     m->has_twin[page] = 0;
     memset(m->twin[page], 0xDD, PAGE_SIZE);
 }
+
+static void m_map_home(void *ctx, uint64_t page, int writable)
+{
+    struct fmem *m = ctx;
+    if (!homes(m, page))
+        fx_fail("node %d: page %" PRIu64 " shown from the store of a node that does not home it",
+                m->node, page);
+    if (m->perm[page])
+        fx_fail("node %d: page %" PRIu64 " shown while present (UFFDIO_CONTINUE would fail)",
+                m->node, page);
+    m->perm[page] = writable ? 2 : 1;
+}
+
+static void m_unmap_home(void *ctx, uint64_t page)
+{
+    struct fmem *m = ctx;
+    if (!homes(m, page))
+        fx_fail("node %d: page %" PRIu64 " hidden as homed by a node that does not home it",
+                m->node, page);
+    m->perm[page] = 0;
+}
+
+static const struct dsm_mem_ops fx_mem_ops_one_copy = {
+    .map = m_map,
+    .protect = m_protect,
+    .unmap = m_unmap,
+    .reset = m_reset,
+    .page = m_page,
+    .store = m_store,
+    .twin = m_twin,
+    .twin_drop = m_twin_drop,
+    .map_home = m_map_home,
+    .unmap_home = m_unmap_home,
+};
 
 static const struct dsm_mem_ops fx_mem_ops = {
     .map = m_map,
@@ -434,9 +493,9 @@ static void check_invariants(int whole)
                     readers);
         if (page_unchecked(p)) continue;
         for (int k = 0; k < F.nn; k++)
-            if (F.mem[k]->perm[p] && memcmp(F.mem[k]->app[p], F.golden[p], len)) {
+            if (F.mem[k]->perm[p] && memcmp(view(F.mem[k], p), F.golden[p], len)) {
                 int w = 0;
-                while (F.mem[k]->app[p][w] == F.golden[p][w]) w++;
+                while (view(F.mem[k], p)[w] == F.golden[p][w]) w++;
                 fx_fail("page %" PRIu64 ": node %d's copy differs from the last written "
                         "value at byte %d",
                         p, k, w);
@@ -490,7 +549,7 @@ static uint64_t rd(uint64_t addr)
 {
     touch(addr, 0);
     uint64_t p = page_of(addr), off = addr & (PAGE_SIZE - 1), v, want;
-    memcpy(&v, &F.mem[F.cur->node]->app[p][off], 8);
+    memcpy(&v, &view(F.mem[F.cur->node], p)[off], 8);
     memcpy(&want, &F.golden[p][off], 8);
     if (v != want)
         fx_fail("node %d read %" PRIu64 " at page %" PRIu64 "+%" PRIu64 ", but the last value "
@@ -503,7 +562,7 @@ static void wr(uint64_t addr, uint64_t v)
 {
     touch(addr, 1);
     uint64_t p = page_of(addr), off = addr & (PAGE_SIZE - 1);
-    memcpy(&F.mem[F.cur->node]->app[p][off], &v, 8);
+    memcpy(&view(F.mem[F.cur->node], p)[off], &v, 8);
     memcpy(&F.golden[p][off], &v, 8);
 }
 
@@ -914,7 +973,7 @@ static void run_cluster(void)
         /* A page its home alone writes stays in the home's own copy until someone asks. */
         const uint8_t *home_copy =
             rc_home_flush((const uint8_t *)&F.n[h]->pstate[p], &F.n[h]->rcx[p])
-                ? F.mem[h]->app[p]
+                ? view(F.mem[h], p)
                 : F.mem[h]->store[p];
         if (memcmp(home_copy, F.golden[p], CHECKED)) {
             int w = 0;
@@ -1013,7 +1072,8 @@ static void setup(uint64_t seed)
                                     .default_proto = DSM_PROTO_SC,
                                     .cache_pages = F.cache};
         char err[256];
-        F.n[k] = dsm_node_create(&ec, &fx_mem_ops, F.mem[k], &fx_env_ops, &F, err, sizeof err);
+        F.n[k] = dsm_node_create(&ec, F.one_copy ? &fx_mem_ops_one_copy : &fx_mem_ops, F.mem[k],
+                                 &fx_env_ops, &F, err, sizeof err);
         if (!F.n[k]) fx_fail("node %d: %s", k, err);
         F.tp[k] = (struct dsm_tp){.ops = &fx_tp_ops, .rank = k, .nodes = F.nn};
         F.n[k]->tp = F.nn > 1 ? &F.tp[k] : NULL;
@@ -1103,6 +1163,8 @@ int main(int argc, char **argv)
             F.exhaustive = 1;
         } else if (!strcmp(argv[i], "--cache") && i + 1 < argc) {
             F.cache = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--one-copy")) {
+            F.one_copy = 1;
         } else if (!strcmp(argv[i], "--verbose")) {
             F.verbose = 1;
         } else if (!strcmp(argv[i], "--expect-failure")) {
@@ -1110,7 +1172,8 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--seeds A:B | --seed S] [--scenario random|free_readahead] "
-                    "[--exhaustive DEPTH] [--cache PAGES] [--expect-failure] [--verbose]\n",
+                    "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure] "
+                    "[--verbose]\n",
                     argv[0]);
             return 2;
         }

@@ -98,18 +98,16 @@ int main(int argc, char **argv)
 
     dsm_stats_t s;
     dsm_stats(&s);
-    /* Resident memory now and at its peak, for the record (never judged here: the cgroup
-     * limit of cache_cgroup.sh is what judges). */
-    long rss_kib = 0, hwm_kib = 0;
-    FILE *st = fopen("/proc/self/status", "r");
+    /* Resident memory now, for the record (never judged here: the cgroup limit of
+     * cache_cgroup.sh is what judges). PSS, not RSS: with one copy at the home, a homed page
+     * is mapped twice (the view and the store) and RSS counts it twice. */
+    long pss_kib = 0;
+    FILE *st = fopen("/proc/self/smaps_rollup", "r");
     char line[256];
-    while (st && fgets(line, sizeof line, st)) {
-        sscanf(line, "VmRSS: %ld", &rss_kib);
-        sscanf(line, "VmHWM: %ld", &hwm_kib);
-    }
+    while (st && fgets(line, sizeof line, st)) sscanf(line, "Pss: %ld", &pss_kib);
     if (st) fclose(st);
-    mn_say("resident %ld MiB, peak %ld MiB; homes %llu pages with data, caches %llu", rss_kib >> 10,
-           hwm_kib >> 10, (unsigned long long)s.homed_pages, (unsigned long long)s.cached_pages);
+    mn_say("resident %ld MiB (PSS); homes %llu pages with data, caches %llu", pss_kib >> 10,
+           (unsigned long long)s.homed_pages, (unsigned long long)s.cached_pages);
     mn_say("%llu MiB on %llu nodes, cache %llu MiB: write %.2f s, sequential read %.2f s, "
            "random write %.2f s, random read %.2f s; evictions clean %llu dirty %llu, "
            "re-fetches %llu, overruns %llu",
