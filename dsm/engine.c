@@ -350,6 +350,24 @@ static int home_shared(const struct dsm_node *n, uint64_t p)
     return n->mem->map_home && dsm_home_of(n, p) == n->rank;
 }
 
+/* Installs page p. With one copy at the home the page the home serves is the store itself,
+ * newer than or equal to the payload (which it sent itself). */
+static void install(struct dsm_node *n, uint64_t p, const void *payload, int writable)
+{
+    if (home_shared(n, p))
+        n->mem->map_home(n->mem_ctx, p, writable);
+    else
+        n->mem->map(n->mem_ctx, p, payload, writable);
+}
+
+/* Whether a write-back or diff is the home's own with one copy at the home: it is already in
+ * the store, and applying it could even be wrong (the home's threads may have written the
+ * page again since it was taken - a new interval - and the old bytes would overwrite the new). */
+static int own_writeback(const struct dsm_node *n, uint64_t p, const struct dsm_wire_hdr *h)
+{
+    return home_shared(n, p) && h && h->src == n->rank;
+}
+
 /* Carries out a protocol's actions; `payload` is the handled message's payload (or NULL),
  * h_of_payload its header (for APPLY). */
 static void exec_actions(struct dsm_node *n, const struct coh_out *out, const void *payload,
@@ -363,19 +381,11 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
             send_coh(n, &a->msg);
             break;
         case COH_A_MAP_RO:
-            /* One copy at the home: the page the home serves is the store itself, newer than
-             * or equal to the payload (which it sent itself). */
-            if (home_shared(n, p))
-                n->mem->map_home(n->mem_ctx, p, 0);
-            else
-                n->mem->map(n->mem_ctx, p, payload, 0);
+            install(n, p, payload, 0);
             break;
         case COH_A_MAP_RW:
             /* An exclusive copy asked for by a read miss (migratory guess) starts read-only. */
-            if (home_shared(n, p))
-                n->mem->map_home(n->mem_ctx, p, !(n->mig[p] & MIG_CLEAN));
-            else
-                n->mem->map(n->mem_ctx, p, payload, !(n->mig[p] & MIG_CLEAN));
+            install(n, p, payload, !(n->mig[p] & MIG_CLEAN));
             break;
         case COH_A_PROTECT:
             n->mem->protect(n->mem_ctx, p, 1);
@@ -390,8 +400,7 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
                 n->mem->unmap(n->mem_ctx, p);
             break;
         case COH_A_STORE:
-            /* The home's own write-back is already in the store when the two are one copy. */
-            if (!(home_shared(n, p) && h_of_payload && h_of_payload->src == n->rank))
+            if (!own_writeback(n, p, h_of_payload))
                 memcpy(n->mem->store(n->mem_ctx, p), payload, PAGE_SIZE);
             break;
         case COH_A_TWIN:
@@ -401,11 +410,7 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
             n->mem->twin_drop(n->mem_ctx, p);
             break;
         case COH_A_APPLY:
-            /* Likewise its own diffs - and applying one would be wrong: the home's threads
-             * may have written the page again since the diff was taken (a new interval),
-             * and the old bytes would overwrite the new ones. */
-            if (!(home_shared(n, p) && h_of_payload && h_of_payload->src == n->rank))
-                apply_diff(n, h_of_payload, payload);
+            if (!own_writeback(n, p, h_of_payload)) apply_diff(n, h_of_payload, payload);
             break;
         }
     }

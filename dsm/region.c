@@ -167,9 +167,9 @@ static int map_view(struct dsm_runtime *rt, int fd, char *err, size_t errlen)
     return DSM_OK;
 }
 
-/* Sets up one copy at the home: the memory file, the shared view registered for MISSING,
- * MINOR and WP faults, and a check that UFFDIO_CONTINUE can map read-only. DSM_OK; 1 if the
- * kernel cannot (why says what is missing; nothing is left set up, rt->uffd is closed); or
+/* Sets up one copy at the home: the memory file (rt->home_fd), the shared view registered for
+ * MISSING, MINOR and WP faults, and a check that UFFDIO_CONTINUE can map read-only. DSM_OK; 1 if
+ * the kernel cannot (why says what is missing; nothing is left set up, rt->uffd is closed); or
  * another DSM_E* code with err filled. */
 static int map_one_copy(struct dsm_runtime *rt, char *why, size_t whylen, char *err, size_t errlen)
 {
@@ -211,14 +211,6 @@ static int map_one_copy(struct dsm_runtime *rt, char *why, size_t whylen, char *
         goto unsupported;
     }
     madvise(rt->base, PAGE_SIZE, MADV_REMOVE);
-    rt->store = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, rt->home_fd, 0);
-    if (rt->store == MAP_FAILED) {
-        rt->store = NULL;
-        snprintf(err, errlen, "cannot map the home store (%llu bytes): %s", (unsigned long long)len,
-                 strerror(errno));
-        return DSM_ENOMEM;
-    }
-    madvise(rt->store, len, MADV_DONTFORK);
     return DSM_OK;
 unsupported:
     if (rt->base) munmap(rt->base, len);
@@ -230,34 +222,10 @@ unsupported:
     return 1;
 }
 
-int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
+/* Sets up two copies at the home: the view is anonymous memory registered for MISSING and WP
+ * faults. DSM_OK or a DSM_E* code with err filled. */
+static int map_two_copies(struct dsm_runtime *rt, char *err, size_t errlen)
 {
-    rt->npages = rt->cfg.memory / PAGE_SIZE;
-    size_t len = rt->cfg.memory;
-    rt->home_fd = -1;
-
-    int rc = open_uffd(rt, err, errlen);
-    if (rc) return rc;
-    if (rt->cfg.home_store != HOME_STORE_TWO) {
-        char why[200];
-        rc = map_one_copy(rt, why, sizeof why, err, errlen);
-        if (rc == DSM_OK) {
-            LOGI("home store: one copy (a memory file behind the view and the store)");
-        } else if (rc != 1) {
-            return rc;
-        } else if (rt->cfg.home_store == HOME_STORE_ONE) {
-            snprintf(err, errlen,
-                     "DSM_HOME_STORE=one: this kernel cannot hold a home's pages once: %s; use "
-                     "DSM_HOME_STORE=two (or auto)",
-                     why);
-            return DSM_ESYS;
-        } else {
-            LOGI("home store: two copies (%s)", why);
-            if ((rc = open_uffd(rt, err, errlen))) return rc;
-        }
-    }
-    if (rt->home_fd >= 0) goto twins;
-
     struct uffdio_api api = {.api = UFFD_API,
                              .features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP};
     if (ioctl(rt->uffd, UFFDIO_API, &api) < 0) {
@@ -267,36 +235,66 @@ int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
                  strerror(errno));
         return DSM_ESYS;
     }
-    if ((rc = map_view(rt, -1, err, errlen))) return rc;
-    struct uffdio_register reg = {.range = {.start = (uintptr_t)rt->base, .len = len},
+    int rc = map_view(rt, -1, err, errlen);
+    if (rc) return rc;
+    struct uffdio_register reg = {.range = {.start = (uintptr_t)rt->base, .len = rt->cfg.memory},
                                   .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP};
     if (ioctl(rt->uffd, UFFDIO_REGISTER, &reg) < 0) {
         snprintf(err, errlen, "registering the global space with userfaultfd failed: %s",
                  strerror(errno));
         return DSM_ESYS;
     }
+    return DSM_OK;
+}
 
-    rt->store =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (rt->store == MAP_FAILED) {
-        rt->store = NULL;
-        snprintf(err, errlen, "cannot reserve the home store (%llu bytes): %s",
-                 (unsigned long long)len, strerror(errno));
-        return DSM_ENOMEM;
+/* A mapping beside the view, at page offsets like it, only the engine touches: fd < 0
+ * anonymous (backed only where written), else the memory file. NULL with err filled. */
+static char *map_beside(struct dsm_runtime *rt, int fd, const char *what, char *err, size_t errlen)
+{
+    size_t len = rt->cfg.memory;
+    int flags = MAP_NORESERVE | (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED);
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map %s (%llu bytes): %s", what, (unsigned long long)len,
+                 strerror(errno));
+        return NULL;
     }
-    madvise(rt->store, len, MADV_DONTFORK);
-twins:
+    madvise(p, len, MADV_DONTFORK);
+    return p;
+}
+
+int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
+{
+    rt->npages = rt->cfg.memory / PAGE_SIZE;
+    rt->home_fd = -1;
+
+    int rc = open_uffd(rt, err, errlen);
+    if (rc) return rc;
+    if (rt->cfg.home_store == HOME_STORE_TWO) {
+        rc = map_two_copies(rt, err, errlen);
+    } else {
+        char why[200];
+        rc = map_one_copy(rt, why, sizeof why, err, errlen);
+        if (rc == DSM_OK) {
+            LOGI("home store: one copy (a memory file behind the view and the store)");
+        } else if (rc == 1 && rt->cfg.home_store == HOME_STORE_ONE) {
+            snprintf(err, errlen,
+                     "DSM_HOME_STORE=one: this kernel cannot hold a home's pages once: %s; use "
+                     "DSM_HOME_STORE=two (or auto)",
+                     why);
+            return DSM_ESYS;
+        } else if (rc == 1) {
+            LOGI("home store: two copies (%s)", why);
+            if (!(rc = open_uffd(rt, err, errlen))) rc = map_two_copies(rt, err, errlen);
+        }
+    }
+    if (rc) return rc;
+    /* The home store: the memory file itself with one copy, else memory of its own. */
+    if (!(rt->store = map_beside(rt, rt->home_fd, "the home store", err, errlen)))
+        return DSM_ENOMEM;
     /* Twins (release consistency): one slot per page, at the page's offset, backed only
      * while a twin exists. */
-    rt->twins =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (rt->twins == MAP_FAILED) {
-        rt->twins = NULL;
-        snprintf(err, errlen, "cannot reserve room for twins (%llu bytes): %s",
-                 (unsigned long long)len, strerror(errno));
-        return DSM_ENOMEM;
-    }
-    madvise(rt->twins, len, MADV_DONTFORK);
+    if (!(rt->twins = map_beside(rt, -1, "room for twins", err, errlen))) return DSM_ENOMEM;
     return DSM_OK;
 }
 
@@ -340,19 +338,32 @@ static void protect_page(void *ctx, uint64_t page, int protect)
                   strerror(errno));
 }
 
+static void drop_view(struct dsm_runtime *rt, uint64_t page, int advice)
+{
+    if (madvise(page_addr(rt, page), PAGE_SIZE, advice) < 0)
+        dsm_fatal("dropping page %llu failed: %s", (unsigned long long)page, strerror(errno));
+}
+
+/* Drops this node's copy. With one copy at the home it lives in the memory file, and
+ * MADV_REMOVE frees it there (MADV_DONTNEED would only unmap it). */
 static void unmap_page(void *ctx, uint64_t page)
 {
     struct dsm_runtime *rt = ctx;
-    if (madvise(page_addr(rt, page), PAGE_SIZE, MADV_DONTNEED) < 0)
-        dsm_fatal("dropping page %llu failed: %s", (unsigned long long)page, strerror(errno));
+    drop_view(rt, page, rt->home_fd >= 0 ? MADV_REMOVE : MADV_DONTNEED);
 }
 
 static void reset_range(void *ctx, uint64_t first, uint64_t count)
 {
     struct dsm_runtime *rt = ctx;
-    madvise(page_addr(rt, first), count * PAGE_SIZE, MADV_DONTNEED);
-    madvise(rt->store + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
-    madvise(rt->twins + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
+    size_t off = first * PAGE_SIZE, len = count * PAGE_SIZE;
+    if (rt->home_fd >= 0) {
+        /* Frees the file's pages: the view's and the store's (one and the same). */
+        madvise(rt->base + off, len, MADV_REMOVE);
+    } else {
+        madvise(rt->base + off, len, MADV_DONTNEED);
+        madvise(rt->store + off, len, MADV_DONTNEED);
+    }
+    madvise(rt->twins + off, len, MADV_DONTNEED);
 }
 
 static const void *page_copy(void *ctx, uint64_t page)
@@ -380,22 +391,6 @@ static void twin_drop(void *ctx, uint64_t page)
 
 /* ---------------------------------------------------------------- one copy at the home */
 
-/* A copy of a page homed elsewhere lives in the memory file too: dropping it frees it. */
-static void unmap_page_file(void *ctx, uint64_t page)
-{
-    struct dsm_runtime *rt = ctx;
-    if (madvise(page_addr(rt, page), PAGE_SIZE, MADV_REMOVE) < 0)
-        dsm_fatal("dropping page %llu failed: %s", (unsigned long long)page, strerror(errno));
-}
-
-static void reset_range_file(void *ctx, uint64_t first, uint64_t count)
-{
-    struct dsm_runtime *rt = ctx;
-    /* Frees the file's pages: the view's and the store's (one and the same). */
-    madvise(page_addr(rt, first), count * PAGE_SIZE, MADV_REMOVE);
-    madvise(rt->twins + first * PAGE_SIZE, count * PAGE_SIZE, MADV_DONTNEED);
-}
-
 static void map_home(void *ctx, uint64_t page, int writable)
 {
     struct dsm_runtime *rt = ctx;
@@ -416,14 +411,14 @@ static void map_home(void *ctx, uint64_t page, int writable)
 static void unmap_home(void *ctx, uint64_t page)
 {
     /* Only the mapping goes: the store keeps the page, and the next access is a minor fault. */
-    unmap_page(ctx, page);
+    drop_view(ctx, page, MADV_DONTNEED);
 }
 
 const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .map = map_page,
     .protect = protect_page,
-    .unmap = unmap_page_file,
-    .reset = reset_range_file,
+    .unmap = unmap_page,
+    .reset = reset_range,
     .page = page_copy,
     .store = store_copy,
     .twin = twin_slot,
