@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
 jobs=$(nproc)
+# A failing suite does not stop the others: one run reports every failure (CI runs are long).
+# Build errors do stop it (set -e), and the script exits 8 at the end if any suite failed.
+failed_suites=()
 run() { # build-dir, cmake args...
   local dir=$1; shift
   echo "== build $dir ($*)"
@@ -20,14 +23,36 @@ run() { # build-dir, cmake args...
   # One test at a time: multi-node tests busy-poll and would share the CPUs with anything
   # beside them, and dsmrun picks its coordinator port by binding port 0 and releasing it,
   # which a concurrent test could take in between.
-  ctest --test-dir "$dir" --output-on-failure --timeout 600
+  if ! ctest --test-dir "$dir" --output-on-failure --timeout 600; then
+    failed_again "$dir"
+    failed_suites+=("ctest in $dir")
+  fi
+}
+# failed_again DIR - the output of each test that failed, again, after the summary: a log read
+# from its end (or cut in the middle) still shows why each one failed.
+failed_again() {
+  local log=$1/Testing/Temporary/LastTest.log
+  echo "== $1: the output of the failed tests again (last 40 lines of each)"
+  [ -f "$log" ] || return 0
+  # Each test's block runs from "N/M Test: NAME" to "Test Passed." or "Test Failed."; its
+  # output sits between "Output:" plus a rule and "<end of output>".
+  awk '
+    / Test: / { name = $3; n = 0; inout = 0 }
+    inout && /^<end of output>$/ { inout = 0; next }
+    inout { buf[n++] = $0; next }
+    /^Output:$/ { getline; inout = 1; next }
+    /^Test (Failed|Not Run)/ && name != "" && !(name in shown) {
+      shown[name] = 1
+      print "--- " name " (" $0 ")"
+      for (i = (n > 40 ? n - 40 : 0); i < n; i++) print "  | " buf[i]
+    }' "$log"
 }
 # -DUFDSM_RXE=ON adds rxe.smoke: soft-RoCE guests (qemu) checked with perftest.
 run build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUFDSM_RXE="${UFDSM_RXE:-ON}"
 if [ "${UFDSM_RXE:-ON}" = ON ]; then
   # The multi-node suite again, over real RDMA (rdma_rxe) in one soft-RoCE guest and across two.
   echo "== test build over RDMA (soft-RoCE guests)"
-  tests/rxe/rdma_suite.sh build
+  tests/rxe/rdma_suite.sh build || failed_suites+=("the multi-node suite over RDMA (tests/rxe/rdma_suite.sh)")
 fi
 # -O3 inlines differently and finds warnings -O2 does not: users build Release, so it must
 # compile cleanly too (compile only; the tests above ran on the same code).
@@ -87,9 +112,15 @@ if [ "${UFDSM_SKIP_FUZZ:-0}" != 1 ]; then
       ls -1 "$art"/* >&2 || true
       echo "copy it into tests/fuzz/regressions/$h/ under a name that says what it was, check that" \
         "ctest -R fuzz.$h fails, fix the code, and check that it passes (tests/fuzz/README.md)" >&2
-      exit 1
+      failed_suites+=("fuzz_$h")
+      continue
     fi
     grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' \
       "$fuzz_tmp/$h.log" || true
   done
 fi
+if ((${#failed_suites[@]})); then
+  printf 'test.sh: FAILED: %s\n' "${failed_suites[@]}" >&2
+  exit 8
+fi
+echo "test.sh: all suites passed"

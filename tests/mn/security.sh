@@ -3,7 +3,7 @@
 #
 #   1. frozen node: node 1 of 3 SIGSTOPs itself at 1 s with DSM_PEER_TIMEOUT=2000; the job
 #      must end non-zero within the timeout plus a margin (15 s from the start), and every
-#      survivor must name node 1 as having stopped responding. Without heartbeats and the
+#      survivor must name node 1 (one at least as having stopped responding). Without heartbeats and the
 #      timeout the survivors wait in a barrier forever (caught by the time bound).
 #   2. compute phase: every node of 3 computes for 3x DSM_PEER_TIMEOUT without any DSM call;
 #      the job must exit 0 (pings come from the service thread, not the application).
@@ -45,11 +45,19 @@ ms=$(($(now_ms) - start))
 grep -q "node 1 stops itself with SIGSTOP" "$err" || fail "frozen node: node 1 never froze"
 [ "$rc" -ne 0 ] || fail "frozen node: dsmrun exited 0"
 [ "$ms" -lt 15000 ] || fail "frozen node: the job took ${ms} ms to end (froze at ~1000 ms, timeout 2000 ms)"
+# The first survivor to time out ends the job: dsmrun then kills the stopped node 1 at once,
+# so the other survivor may see node 1's connection reset before its own timeout fires (CI
+# saw this). Every survivor must name node 1; at least one must say it stopped responding.
+froze_named=0
 for r in 0 2; do
-    grep -E "\[node $r\]" "$err" | grep -q "node 1 stopped responding" ||
-        grep -E "\[node $r\]" "$err" | grep -q "lost node .*node 1 stopped responding" ||
-        fail "frozen node: survivor node $r did not name node 1 as having stopped responding"
+    if grep -E "\[node $r\]" "$err" | grep -q "node 1 stopped responding"; then
+        froze_named=1
+    else
+        grep -E "\[node $r\]" "$err" | grep -q "lost node 1" ||
+            fail "frozen node: survivor node $r did not name node 1 as the node it lost"
+    fi
 done
+[ "$froze_named" = 1 ] || fail "frozen node: no survivor said that node 1 stopped responding"
 echo "security: frozen node: dsmrun exited $rc after ${ms} ms, survivors named node 1"
 
 # ---- 2. a long compute phase is not a dead node
