@@ -27,8 +27,8 @@
  * threads write is explored too.
  *
  * Usage: engine_fixture [--seeds A:B] [--seed S] [--scenario random|free_readahead]
- *                       [--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure]
- *                       [--verbose]
+ *                       [--exhaustive DEPTH] [--cache PAGES] [--one-copy]
+ *                       [--expect-failure] [--verbose]
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -98,8 +98,9 @@ struct fx {
     int nn, nt, phases, ops, scenario;
     long hold_us;
     int prefetch;
-    uint64_t cache; /* --cache: pages of the bounded cache of remote pages, 0: unbounded */
-    int one_copy;   /* --one-copy: a home's view of its pages is its store */
+    uint64_t cache;      /* --cache: pages of the bounded cache of remote pages, 0: unbounded */
+    int one_copy;        /* --one-copy: a home's view of its pages is its store */
+    uint64_t shown_home; /* --one-copy: pages shown from the store (map_home), over every run */
     /* totals over every run (--cache): eviction must actually have been exercised */
     uint64_t ev_clean, ev_dirty, ev_refetch;
     /* exploration */
@@ -311,6 +312,7 @@ static void m_map_home(void *ctx, uint64_t page, int writable)
         fx_fail("node %d: page %" PRIu64 " shown while present (UFFDIO_CONTINUE would fail)",
                 m->node, page);
     m->perm[page] = writable ? 2 : 1;
+    F.shown_home++;
 }
 
 static void m_unmap_home(void *ctx, uint64_t page)
@@ -727,20 +729,42 @@ static void free_v(void)
     }
 }
 
-/* Release consistency without locks: in each phase every node writes the words of every RC
- * page that are its own in this phase (multiple writers of one page, disjoint bytes), a
- * barrier, everybody reads everything (must see every write), a barrier. */
-static void rc_phase(struct fthread *t, int phase)
+/* Whether word w of RC page pg is this node's to write in this phase. */
+static int rc_mine(int node, int pg, int w, int phase)
 {
     /* The last RC page has a single writer, node 0 (its home or not, by the placement). */
+    return pg == F.r_pages - 1 ? node == 0 : (w + phase) % F.nn == node;
+}
+
+/* Release consistency without locks: in each phase every node writes the words of every RC
+ * page that are its own in this phase (multiple writers of one page, disjoint bytes), a
+ * barrier, everybody reads everything (must see every write), a barrier. In odd phases a
+ * node also acquires after its writes (dsm_acquire: its changes to pages others write go to
+ * their homes, its copies are dropped) and reads its own words back at once: they must still
+ * be there, although the write-backs may not have reached the homes yet. */
+static void rc_phase(struct fthread *t, int phase)
+{
     for (int pg = 0; pg < F.r_pages; pg++)
         for (int w = 0; w < 8; w++)
-            if (pg == F.r_pages - 1 ? t->node == 0 : (w + phase) % F.nn == t->node) {
+            if (rc_mine(t->node, pg, w, phase)) {
                 uint64_t a = F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
                 doing("write RC page %" PRIu64 " word %d", page_of(a), w);
                 wr(a, next_value());
                 yield();
             }
+    if (phase % 2) {
+        doing("dsm_acquire after RC writes");
+        dsm_node_acquire(me());
+        for (int pg = 0; pg < F.r_pages; pg++)
+            for (int w = 0; w < 8; w++)
+                if (rc_mine(t->node, pg, w, phase)) {
+                    uint64_t a = F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
+                    doing("read own RC word %d of page %" PRIu64 " after dsm_acquire", w,
+                          page_of(a));
+                    rd(a);
+                    yield();
+                }
+    }
     doing("dsm_barrier (RC writes)");
     dsm_node_barrier(me());
     for (int pg = 0; pg < F.r_pages; pg++)
@@ -1022,6 +1046,8 @@ static void setup(uint64_t seed)
     F.expect_failure = keep.expect_failure;
     F.scenario = keep.scenario;
     F.cache = keep.cache;
+    F.one_copy = keep.one_copy;
+    F.shown_home = keep.shown_home;
     F.ev_clean = keep.ev_clean;
     F.ev_dirty = keep.ev_dirty;
     F.ev_refetch = keep.ev_refetch;
@@ -1058,7 +1084,9 @@ static void setup(uint64_t seed)
     F.r_pages = 3;
     for (int k = 0; k < F.nn; k++) {
         if (!F.mem[k] && !(F.mem[k] = malloc(sizeof *F.mem[k]))) fx_fail("out of memory");
-        memset(F.mem[k]->perm, 0, sizeof F.mem[k]->perm);
+        /* Fresh memory, as a new process has: a store left from the previous run would show
+         * wherever the engine trusts a never-written page to be zeros. */
+        memset(F.mem[k], 0, sizeof *F.mem[k]);
         F.mem[k]->node = k;
         struct dsm_engine_cfg ec = {.rank = k,
                                     .nodes = F.nn,
@@ -1172,8 +1200,8 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--seeds A:B | --seed S] [--scenario random|free_readahead] "
-                    "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure] "
-                    "[--verbose]\n",
+                    "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] "
+                    "[--expect-failure] [--verbose]\n",
                     argv[0]);
             return 2;
         }
@@ -1201,6 +1229,14 @@ int main(int argc, char **argv)
                                        : !F.ev_clean || !F.ev_dirty || !F.ev_refetch) {
             printf("FAILED: the runs never evicted a clean page, a dirty page, or re-fetched "
                    "one: the cache is not doing its job (or is too large for the scenario)\n");
+            return 1;
+        }
+    }
+    /* A mode whose path was never taken tested nothing (a lost option once did just that). */
+    if (F.one_copy) {
+        printf("pages shown from the home's store: %" PRIu64 "\n", F.shown_home);
+        if (!F.shown_home) {
+            printf("FAILED: no home ever showed a page from its store (--one-copy unused)\n");
             return 1;
         }
     }
