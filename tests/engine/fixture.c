@@ -27,8 +27,8 @@
  * threads write is explored too.
  *
  * Usage: engine_fixture [--seeds A:B] [--seed S] [--scenario random|free_readahead]
- *                       [--exhaustive DEPTH] [--cache PAGES] [--one-copy]
- *                       [--expect-failure] [--verbose]
+ *                       [--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure]
+ *                       [--verbose]
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -729,6 +729,12 @@ static void free_v(void)
     }
 }
 
+/* Word w (of 8, at the start) of RC page pg. */
+static uint64_t rc_word(int pg, int w)
+{
+    return F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
+}
+
 /* Whether word w of RC page pg is this node's to write in this phase. */
 static int rc_mine(int node, int pg, int w, int phase)
 {
@@ -747,7 +753,7 @@ static void rc_phase(struct fthread *t, int phase)
     for (int pg = 0; pg < F.r_pages; pg++)
         for (int w = 0; w < 8; w++)
             if (rc_mine(t->node, pg, w, phase)) {
-                uint64_t a = F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
+                uint64_t a = rc_word(pg, w);
                 doing("write RC page %" PRIu64 " word %d", page_of(a), w);
                 wr(a, next_value());
                 yield();
@@ -758,7 +764,7 @@ static void rc_phase(struct fthread *t, int phase)
         for (int pg = 0; pg < F.r_pages; pg++)
             for (int w = 0; w < 8; w++)
                 if (rc_mine(t->node, pg, w, phase)) {
-                    uint64_t a = F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
+                    uint64_t a = rc_word(pg, w);
                     doing("read own RC word %d of page %" PRIu64 " after dsm_acquire", w,
                           page_of(a));
                     rd(a);
@@ -769,7 +775,7 @@ static void rc_phase(struct fthread *t, int phase)
     dsm_node_barrier(me());
     for (int pg = 0; pg < F.r_pages; pg++)
         for (int w = 0; w < 8; w++) {
-            uint64_t a = F.r_addr + (uint64_t)pg * PAGE_SIZE + 8 * (uint64_t)w;
+            uint64_t a = rc_word(pg, w);
             doing("read RC page %" PRIu64 " word %d after the barrier", page_of(a), w);
             rd(a);
             yield();
@@ -1200,8 +1206,8 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--seeds A:B | --seed S] [--scenario random|free_readahead] "
-                    "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] "
-                    "[--expect-failure] [--verbose]\n",
+                    "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure] "
+                    "[--verbose]\n",
                     argv[0]);
             return 2;
         }

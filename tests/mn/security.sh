@@ -2,9 +2,9 @@
 # security.sh DSMRUN VICTIM - liveness and membership of a real job under dsmrun (issue 12).
 #
 #   1. frozen node: node 1 of 3 SIGSTOPs itself at 1 s with DSM_PEER_TIMEOUT=2000; the job
-#      must end non-zero within the timeout plus a margin (15 s from the start), and every
-#      survivor must name node 1 (one at least as having stopped responding). Without heartbeats and the
-#      timeout the survivors wait in a barrier forever (caught by the time bound).
+#      must end non-zero within the timeout plus a margin (15 s from the start), every
+#      survivor must name node 1, and one at least must say it stopped responding. Without
+#      heartbeats and the timeout the survivors wait in a barrier forever (the time bound).
 #   2. compute phase: every node of 3 computes for 3x DSM_PEER_TIMEOUT without any DSM call;
 #      the job must exit 0 (pings come from the service thread, not the application).
 #   3. secrets: dsmrun hands the nodes a secret (DSM_SECRET is in a node's environment, not

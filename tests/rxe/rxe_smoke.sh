@@ -18,7 +18,8 @@ trap 'rm -f "$log"' EXIT
 # that fails is run once more (a fresh guest, or a fresh download of the image's packages):
 # rxe.smoke failed once in CI where it passes here, fresh image and all, and its output was
 # lost; perftest over emulated RoCE in an emulated machine, and the package mirror, can fail
-# once with nothing wrong in the tooling. Both attempts' output is printed, and a pass on the second attempt says so.
+# once with nothing wrong in the tooling. Both attempts' output is printed, and a pass on the
+# second attempt says so.
 step() {
     local name=$1 t0=$SECONDS attempt
     shift
