@@ -378,11 +378,13 @@ static int sc_is_mine(unsigned type)
     return type >= COH_GET_S && type < COH_MTYPE_END;
 }
 
-static int sc_access(uint8_t *st, void *x, int self, int home, uint64_t page, int write,
+static int sc_access(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,
                      struct coh_out *out)
 {
     (void)x;
-    return coh_node_access(st, self, home, page, write, out);
+    /* No one-sided fetch (COH_ACC_FETCH) under SC: the directory must know every reader to
+     * invalidate it before a write. */
+    return coh_node_access(st, self, home, page, (how & COH_ACC_WRITE) != 0, out);
 }
 
 static int sc_recv(uint8_t *st, void *x, int self, const struct coh_msg *m, struct coh_out *out,

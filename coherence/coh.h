@@ -103,7 +103,16 @@ enum coh_akind {
     COH_A_TWIN = 8,      /* keep a copy (twin) of the page as it is now */
     COH_A_DROP_TWIN = 9, /* forget the twin */
     COH_A_APPLY = 10,    /* home: apply the handled message's diff (or whole page) to the store */
+    COH_A_FETCH = 11,    /* install `page` read-only from its home's store, read in place: no
+                            message (offered by the engine with COH_ACC_FETCH) */
 };
+
+/* The `how` argument of a protocol's node_access (proto.h): bits. */
+#define COH_ACC_WRITE 0x1 /* the thread writes (else it reads) */
+#define COH_ACC_FETCH                                                                              \
+    0x2 /* the home's store can be read in place from this node and holds every write-back     \
+           this node sent (one-sided page service: the page may be taken without asking the   \
+           home, COH_A_FETCH, where the protocol allows it) */
 
 struct coh_action {
     uint8_t kind;       /* enum coh_akind */

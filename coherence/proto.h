@@ -25,8 +25,9 @@ struct coh_protocol {
     int (*msg_is_mine)(unsigned type);
     int (*msg_to_home)(unsigned type);
     const char *(*mtype_name)(unsigned type);
-    /* A local thread needs read or write access: COH_ACCESS_OK or COH_ACCESS_WAIT. */
-    int (*node_access)(uint8_t *st, void *x, int self, int home, uint64_t page, int write,
+    /* A local thread needs read or write access: COH_ACCESS_OK or COH_ACCESS_WAIT. `how`:
+     * COH_ACC_* bits (coh.h): write or read, and whether the home's store is readable here. */
+    int (*node_access)(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,
                        struct coh_out *out);
     /* The node side receives a home -> node message. 0, or COH_EPROTO with *why set. */
     int (*node_recv)(uint8_t *st, void *x, int self, const struct coh_msg *m, struct coh_out *out,

@@ -75,11 +75,21 @@ int rc_home_flush(const uint8_t *st, const struct rc_node *x)
     return *st == COH_M && (x->flags & RC_N_OWNED);
 }
 
-int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page, int write,
+int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page, unsigned how,
                    struct coh_out *out)
 {
+    const int write = (how & COH_ACC_WRITE) != 0;
     switch (*st) {
     case COH_I:
+        /* One-sided: the home would only answer with its store and the writer set, which this
+         * node already tracks (RC_N_READER); a writer must be registered already (RC_N_REG). */
+        if ((how & COH_ACC_FETCH) && (x->flags & RC_N_READER) &&
+            (!write || (x->flags & RC_N_REG))) {
+            act(out, COH_A_FETCH, page);
+            *st = COH_S;
+            if (write) become_writer(st, x, self, home, page, out);
+            return COH_ACCESS_OK;
+        }
         send(out, RC_GET, write ? RC_F_WRITE : 0, self, home, page, 0);
         *st = write ? COH_IM_AD : COH_IS_D;
         x->flags &= (uint8_t)~RC_N_STALE;
@@ -133,6 +143,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
             return COH_EPROTO;
         }
         x->writers = m->arg;
+        x->flags |= RC_N_READER;
         others = m->arg & ~bit(self);
         if (*st == COH_IM_AD) {
             if (!(m->arg & bit(self))) {
@@ -163,7 +174,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
             return COH_EPROTO;
         }
         x->writers = m->arg;
-        x->flags |= RC_N_REG;
+        x->flags |= RC_N_REG | RC_N_READER;
         if ((x->flags & RC_N_STALE) && (m->arg & ~bit(self))) {
             x->flags &= (uint8_t)~RC_N_STALE;
             act(out, COH_A_UNMAP, p);
@@ -257,6 +268,11 @@ static void start_registration(struct rc_dir *d, int home, int node, uint8_t typ
 {
     d->writers |= bit(node);
     d->readers |= bit(node);
+    /* A home writer may write its store in place (one copy at the home, dsm_mem_ops.map_home)
+     * before any write-back reaches this directory: from here on the store may hold data, and
+     * a reply must carry it rather than say "all zeros" (rc_model --one-copy found a reply
+     * of zeros racing the home's first write-back). */
+    if (node == home) d->written = 1;
     uint64_t notify = (d->readers | d->writers) & ~bit(node);
     if (!notify) {
         reply(d, home, node, type, page, out);
@@ -349,10 +365,10 @@ int rc_dir_recv(struct rc_dir *d, int home, const struct coh_msg *m, struct coh_
 
 /* ---------------------------------------------------------------- as a protocol */
 
-static int rc_access(uint8_t *st, void *x, int self, int home, uint64_t page, int write,
+static int rc_access(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,
                      struct coh_out *out)
 {
-    return rc_node_access(st, x, self, home, page, write, out);
+    return rc_node_access(st, x, self, home, page, how, out);
 }
 
 static int rc_recv(uint8_t *st, void *x, int self, const struct coh_msg *m, struct coh_out *out,

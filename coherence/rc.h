@@ -55,6 +55,11 @@ struct rc_node {
     0x8 /* this node homes the page and is its only writer: it keeps writing its                   \
            copy across releases with nothing to send; the home copies it into                      \
            its store when another node asks (rc_home_flush) */
+#define RC_N_READER                                                                                \
+    0x10 /* the home counts this node among the page's readers (sticky until the page is freed),   \
+            so it tells this node of every new writer (CLASS) before the writer may write, even     \
+            while this node holds no copy: x->writers stays current, and a copy taken straight     \
+            from the home's store (COH_ACC_FETCH) needs no message */
 
 /* Home directory entry. */
 struct rc_dir {
@@ -71,8 +76,10 @@ int rc_msg_is_rc(unsigned type);
 int rc_msg_to_home(unsigned type);
 const char *rc_mtype_name(unsigned type);
 
-/* A local thread needs read or write access: COH_ACCESS_OK or COH_ACCESS_WAIT. */
-int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page, int write,
+/* A local thread needs read or write access (how: COH_ACC_* bits): COH_ACCESS_OK or
+ * COH_ACCESS_WAIT. With COH_ACC_FETCH, a node without a copy that the home knows as a reader
+ * (and as a writer, to write) takes the page from the home's store itself (COH_A_FETCH). */
+int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page, unsigned how,
                    struct coh_out *out);
 /* A home -> node message. 0, or COH_EPROTO with *why. */
 int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg *m,

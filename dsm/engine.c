@@ -412,6 +412,10 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
         case COH_A_APPLY:
             if (!own_writeback(n, p, h_of_payload)) apply_diff(n, h_of_payload, payload);
             break;
+        case COH_A_FETCH:
+            n->mem->map(n->mem_ctx, p, n->mem->peer_store(n->mem_ctx, dsm_home_of(n, p), p), 0);
+            atomic_fetch_add_explicit(&n->st.pages_fetched, 1, memory_order_relaxed);
+            break;
         }
     }
 }
@@ -768,6 +772,30 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
     n->pf_next = q;
 }
 
+/* How an access may be served (COH_ACC_*): one-sided from the home's store when the
+ * protocol allows it (release consistency), the store can be read from here, and no
+ * write-back of this node is in flight - it could still be on its way to that very page
+ * (an acquire sends changes and drops the copy without waiting), and a copy taken before the
+ * home applied it would lose this node's own write (rc_model --fetch-early shows the trace). */
+static unsigned access_how(struct dsm_node *n, uint64_t page, int home, int ask_write)
+{
+    unsigned how = ask_write ? COH_ACC_WRITE : 0;
+    if (n->proto[page] == DSM_PROTO_RC && home != n->rank && n->mem->peer_store &&
+#if UFDSM_INJECT_FETCH_BUG != 1 /* self-test of the fixture: fetch with write-backs in flight */
+        atomic_load_explicit(&n->rc_outstanding, memory_order_acquire) == 0 &&
+#endif
+        n->mem->peer_store(n->mem_ctx, home, page))
+        how |= COH_ACC_FETCH;
+    return how;
+}
+
+static int fetched_onesided(const struct coh_out *out)
+{
+    for (int i = 0; i < out->n; i++)
+        if (out->a[i].kind == COH_A_FETCH) return 1;
+    return 0;
+}
+
 static unsigned count_sends(const struct coh_out *out)
 {
     unsigned k = 0;
@@ -777,8 +805,14 @@ static unsigned count_sends(const struct coh_out *out)
 
 /* The counters and trace kind of a request this node just sent for an access. */
 static uint8_t account_request(struct dsm_node *n, uint64_t page, uint8_t st, int write,
-                               int ask_write)
+                               int ask_write, int onesided)
 {
+    if (onesided) { /* S or M already: counted as the miss it was */
+        atomic_fetch_add_explicit(&n->st.onesided_fetches, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(write ? &n->st.write_faults : &n->st.read_faults, 1,
+                                  memory_order_relaxed);
+        return write ? DSM_TR_WRITE_MISS : DSM_TR_READ_MISS;
+    }
     if (ask_write && !write) {
         atomic_fetch_add_explicit(&n->st.read_faults, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&n->st.migratory_reads, 1, memory_order_relaxed);
@@ -836,7 +870,8 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
          * unwritten withdraws it. */
         int sc = n->proto[page] == DSM_PROTO_SC;
         int ask_write = write || (sc && st == COH_I && (n->mig[page] & MIG_SEEN) && n->nodes > 1);
-        int rc = pr->node_access(&st, ext_of(n, page), n->rank, home, page, ask_write, &out);
+        int rc = pr->node_access(&st, ext_of(n, page), n->rank, home, page,
+                                 access_how(n, page, home, ask_write), &out);
         if (write && st == COH_M && (n->mig[page] & MIG_CLEAN)) {
             n->mem->protect(n->mem_ctx, page, 0);
             __atomic_store_n(&n->mig[page], MIG_SEEN, __ATOMIC_RELAXED);
@@ -844,7 +879,8 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
         if (out.n && ask_write && !write)
             __atomic_store_n(&n->mig[page], MIG_SEEN | MIG_CLEAN, __ATOMIC_RELAXED);
         if (out.n) {
-            if (!requested) kind = account_request(n, page, st, write, ask_write);
+            if (!requested)
+                kind = account_request(n, page, st, write, ask_write, fetched_onesided(&out));
             requested = 1;
             msgs += count_sends(&out);
             exec_actions(n, &out, NULL, NULL);

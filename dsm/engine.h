@@ -82,6 +82,12 @@ struct dsm_mem_ops {
      * copies, and map/unmap serve homed pages too. */
     void (*map_home)(void *ctx, uint64_t page, int writable);
     void (*unmap_home)(void *ctx, uint64_t page);
+    /* One-sided page service. Node `node`'s home-store copy of `page`, readable here in place
+     * (a co-located node's memory file, mapped: region.c), or NULL when it cannot be read
+     * without asking that node. Only for homes with one copy (their view is their store, so
+     * it holds every write of theirs; with two copies the home's own writes stay in its
+     * view until someone asks). NULL op: never. */
+    const void *(*peer_store)(void *ctx, int node, uint64_t page);
 };
 
 /* Time, waiting, waking and dying. */
@@ -224,7 +230,8 @@ struct dsm_node {
     struct {
         _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
-            kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads;
+            kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads,
+            onesided_fetches;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

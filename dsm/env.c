@@ -760,6 +760,18 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
         }
     }
 
+    cfg->onesided = 1;
+    if ((s = env("DSM_ONESIDED"))) {
+        if (!strcmp(s, "off"))
+            cfg->onesided = 0;
+        else if (strcmp(s, "auto")) {
+            CERR("DSM_ONESIDED='%s' is not valid: expected auto (pages homed by a node on this "
+                 "host are read from its memory, no message) or off (always by message)",
+                 s);
+            return DSM_EINVAL;
+        }
+    }
+
     cfg->protocol = DSM_PROTO_SC;
     if (opts && opts->protocol) {
         if (opts->protocol != DSM_SC && opts->protocol != DSM_RC) {

@@ -176,6 +176,9 @@ int dsm_init_sized(const dsm_options_t *caller_opts, size_t size)
         (rc = start_transport(rt, err, sizeof err)) ||
         (rc = dsm_service_start(rt, err, sizeof err)))
         goto fail;
+    /* Before the barrier: every peer's announcement arrives before its barrier message (FIFO),
+     * so one-sided service is set up on every node when dsm_init returns. */
+    dsm_onesided_announce(rt);
     rt->node->cfg.mem_base = resident_bytes();
     rt->initialized = 1;
     dsm_collective(rt->node, COLL_BARRIER, 0, 0, 0);
@@ -226,6 +229,8 @@ static void print_stats(struct dsm_runtime *rt)
             (unsigned long long)s.homed_pages, (unsigned long long)s.evictions_clean,
             (unsigned long long)s.evictions_dirty, (unsigned long long)s.writebacks,
             (unsigned long long)s.refetches, (unsigned long long)s.cache_overruns);
+    fprintf(stderr, "ufdsm[node %d] stats: onesided_fetches %llu\n", r,
+            (unsigned long long)s.onesided_fetches);
 }
 
 void dsm_finalize(void)
@@ -274,6 +279,7 @@ int dsm_stats_sized(dsm_stats_t *out, size_t size)
     C(kernel_retries);
     C(pages_prefetched);
     C(migratory_reads);
+    C(onesided_fetches);
 #undef C
     if (n->tp) {
         int k = strcmp(n->tp->ops->name, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;

@@ -46,6 +46,7 @@ struct dsm_cfg {
     struct dsm_auth_key key; /* from DSM_SECRET / DSM_SECRET_FILE; key.secret 0: none */
     int peer_timeout_ms;     /* a peer silent this long is declared dead (DSM_PEER_TIMEOUT) */
     int home_store;          /* DSM_HOME_STORE: HOME_STORE_* (region.c) */
+    int onesided;            /* DSM_ONESIDED: 1 auto (co-located homes read in place), 0 off */
     /* Who started this process and how to fix what depends on it, for messages (env.c). */
     char launcher[32];   /* "dsmrun", "srun (Slurm)", "mpirun (Open MPI)", "by hand", ... */
     char rank_from[96];  /* "from OMPI_COMM_WORLD_RANK", "from DSM_RANK", ... */
@@ -79,6 +80,10 @@ struct dsm_runtime {
     /* Frames received from each node, counted as they are delivered (under the token) and
      * read by the service thread to tell who has gone silent (liveness, service.c). */
     _Atomic uint64_t rx[DSM_MAX_NODES];
+    /* One-sided page service (region.c): each co-located node's memory file, mapped here
+     * read-only, NULL for the others. Written once per peer when its announcement arrives
+     * (before dsm_init's closing barrier: FIFO), read by the token holder. */
+    const char *peer_mem[DSM_MAX_NODES];
 };
 extern struct dsm_runtime *ufdsm_rt;
 
@@ -100,6 +105,11 @@ static inline uint64_t dsm_page_of(const void *p)
 extern const struct dsm_mem_ops rt_mem_ops, rt_mem_ops_one_copy;
 int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen);
 void dsm_region_unmap(struct dsm_runtime *rt);
+/* One-sided page service between nodes on one host: tells every peer where this node's
+ * memory file is (DSM_MSG_SHM; only with one copy at the home and DSM_ONESIDED=auto), and maps
+ * a peer's when its announcement arrives (token held, from dsm_rt_deliver). */
+void dsm_onesided_announce(struct dsm_runtime *rt);
+void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, const void *payload);
 
 /* service.c */
 extern const struct dsm_env_ops rt_env_ops; /* ctx: struct dsm_runtime */

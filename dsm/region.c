@@ -25,6 +25,19 @@
  * MADV_REMOVE, which frees it. Two copies (DSM_HOME_STORE=two, kernels before 6.4): the view
  * is anonymous memory and the store an ordinary second mapping, and the home's own accesses
  * copy pages in from it like any node's.
+ *
+ * One-sided page service (DSM_ONESIDED=auto, with one copy): nodes on the same host map each
+ * other's memory files read-only, and the engine may install a page homed by such a node
+ * straight from that node's file (dsm_mem_ops.peer_store: UFFDIO_COPY from the mapping), with
+ * no message and without the home's CPU, where the protocol allows it (release consistency:
+ * rc.h, RC_N_READER). Each node announces its file at dsm_init (DSM_MSG_SHM: boot id, pid,
+ * descriptor, inode); a node that receives an announcement from the same boot of the same
+ * kernel opens /proc/<pid>/fd/<fd> (which takes the same user, or root), checks that it is
+ * the announced file of the right size, and maps it. Anything else - another host, another
+ * pid namespace, a refused open - leaves that node's pages to messages, said at
+ * DSM_LOG=info. Only homes with one copy announce: with two copies a home's own writes stay in
+ * its view until someone asks, and a reader copying its store would miss them (the model
+ * checker's rc.onesided_two_copies shows how).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +46,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -306,6 +320,9 @@ void dsm_region_unmap(struct dsm_runtime *rt)
     if (rt->twins) munmap(rt->twins, len);
     if (rt->uffd >= 0) close(rt->uffd);
     if (rt->home_fd >= 0) close(rt->home_fd);
+    for (int p = 0; p < DSM_MAX_NODES; p++)
+        if (rt->peer_mem[p]) munmap((void *)rt->peer_mem[p], len);
+    memset(rt->peer_mem, 0, sizeof rt->peer_mem);
     rt->base = rt->store = rt->twins = NULL;
     rt->uffd = rt->home_fd = -1;
 }
@@ -408,6 +425,108 @@ static void map_home(void *ctx, uint64_t page, int writable)
               (unsigned long long)page, (void *)c.range.start, strerror(errno));
 }
 
+/* ---------------------------------------------------------------- one-sided page service */
+
+static const void *peer_store(void *ctx, int node, uint64_t page)
+{
+    struct dsm_runtime *rt = ctx;
+    const char *m = rt->peer_mem[node];
+    return m ? m + page * PAGE_SIZE : NULL;
+}
+
+/* This boot of this kernel, from the text form "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx". 0, or
+ * -1 if it cannot be read. */
+static int read_boot_id(uint8_t out[16])
+{
+    char text[64];
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    text[n] = 0;
+    int k = 0;
+    for (const char *c = text; *c && k < 32; c++) {
+        int v = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : -1;
+        if (v < 0) continue; /* the dashes */
+        if (k % 2 == 0)
+            out[k / 2] = (uint8_t)(v << 4);
+        else
+            out[k / 2] |= (uint8_t)v;
+        k++;
+    }
+    return k == 32 ? 0 : -1;
+}
+
+void dsm_onesided_announce(struct dsm_runtime *rt)
+{
+    struct stat st;
+    struct dsm_shm_hello hello;
+    memset(&hello, 0, sizeof hello);
+    if (!rt->cfg.onesided || rt->home_fd < 0 || rt->cfg.nodes < 2) return;
+    if (read_boot_id(hello.boot_id) < 0 || fstat(rt->home_fd, &st) < 0) {
+        LOGI("one-sided page service: off (cannot read the boot id or the memory file's "
+             "identity)");
+        return;
+    }
+    hello.ino = (uint64_t)st.st_ino;
+    hello.dev = (uint64_t)st.st_dev;
+    hello.pid = (uint32_t)getpid();
+    hello.fd = (uint32_t)rt->home_fd;
+    struct dsm_node *n = rt->node;
+    struct dsm_wire_hdr h;
+    dsm_wire_init(&h, DSM_MSG_SHM, (uint32_t)n->rank);
+    h.len = DSM_SHM_HELLO_LEN;
+    dsm_token_acquire(n);
+    for (int p = 0; p < n->nodes; p++)
+        if (p != n->rank) dsm_send(n, p, &h, &hello);
+    n->tp->ops->flush(n->tp);
+    dsm_token_release(n);
+}
+
+void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, const void *payload)
+{
+    struct dsm_shm_hello hello;
+    uint8_t mine[16];
+    int from = h->src;
+    memcpy(&hello, payload, sizeof hello); /* the length was checked (dsm_wire_check) */
+    if (!rt->cfg.onesided || rt->peer_mem[from]) return;
+    if (read_boot_id(mine) < 0 || memcmp(mine, hello.boot_id, sizeof mine)) {
+        LOGD("node %d runs on another host (or boot): its pages come by message", from);
+        return;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/fd/%u", hello.pid, hello.fd);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        LOGI("node %d shares this host, but its memory cannot be opened here (%s: %s; it takes "
+             "the same user or root, and one pid namespace): its pages come by message",
+             from, path, strerror(errno));
+        return;
+    }
+    struct stat st;
+    size_t len = rt->npages * PAGE_SIZE;
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != hello.ino ||
+        (uint64_t)st.st_dev != hello.dev || (uint64_t)st.st_size != len) {
+        LOGW("node %d announced its memory as %s, but that is another file (or another size): "
+             "its pages come by message",
+             from, path);
+        close(fd);
+        return;
+    }
+    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        LOGI("node %d shares this host, but its memory (%llu bytes) cannot be mapped here (%s): "
+             "its pages come by message",
+             from, (unsigned long long)len, strerror(errno));
+        return;
+    }
+    madvise(m, len, MADV_DONTFORK);
+    rt->peer_mem[from] = m;
+    LOGI("one-sided page service from node %d: on this host, its memory is mapped here", from);
+}
+
 static void unmap_home(void *ctx, uint64_t page)
 {
     /* Only the mapping goes: the store keeps the page, and the next access is a minor fault. */
@@ -425,6 +544,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .twin_drop = twin_drop,
     .map_home = map_home,
     .unmap_home = unmap_home,
+    .peer_store = peer_store,
 };
 
 const struct dsm_mem_ops rt_mem_ops = {
@@ -436,4 +556,5 @@ const struct dsm_mem_ops rt_mem_ops = {
     .store = store_copy,
     .twin = twin_slot,
     .twin_drop = twin_drop,
+    .peer_store = peer_store, /* a home with one copy can be read from here all the same */
 };

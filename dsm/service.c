@@ -161,6 +161,10 @@ void dsm_rt_deliver(void *ctx, const struct dsm_wire_hdr *h, const void *payload
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     if (h->type == DSM_MSG_PING) return;
+    if (h->type == DSM_MSG_SHM) {
+        dsm_onesided_recv(rt, h, payload);
+        return;
+    }
     dsm_deliver(ctx, h, payload);
 }
 

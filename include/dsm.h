@@ -175,6 +175,10 @@ typedef struct dsm_stats {
     uint64_t writebacks;      /* pages sent back to their home: eviction, recall or release */
     uint64_t refetches;       /* pages fetched again after being evicted */
     uint64_t cache_overruns;  /* misses that found nothing evictable (cache too small) */
+    /* One-sided page service (release consistency, nodes on one host): pages taken straight
+     * from their home's memory, with no message and without the home's CPU (counted in
+     * read_faults / write_faults too). */
+    uint64_t onesided_fetches;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

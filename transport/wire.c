@@ -26,6 +26,7 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "ufdsm's payloads travel in host order, which must be little-endian");
+_Static_assert(sizeof(struct dsm_shm_hello) == DSM_SHM_HELLO_LEN, "struct dsm_shm_hello has padding");
 _Static_assert(DSM_WIRE_MAX_PAYLOAD >= COLL_PAYLOAD && DSM_WIRE_MAX_PAYLOAD >= ABORT_MAX_TEXT,
                "the fixed payloads (collective record, abort text) must fit a frame");
 
@@ -42,6 +43,7 @@ static const char *const type_names[DSM_MSG_TYPE_COUNT] = {
     [DSM_MSG_BYE] = "BYE",
     [DSM_MSG_ABORT] = "ABORT",
     [DSM_MSG_PING] = "PING",
+    [DSM_MSG_SHM] = "SHM",
 };
 
 const char *dsm_wire_type_name(unsigned type)
@@ -152,6 +154,7 @@ static int bad(char *why, size_t whylen, const char *fmt, ...)
 static int expected_len(const struct dsm_wire_hdr *h)
 {
     if (coh_msginfo(h->type).name) return coh_payload_len(h->type, h->flags);
+    if (h->type == DSM_MSG_SHM) return (int)DSM_SHM_HELLO_LEN;
     return h->type == DSM_MSG_COLL ? (int)COLL_PAYLOAD : 0;
 }
 

@@ -18,7 +18,7 @@
 #include "../coherence/messages.h"
 
 #define DSM_WIRE_MAGIC   0xD5A1u
-#define DSM_WIRE_VERSION 1u
+#define DSM_WIRE_VERSION 2u /* 2: DSM_MSG_SHM */
 #define DSM_PAGE_SIZE    4096u
 #define DSM_MAX_NODES    64 /* sharer sets are 64-bit masks */
 /* Largest payload of any frame: a page, or a text/agreement record. */
@@ -48,8 +48,19 @@ enum dsm_wire_type {
      * heard nothing from for DSM_PEER_TIMEOUT is known to be frozen or cut off. No payload;
      * the runtime drops it on arrival (it only counts as "heard from"). */
     DSM_MSG_PING = 29,
+    /* One-sided page service (dsm/region.c): where the sender's memory file is, for nodes on
+     * the same host to map it. Payload: struct dsm_shm_hello, in the sender's byte order
+     * (only a node on the same machine, same boot, can use it; others ignore it). */
+    DSM_MSG_SHM = 30,
     DSM_MSG_TYPE_COUNT
 };
+
+struct dsm_shm_hello {
+    uint8_t boot_id[16]; /* /proc/sys/kernel/random/boot_id: the same kernel, the same boot */
+    uint64_t ino, dev;   /* the memory file's identity (fstat), checked after opening it */
+    uint32_t pid, fd;    /* where to open it: /proc/<pid>/fd/<fd> */
+};
+#define DSM_SHM_HELLO_LEN 40u
 
 /* Header flags: the protocols' (messages.h says which message may carry which). */
 #define DSM_WF_RC_WRITE COH_F_WRITE

@@ -24,11 +24,13 @@
  * With --one-copy, memory is laid out as the runtime does it on Linux 6.4+ (region.c): a
  * node's view of a page it homes is its home store itself (dsm_mem_ops.map_home), so the
  * engine's handling of its own write-backs, flushes and diffs arriving while the home's
- * threads write is explored too.
+ * threads write is explored too. --onesided adds one-sided page service (implies --one-copy):
+ * every node can read every other node's store in place (dsm_mem_ops.peer_store), and the
+ * release-consistency protocol takes pages from it without a message when it may.
  *
  * Usage: engine_fixture [--seeds A:B] [--seed S] [--scenario random|free_readahead]
- *                       [--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure]
- *                       [--verbose]
+ *                       [--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--onesided]
+ *                       [--expect-failure] [--verbose]
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -98,9 +100,11 @@ struct fx {
     int nn, nt, phases, ops, scenario;
     long hold_us;
     int prefetch;
-    uint64_t cache;      /* --cache: pages of the bounded cache of remote pages, 0: unbounded */
-    int one_copy;        /* --one-copy: a home's view of its pages is its store */
-    uint64_t shown_home; /* --one-copy: pages shown from the store (map_home), over every run */
+    uint64_t cache; /* --cache: pages of the bounded cache of remote pages, 0: unbounded */
+    int one_copy;   /* --one-copy: a home's view of its pages is its store */
+    int onesided;   /* --onesided: nodes may read each other's stores (dsm_mem_ops.peer_store) */
+    uint64_t onesided_fetches; /* total over every run: the path must have been taken */
+    uint64_t shown_home;       /* --one-copy: pages shown from the store (map_home), ditto */
     /* totals over every run (--cache): eviction must actually have been exercised */
     uint64_t ev_clean, ev_dirty, ev_refetch;
     /* exploration */
@@ -190,9 +194,9 @@ static void fx_fail(const char *fmt, ...)
         for (int i = 0; i < F.trail_len; i++) fprintf(stderr, " %d/%d", F.trail_c[i], F.trail_k[i]);
         fprintf(stderr, "\n");
     }
-    fprintf(stderr, "replay: engine_fixture --seed %" PRIu64 "%s%s --cache %" PRIu64 " --verbose\n",
+    fprintf(stderr, "replay: engine_fixture --seed %" PRIu64 "%s%s%s --cache %" PRIu64 " --verbose\n",
             F.seed, F.scenario ? " --scenario free_readahead" : "", F.one_copy ? " --one-copy" : "",
-            F.cache);
+            F.onesided ? " --onesided" : "", F.cache);
     exit(1);
 }
 
@@ -335,6 +339,32 @@ static const struct dsm_mem_ops fx_mem_ops_one_copy = {
     .twin_drop = m_twin_drop,
     .map_home = m_map_home,
     .unmap_home = m_unmap_home,
+};
+
+/* One-sided page service: every node's store is readable by every other node, as co-located
+ * nodes' memory files are (region.c). */
+static const void *m_peer_store(void *ctx, int node, uint64_t page)
+{
+    struct fmem *m = ctx;
+    if (node == m->node || node < 0 || node >= F.nn || dsm_home_of(F.n[node], page) != node)
+        fx_fail("node %d: asked for node %d's store of page %" PRIu64 ", which that node does "
+                "not home",
+                m->node, node, page);
+    return F.mem[node]->store[page];
+}
+
+static const struct dsm_mem_ops fx_mem_ops_onesided = {
+    .map = m_map,
+    .protect = m_protect,
+    .unmap = m_unmap,
+    .reset = m_reset,
+    .page = m_page,
+    .store = m_store,
+    .twin = m_twin,
+    .twin_drop = m_twin_drop,
+    .map_home = m_map_home,
+    .unmap_home = m_unmap_home,
+    .peer_store = m_peer_store,
 };
 
 static const struct dsm_mem_ops fx_mem_ops = {
@@ -1053,6 +1083,8 @@ static void setup(uint64_t seed)
     F.scenario = keep.scenario;
     F.cache = keep.cache;
     F.one_copy = keep.one_copy;
+    F.onesided = keep.onesided;
+    F.onesided_fetches = keep.onesided_fetches;
     F.shown_home = keep.shown_home;
     F.ev_clean = keep.ev_clean;
     F.ev_dirty = keep.ev_dirty;
@@ -1106,7 +1138,9 @@ static void setup(uint64_t seed)
                                     .default_proto = DSM_PROTO_SC,
                                     .cache_pages = F.cache};
         char err[256];
-        F.n[k] = dsm_node_create(&ec, F.one_copy ? &fx_mem_ops_one_copy : &fx_mem_ops, F.mem[k],
+        F.n[k] = dsm_node_create(&ec, F.onesided   ? &fx_mem_ops_onesided
+                                     : F.one_copy ? &fx_mem_ops_one_copy
+                                                  : &fx_mem_ops, F.mem[k],
                                  &fx_env_ops, &F, err, sizeof err);
         if (!F.n[k]) fx_fail("node %d: %s", k, err);
         F.tp[k] = (struct dsm_tp){.ops = &fx_tp_ops, .rank = k, .nodes = F.nn};
@@ -1133,6 +1167,7 @@ static void teardown(void)
         F.ev_clean += atomic_load(&F.n[k]->ev_st.clean);
         F.ev_dirty += atomic_load(&F.n[k]->ev_st.dirty);
         F.ev_refetch += atomic_load(&F.n[k]->ev_st.refetches);
+        F.onesided_fetches += atomic_load(&F.n[k]->st.onesided_fetches);
         dsm_node_destroy(F.n[k]);
         F.n[k] = NULL;
     }
@@ -1199,6 +1234,8 @@ int main(int argc, char **argv)
             F.cache = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--one-copy")) {
             F.one_copy = 1;
+        } else if (!strcmp(argv[i], "--onesided")) {
+            F.one_copy = F.onesided = 1; /* only homes with one copy can be read in place */
         } else if (!strcmp(argv[i], "--verbose")) {
             F.verbose = 1;
         } else if (!strcmp(argv[i], "--expect-failure")) {
@@ -1206,8 +1243,8 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: %s [--seeds A:B | --seed S] [--scenario random|free_readahead] "
-                    "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--expect-failure] "
-                    "[--verbose]\n",
+                    "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--onesided] "
+                    "[--expect-failure] [--verbose]\n",
                     argv[0]);
             return 2;
         }
@@ -1243,6 +1280,13 @@ int main(int argc, char **argv)
         printf("pages shown from the home's store: %" PRIu64 "\n", F.shown_home);
         if (!F.shown_home) {
             printf("FAILED: no home ever showed a page from its store (--one-copy unused)\n");
+            return 1;
+        }
+    }
+    if (F.onesided) {
+        printf("one-sided fetches: %" PRIu64 "\n", F.onesided_fetches);
+        if (!F.onesided_fetches) { /* the path under test was never taken */
+            printf("FAILED: no page was ever fetched one-sided\n");
             return 1;
         }
     }

@@ -560,6 +560,16 @@ static void usage(void)
             "exit: 0 every check holds, 1 violation (trace printed), 2 usage or model limit,\n"
             "      3 protocol states differ between the runs compared\n",
             MAXN, MAXP);
+#ifdef MODEL_RC
+    fprintf(stderr,
+            "release consistency only:\n"
+            "  --one-copy     the home's view of its pages is its store (DSM_HOME_STORE=one)\n"
+            "  --onesided     nodes fetch pages they are registered for straight from the home's\n"
+            "                 store, without a message, while none of their write-backs is in\n"
+            "                 flight (one-sided page service; valid with --one-copy only)\n"
+            "  --fetch-early  --onesided without the in-flight rule (a self-test: must fail)\n"
+            "  --acquire-op   the program may also call dsm_acquire alone, anywhere\n");
+#endif
     exit(2);
 }
 
@@ -607,6 +617,16 @@ int main(int argc, char **argv)
             live = 0;
         else if (!strcmp(a, "--exact-dir"))
             c.exact_dir = 1;
+#ifdef MODEL_RC
+        else if (!strcmp(a, "--one-copy"))
+            c.one_copy = 1;
+        else if (!strcmp(a, "--onesided"))
+            c.onesided = 1;
+        else if (!strcmp(a, "--fetch-early"))
+            c.onesided = c.fetch_early = 1;
+        else if (!strcmp(a, "--acquire-op"))
+            c.acquire_op = 1;
+#endif
         else if (!strcmp(a, "-q"))
             quiet = 1;
         else

@@ -9,6 +9,12 @@
  * a copy of the page as it is; APPLY writes the handled diff into the home store. Before a
  * home's directory handles a request from another node, a page the home writes alone in place
  * (RC_N_OWNED) is copied into the store, as the engine does (rc_home_flush).
+ *
+ * With one copy at the home (mconfig.one_copy) the home's mapped copy of its page is the store
+ * itself: installing shows the store (not the payload), a write by the home writes the store,
+ * a diff applied from another node changes the home's mapped copy too, and the home's own
+ * write-backs and flushes do nothing. COH_A_FETCH (one-sided page service) installs the
+ * store's current contents at another node, with no message.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +26,7 @@ struct ctx {
     const struct mconfig *c;
     struct mstate *s;
     struct stepinfo *info;
+    int hsrc; /* the sender of the message being handled */
 };
 
 static void logf_(struct stepinfo *info, const char *fmt, ...)
@@ -72,7 +79,7 @@ int model_labels(const struct mconfig *c, unsigned *labels)
             labels[k++] = LABEL(T_RETRY_R, n, p, 0, 0);
             labels[k++] = LABEL(T_RETRY_W, n, p, 0, 0);
         }
-        for (int op = 0; op < 3; op++) labels[k++] = LABEL(T_SYNC, n, op, 0, 0);
+        for (int op = 0; op < 4; op++) labels[k++] = LABEL(T_SYNC, n, op, 0, 0);
         labels[k++] = LABEL(T_SYNC_GO, n, 0, 0, 0);
     }
     labels[k++] = LABEL(T_BAR_DONE, 0, 0, 0, 0);
@@ -85,7 +92,7 @@ int model_labels(const struct mconfig *c, unsigned *labels)
 
 void model_label_name(unsigned l, char *buf, size_t len)
 {
-    static const char *const sync_op[] = {"LOCK", "UNLOCK", "BARRIER"};
+    static const char *const sync_op[] = {"LOCK", "UNLOCK", "BARRIER", "ACQUIRE"};
     switch (L_KIND(l)) {
     case T_READ:
         snprintf(buf, len, "node%u READ page %u", L_NODE(l), L_PAGE(l));
@@ -100,7 +107,7 @@ void model_label_name(unsigned l, char *buf, size_t len)
         snprintf(buf, len, "node%u retries its WRITE of page %u", L_NODE(l), L_PAGE(l));
         break;
     case T_SYNC:
-        snprintf(buf, len, "node%u %s", L_NODE(l), sync_op[L_PAGE(l) % 3]);
+        snprintf(buf, len, "node%u %s", L_NODE(l), sync_op[L_PAGE(l) % 4]);
         break;
     case T_SYNC_GO:
         snprintf(buf, len, "node%u synchronisation moves on", L_NODE(l));
@@ -241,7 +248,18 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
             if (!hm || hm->type != RC_DATA)
                 return fail(x->info, STEP_VIOLATION, "node%d maps page %d without page data", n, p);
             s->map[n][p] = a->kind == COH_A_MAP_RO ? MAP_RO : MAP_RW;
-            memcpy(s->copy[n][p], hm->val, MAXB);
+            /* One copy: the home shows its store, newer than the payload it sent itself. */
+            memcpy(s->copy[n][p], c->one_copy && n == c->home[p] ? s->store[p] : hm->val, MAXB);
+            break;
+        case COH_A_FETCH:
+            if (!c->onesided || n < 0 || n == c->home[p])
+                return fail(x->info, STEP_VIOLATION,
+                            "node%d fetches page %d one-sided, which it was not offered", n, p);
+            if (s->map[n][p] != MAP_NONE)
+                return fail(x->info, STEP_VIOLATION, "node%d fetches page %d it has mapped", n, p);
+            s->map[n][p] = MAP_RO;
+            memcpy(s->copy[n][p], s->store[p], MAXB);
+            logf_(x->info, ", fetches it from the home's store");
             break;
         case COH_A_PROTECT:
             if (s->map[n][p] != MAP_RW)
@@ -280,12 +298,18 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
             s->hastwin[n][p] = 0;
             memset(s->twin[n][p], 0, MAXB);
             break;
-        case COH_A_APPLY:
+        case COH_A_APPLY: {
             if (!hm || hm->type != RC_DIFF)
                 return fail(x->info, STEP_VIOLATION, "APPLY on page %d without a diff", p);
+            if (c->one_copy && x->hsrc == c->home[p]) break; /* already in place */
+            int home = c->home[p], shown = c->one_copy && s->map[home][p] != MAP_NONE;
             for (int b = 0; b < nb; b++)
-                if ((hm->flags & RC_F_FULL) || (hm->dmask & (1u << b))) s->store[p][b] = hm->val[b];
+                if ((hm->flags & RC_F_FULL) || (hm->dmask & (1u << b))) {
+                    s->store[p][b] = hm->val[b];
+                    if (shown) s->copy[home][p][b] = hm->val[b];
+                }
             break;
+        }
         default:
             return fail(x->info, STEP_VIOLATION, "rc.c asked for action %u, which RC never uses",
                         a->kind);
@@ -310,6 +334,10 @@ static int check_node(struct ctx *x, int n, int p)
                                            : "not at all");
     if (!!(s->x[n][p].flags & RC_N_TWIN) != !!s->hastwin[n][p])
         return fail(x->info, STEP_VIOLATION, "node%d page %d: the TWIN flag and the twin disagree",
+                    n, p);
+    if (x->c->one_copy && n == x->c->home[p] && s->map[n][p] != MAP_NONE &&
+        memcmp(s->copy[n][p], s->store[p], MAXB))
+        return fail(x->info, STEP_VIOLATION, "node%d's view of page %d it homes is not its store",
                     n, p);
     if ((s->x[n][p].flags & RC_N_OWNED) && (s->ns[n][p] != COH_M || x->c->home[p] != n))
         return fail(x->info, STEP_VIOLATION, "node%d page %d OWNED in state %s (home node%d)", n, p,
@@ -402,6 +430,7 @@ static int complete(struct ctx *x, int n, int p, int write)
     if (v > MAXVAL)
         return fail(x->info, STEP_LIMIT, "more than %d distinct values of one byte", MAXVAL);
     s->copy[n][p][b] = (uint8_t)v;
+    if (c->one_copy && n == c->home[p]) s->store[p][b] = (uint8_t)v;
     s->lastw[p][b] = (uint8_t)v;
     logf_(x->info, ", writes byte %d = v%u", b, v);
     return STEP_OK;
@@ -415,7 +444,10 @@ static int do_access(struct ctx *x, int n, int p, int write, int retry)
     struct rc_node rx = s->x[n][p];
     struct coh_out o;
     o.n = 0;
-    int rc = rc_node_access(&st, &rx, n, x->c->home[p], (uint64_t)p, write, &o);
+    const struct mconfig *c = x->c;
+    unsigned how = write ? COH_ACC_WRITE : 0;
+    if (c->onesided && n != c->home[p] && (c->fetch_early || !s->outst[n])) how |= COH_ACC_FETCH;
+    int rc = rc_node_access(&st, &rx, n, c->home[p], (uint64_t)p, how, &o);
     if (rc == COH_ACCESS_WAIT && retry && o.n == 0 && st == s->ns[n][p] &&
         !memcmp(&rx, &s->x[n][p], sizeof rx))
         return STEP_DISABLED; /* still waiting: nothing to retry */
@@ -488,6 +520,7 @@ static int deliver(struct ctx *x, const struct mstate *in, unsigned label)
     struct coh_out o;
     o.n = 0;
     const char *why = NULL;
+    x->hsrc = src;
     if (rc_msg_to_home(m.type)) {
         if (c->home[p] != dst)
             return fail(x->info, STEP_VIOLATION, "%s reached node%d, not the home of page %d",
@@ -495,7 +528,7 @@ static int deliver(struct ctx *x, const struct mstate *in, unsigned label)
         /* The engine's flush of a page the home writes alone in place (engine.c). */
         if (m.type != RC_DIFF && m.type != RC_CLASS_ACK && src != dst &&
             rc_home_flush(&s->ns[dst][p], &s->x[dst][p])) {
-            memcpy(s->store[p], s->copy[dst][p], MAXB);
+            if (!c->one_copy) memcpy(s->store[p], s->copy[dst][p], MAXB);
             s->dir[p].written = 1;
             logf_(x->info, ", home flushes its copy into the store");
         }
@@ -527,7 +560,7 @@ int model_step(const struct mconfig *c, const struct mstate *in, unsigned label,
 {
     const unsigned kind = L_KIND(label);
     const int n = (int)L_NODE(label), p = (int)L_PAGE(label);
-    struct ctx x = {.c = c, .s = out, .info = info};
+    struct ctx x = {.c = c, .s = out, .info = info, .hsrc = -1};
     char ln[64];
     *out = *in;
     info->why[0] = 0;
@@ -552,6 +585,12 @@ int model_step(const struct mconfig *c, const struct mstate *in, unsigned label,
     }
     case T_SYNC:
         if (busy(c, in, n)) return STEP_DISABLED;
+        if (p == 3) { /* dsm_acquire alone, at any point of the program (mconfig.acquire_op) */
+            if (!c->acquire_op || !op_allowed(c, in, n)) return STEP_DISABLED;
+            if (c->bound >= 0) out->ops[n]++;
+            logf_(info, "%s", ln);
+            return sync_pages(&x, n, 1);
+        }
         if (p == 0) { /* lock */
             if (in->phase != PH_LOCK || in->holder != NOLOCK || !op_allowed(c, in, n))
                 return STEP_DISABLED;

@@ -91,6 +91,17 @@ struct mconfig {
     int home[MAXP];
     int wait_only, exact_dir; /* options of the single-writer model; refused here */
     int order;                /* ORDER_* */
+    /* One copy at the home (DSM_HOME_STORE=one): a home's mapped copy of its page and the
+     * store are the same memory, its write-backs to itself are not applied and it never
+     * flushes. */
+    int one_copy;
+    /* One-sided page service: accesses from nodes other than the home carry COH_ACC_FETCH
+     * while the node has no write-back in flight (the engine's rule); fetch_early drops that
+     * rule (a self-test: it must be caught). Without one_copy it is the other self-test. */
+    int onesided, fetch_early;
+    /* The program may also call dsm_acquire alone at any point (after writing, say: the
+     * acquire then releases the node's changes to pages others write and drops them). */
+    int acquire_op;
 };
 
 enum { ORDER_PAIR = 0, ORDER_GLOBAL = 1, ORDER_NONE = 2 };
@@ -111,7 +122,7 @@ enum {
 #define LABEL(k, n, p, s, d) ((unsigned)((k) | (n) << 3 | (p) << 5 | (s) << 7 | (d) << 9))
 #define LABEL_AT(l, i)       ((l) | (unsigned)(i) << 11)
 #define L_INDEX(l)           (((l) >> 11) & 15u)
-#define MAXLABELS            (MAXN * MAXP * 4 + MAXN * 4 + 1 + MAXN * MAXN * MAXQ)
+#define MAXLABELS            (MAXN * MAXP * 4 + MAXN * 5 + 1 + MAXN * MAXN * MAXQ)
 #define L_KIND(l)            ((l)&7u)
 #define L_NODE(l)            (((l) >> 3) & 3u)
 #define L_PAGE(l)            (((l) >> 5) & 3u)
