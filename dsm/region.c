@@ -495,10 +495,13 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
         LOGD("node %d runs on another host (or boot): its pages come by message", from);
         return;
     }
+    /* The path comes from the network: look at what it names before opening it for reading.
+     * An O_PATH descriptor neither blocks (a FIFO) nor has side effects (a device); only a
+     * regular file of the announced identity and the region's size is then opened and mapped. */
     char path[64];
     snprintf(path, sizeof path, "/proc/%u/fd/%u", hello.pid, hello.fd);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    int pfd = open(path, O_PATH | O_CLOEXEC);
+    if (pfd < 0) {
         LOGI("node %d shares this host, but its memory cannot be opened here (%s: %s; it takes "
              "the same user or root, and one pid namespace): its pages come by message",
              from, path, strerror(errno));
@@ -506,12 +509,22 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
     }
     struct stat st;
     size_t len = rt->npages * PAGE_SIZE;
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != hello.ino ||
+    if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_ino != hello.ino ||
         (uint64_t)st.st_dev != hello.dev || (uint64_t)st.st_size != len) {
         LOGW("node %d announced its memory as %s, but that is another file (or another size): "
              "its pages come by message",
              from, path);
-        close(fd);
+        close(pfd);
+        return;
+    }
+    char again[64];
+    snprintf(again, sizeof again, "/proc/self/fd/%d", pfd);
+    int fd = open(again, O_RDONLY | O_CLOEXEC);
+    close(pfd);
+    if (fd < 0) {
+        LOGI("node %d shares this host, but its memory cannot be read here (%s: %s): its pages "
+             "come by message",
+             from, path, strerror(errno));
         return;
     }
     void *m = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0);

@@ -33,7 +33,7 @@ static int spec_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
 {
     unsigned t = h->type, f = h->flags;
     if (h->magic != DSM_WIRE_MAGIC || h->version != DSM_WIRE_VERSION) return 0;
-    if (t < DSM_MSG_GET_S || t > DSM_MSG_PING) return 0;
+    if (t < DSM_MSG_GET_S || t > DSM_MSG_SHM) return 0;
     if (h->len > DSM_WIRE_MAX_PAYLOAD) return 0;
     if (h->src >= lim->nodes || h->src != lim->peer) return 0;
     unsigned allowed = t == DSM_MSG_DATA_S    ? DSM_WF_ZERO
@@ -95,6 +95,9 @@ static int spec_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
         break;
     case DSM_MSG_ABORT:
         return h->len >= 1 && h->len <= 1024; /* a log line */
+    case DSM_MSG_SHM:
+        want = 40; /* struct dsm_shm_hello */
+        break;
     default:
         break;
     }

@@ -65,6 +65,8 @@ static void gen_wire(void)
     const uint64_t lock = FUZZ_BASE + 0x40; /* a mutex in the global space */
     const char abort_text[] = "node 1: out of memory in dsm_alloc";
     const uint64_t coll[2] = {4096, 1};
+    struct dsm_shm_hello shm = {.boot_id = {0x0b, 0x00, 0x71, 0xd0}, .ino = 4242, .dev = 17,
+                                .pid = 1, .fd = 9};
     struct {
         const char *name;
         enum dsm_wire_type t;
@@ -95,6 +97,7 @@ static void gen_wire(void)
         {"free", DSM_MSG_FREE, 0, 0, FUZZ_BASE + FUZZ_MEMORY - 64, NULL, 0},
         {"bye", DSM_MSG_BYE, 0, 0, 0, NULL, 0},
         {"ping", DSM_MSG_PING, 0, 0, 0, NULL, 0},
+        {"shm", DSM_MSG_SHM, 0, 0, 0, &shm, sizeof shm},
         {"abort", DSM_MSG_ABORT, 0, 0, 0, abort_text, sizeof abort_text - 1},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {

@@ -16,12 +16,17 @@
  *      (homed in blocks, so each node is the home of many pages others wrote too), then a
  *      barrier. More write-backs to this node's own pages than its local message queue holds
  *      (1024) once ended the job with "local message queue overflow" at the barrier.
+ *   5. Where the pages came from: with MN_EXPECT_ONESIDED=1 (ctest sets it where the nodes
+ *      share a host and DSM_ONESIDED is on) every node must have taken some pages straight
+ *      from a peer's memory (dsm_stats_t.onesided_fetches > 0), so the parts above ran over
+ *      the one-sided path; with MN_EXPECT_ONESIDED=0 (DSM_ONESIDED=off) none.
  *
  * Usage: rc_memory [ITERS]
  */
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "mn.h"
 
@@ -126,6 +131,21 @@ int main(int argc, char **argv)
     if (mn_rank == 0)
         mn_say("%zu pages with %d writers each at one barrier: exact (%.2f s)", pages, n,
                mn_now() - t0);
+
+    /* 5. one-sided or not, as the environment says */
+    dsm_stats_t st;
+    CHECK(dsm_stats(&st) == 0, "dsm_stats");
+    const char *expect = getenv("MN_EXPECT_ONESIDED");
+    mn_say("%llu pages taken one-sided from a peer's memory, of %llu faults",
+           (unsigned long long)st.onesided_fetches,
+           (unsigned long long)(st.read_faults + st.write_faults));
+    if (expect && expect[0] == '1')
+        CHECK(st.onesided_fetches > 0,
+              "no page came one-sided, though the nodes share a host and DSM_ONESIDED is on "
+              "(DSM_LOG=info says why a peer's memory was not mapped)");
+    if (expect && expect[0] == '0')
+        CHECK(st.onesided_fetches == 0, "%llu pages came one-sided with DSM_ONESIDED=off",
+              (unsigned long long)st.onesided_fetches);
     mn_end("rc_memory");
     return 0;
 }

@@ -65,6 +65,7 @@ static struct dsm_wire_hdr valid_hdr(unsigned type)
         h.arg1 = 1u << 20;
         break;
     case DSM_MSG_ABORT:
+    case DSM_MSG_SHM: /* struct dsm_shm_hello */
         h.len = 40;
         break;
     case DSM_MSG_BARRIER:
@@ -101,6 +102,8 @@ static int ref_len_ok(unsigned type, unsigned flags, uint32_t len)
         return len == 16;
     case DSM_MSG_ABORT:
         return len >= 1 && len <= 1024;
+    case DSM_MSG_SHM:
+        return len == 40;
     default:
         return len == 0;
     }
@@ -113,8 +116,8 @@ static int ref_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l)
         [DSM_MSG_RC_GET] = DSM_WF_RC_WRITE, [DSM_MSG_RC_DATA] = DSM_WF_ZERO,
         [DSM_MSG_RC_DIFF] = DSM_WF_RC_FULL,
     };
-    if (h->magic != 0xD5A1 || h->version != 1) return 0;
-    if (h->type < 1 || h->type > 29) return 0;
+    if (h->magic != 0xD5A1 || h->version != 2) return 0;
+    if (h->type < 1 || h->type > 30) return 0;
     if (h->src >= l->nodes || h->src != l->peer) return 0;
     if (h->flags & ~flags_ok[h->type]) return 0;
     if ((h->flags & DSM_WF_ZERO) && (h->flags & DSM_WF_NODATA)) return 0;
@@ -220,7 +223,7 @@ static void test_encode_layout(void **state)
 {
     (void)state;
     struct dsm_wire_hdr h = {.magic = 0xD5A1,
-                             .version = 1,
+                             .version = 2,
                              .type = 8,
                              .len = 0x11223344,
                              .src = 0x5566,
@@ -228,7 +231,7 @@ static void test_encode_layout(void **state)
                              .aux = 0x99aabbcc,
                              .arg0 = 0x0102030405060708ull,
                              .arg1 = 0xf1f2f3f4f5f6f7f8ull};
-    static const uint8_t want[DSM_WIRE_HDR_SIZE] = {0xa1, 0xd5, 0x01, 0x08, 0x44, 0x33, 0x22, 0x11,
+    static const uint8_t want[DSM_WIRE_HDR_SIZE] = {0xa1, 0xd5, 0x02, 0x08, 0x44, 0x33, 0x22, 0x11,
                                                     0x66, 0x55, 0x88, 0x77, 0xcc, 0xbb, 0xaa, 0x99,
                                                     0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
                                                     0xf8, 0xf7, 0xf6, 0xf5, 0xf4, 0xf3, 0xf2, 0xf1};
@@ -325,8 +328,10 @@ static void test_reject_version(void **state)
 {
     (void)state;
     struct dsm_wire_hdr h = valid_hdr(DSM_MSG_GET_S);
-    h.version = 2;
-    expect_bad(&h, "version 2");
+    h.version = 1; /* the previous version: no DSM_MSG_SHM */
+    expect_bad(&h, "version 1");
+    h.version = 3;
+    expect_bad(&h, "version 3");
     h.version = 0;
     expect_bad(&h, "version 0");
 }
@@ -338,10 +343,10 @@ static void test_reject_type(void **state)
     h.type = DSM_MSG_NONE;
     expect_bad(&h, "type 0");
     h.type = DSM_MSG_TYPE_COUNT;
-    expect_bad(&h, "type 30");
+    expect_bad(&h, "type 31");
     h.type = 255;
     expect_bad(&h, "type 255");
-    h = valid_hdr(DSM_MSG_TYPE_COUNT - 1); /* PING: last valid */
+    h = valid_hdr(DSM_MSG_TYPE_COUNT - 1); /* SHM: last valid */
     expect_ok(&h);
     h = valid_hdr(DSM_MSG_GET_S); /* first valid */
     expect_ok(&h);
@@ -825,8 +830,8 @@ static void test_random_garbage(void **state)
         }
         buf[0] = 0xa1;
         buf[1] = 0xd5;
-        buf[2] = 1;
-        buf[3] %= 24;
+        buf[2] = 2;
+        buf[3] %= 32; /* every type, and one past the last (DSM_MSG_SHM = 30) */
         buf[8] = PEER;
         buf[9] = 0;
         if (buf[10] & 3) { /* flags: mostly plausible */
@@ -834,8 +839,9 @@ static void test_random_garbage(void **state)
             buf[11] = 0;
         }
         if (buf[4] & 3) { /* len: mostly near the real sizes */
-            static const uint32_t lens[] = {0, 0, 0, 1, 15, 16, 17, 1024, 1025, 4095, 4096, 4097};
-            uint32_t l = lens[buf[5] % 12];
+            static const uint32_t lens[] = {0,  0,    0,    1,    15,   16,  17,
+                                            40, 1024, 1025, 4095, 4096, 4097};
+            uint32_t l = lens[buf[5] % 13];
             memcpy(buf + 4, &l, 4);
         }
         if (buf[12] & 3) { /* aux: mostly small */
