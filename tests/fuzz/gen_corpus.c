@@ -65,8 +65,8 @@ static void gen_wire(void)
     const uint64_t lock = FUZZ_BASE + 0x40; /* a mutex in the global space */
     const char abort_text[] = "node 1: out of memory in dsm_alloc";
     const uint64_t coll[2] = {4096, 1};
-    struct dsm_shm_hello shm = {.boot_id = {0x0b, 0x00, 0x71, 0xd0}, .ino = 4242, .dev = 17,
-                                .pid = 1, .fd = 9};
+    struct dsm_shm_hello shm = {
+        .boot_id = {0x0b, 0x00, 0x71, 0xd0}, .ino = 4242, .dev = 17, .pid = 1, .fd = 9};
     struct {
         const char *name;
         enum dsm_wire_type t;
