@@ -110,8 +110,8 @@ enum coh_akind {
 /* The `how` argument of a protocol's node_access (proto.h): bits. */
 #define COH_ACC_WRITE 0x1 /* the thread writes (else it reads) */
 #define COH_ACC_FETCH                                                                              \
-    0x2 /* the home's store can be read in place from this node and holds every write-back     \
-           this node sent (one-sided page service: the page may be taken without asking the   \
+    0x2 /* the home's store can be read in place from this node and holds every write-back         \
+           this node sent (one-sided page service: the page may be taken without asking the        \
            home, COH_A_FETCH, where the protocol allows it) */
 
 struct coh_action {

@@ -57,7 +57,7 @@ struct rc_node {
            its store when another node asks (rc_home_flush) */
 #define RC_N_READER                                                                                \
     0x10 /* the home counts this node among the page's readers (sticky until the page is freed),   \
-            so it tells this node of every new writer (CLASS) before the writer may write, even     \
+            so it tells this node of every new writer (CLASS) before the writer may write, even    \
             while this node holds no copy: x->writers stays current, and a copy taken straight     \
             from the home's store (COH_ACC_FETCH) needs no message */
 

@@ -26,7 +26,8 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "ufdsm's payloads travel in host order, which must be little-endian");
-_Static_assert(sizeof(struct dsm_shm_hello) == DSM_SHM_HELLO_LEN, "struct dsm_shm_hello has padding");
+_Static_assert(sizeof(struct dsm_shm_hello) == DSM_SHM_HELLO_LEN,
+               "struct dsm_shm_hello has padding");
 _Static_assert(DSM_WIRE_MAX_PAYLOAD >= COLL_PAYLOAD && DSM_WIRE_MAX_PAYLOAD >= ABORT_MAX_TEXT,
                "the fixed payloads (collective record, abort text) must fit a frame");
 

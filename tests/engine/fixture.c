@@ -194,7 +194,8 @@ static void fx_fail(const char *fmt, ...)
         for (int i = 0; i < F.trail_len; i++) fprintf(stderr, " %d/%d", F.trail_c[i], F.trail_k[i]);
         fprintf(stderr, "\n");
     }
-    fprintf(stderr, "replay: engine_fixture --seed %" PRIu64 "%s%s%s --cache %" PRIu64 " --verbose\n",
+    fprintf(stderr,
+            "replay: engine_fixture --seed %" PRIu64 "%s%s%s --cache %" PRIu64 " --verbose\n",
             F.seed, F.scenario ? " --scenario free_readahead" : "", F.one_copy ? " --one-copy" : "",
             F.onesided ? " --onesided" : "", F.cache);
     exit(1);
@@ -353,19 +354,8 @@ static const void *m_peer_store(void *ctx, int node, uint64_t page)
     return F.mem[node]->store[page];
 }
 
-static const struct dsm_mem_ops fx_mem_ops_onesided = {
-    .map = m_map,
-    .protect = m_protect,
-    .unmap = m_unmap,
-    .reset = m_reset,
-    .page = m_page,
-    .store = m_store,
-    .twin = m_twin,
-    .twin_drop = m_twin_drop,
-    .map_home = m_map_home,
-    .unmap_home = m_unmap_home,
-    .peer_store = m_peer_store,
-};
+/* fx_mem_ops_one_copy with peer_store (set in main: one table, not a second copy of it). */
+static struct dsm_mem_ops fx_mem_ops_onesided;
 
 static const struct dsm_mem_ops fx_mem_ops = {
     .map = m_map,
@@ -1138,10 +1128,11 @@ static void setup(uint64_t seed)
                                     .default_proto = DSM_PROTO_SC,
                                     .cache_pages = F.cache};
         char err[256];
-        F.n[k] = dsm_node_create(&ec, F.onesided   ? &fx_mem_ops_onesided
-                                     : F.one_copy ? &fx_mem_ops_one_copy
-                                                  : &fx_mem_ops, F.mem[k],
-                                 &fx_env_ops, &F, err, sizeof err);
+        F.n[k] = dsm_node_create(&ec,
+                                 F.onesided   ? &fx_mem_ops_onesided
+                                 : F.one_copy ? &fx_mem_ops_one_copy
+                                              : &fx_mem_ops,
+                                 F.mem[k], &fx_env_ops, &F, err, sizeof err);
         if (!F.n[k]) fx_fail("node %d: %s", k, err);
         F.tp[k] = (struct dsm_tp){.ops = &fx_tp_ops, .rank = k, .nodes = F.nn};
         F.n[k]->tp = F.nn > 1 ? &F.tp[k] : NULL;
@@ -1209,6 +1200,8 @@ int main(int argc, char **argv)
 {
     uint64_t lo = 1, hi = 200;
     int depth = 0;
+    fx_mem_ops_onesided = fx_mem_ops_one_copy;
+    fx_mem_ops_onesided.peer_store = m_peer_store;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
             if (sscanf(argv[++i], "%" SCNu64 ":%" SCNu64, &lo, &hi) != 2 || hi < lo) {
