@@ -333,14 +333,17 @@ static bool check_loc(ctx_t *c, int nth, int loc, const loc_work_t *w, hist_stat
         char a[160];
         describe(c, wref[k], a, sizeof a);
         violation(c, "location %d: RMWs read each other's values in a circle (one is %s)", loc, a);
-        uint32_t p = 0;
-        for (uint32_t x = k; x != NONE && sup[x] == NONE; x = next[x]) sup[x] = nsup, pos[x] = p++;
-        nsup++;
+        /* Cut the circle where the walk closes it, so that the chain has a head and a
+         * tail like any other: the ordering steps below need both. */
+        uint32_t p = 0, last = k;
+        for (uint32_t x = k; x != NONE && sup[x] == NONE; x = next[x])
+            sup[x] = nsup, pos[x] = p++, last = x;
+        ctail[nsup++] = last;
     }
     st->chains += nsup;
     for (uint32_t k = 0; k < nw; k++) {
         if (pos[k] == 0) chead[sup[k]] = k;
-        if (next[k] == NONE || sup[next[k]] != sup[k]) ctail[sup[k]] = k;
+        if (next[k] == NONE) ctail[sup[k]] = k;
     }
 
     /* 4. Program order, thread by thread, as positions within a chain or edges between

@@ -102,6 +102,10 @@ static const hcase_t cases[] = {
      {{W(0, 1), END}}},
     {"going backwards along an RMW chain", false, "backwards", 1, NULL,
      {{FADD(0, 0, 1), FADD(0, 1, 2), END}, {R(0, 2), R(0, 1), END}}},
+    {"RMWs read each other's values in a circle", false, "circle", 1, NULL,
+     {{XCHG(0, 2, 1), END}, {XCHG(0, 1, 2), END}}},
+    {"a circle of RMWs, then the final value", false, "circle", 1, fin_3,
+     {{XCHG(0, 2, 1), END}, {XCHG(0, 1, 2), END}, {W(0, 3), END}}},
 };
 
 /* clang-format on */
