@@ -41,6 +41,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <string.h>
@@ -434,8 +435,8 @@ static const void *peer_store(void *ctx, int node, uint64_t page)
     return m ? m + page * PAGE_SIZE : NULL;
 }
 
-/* This boot of this kernel, from the text form "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx". 0, or
- * -1 if it cannot be read. */
+/* This boot of this kernel, from the text form "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (hex
+ * decoded by libsodium, already linked for authentication). 0, or -1 if it cannot be read. */
 static int read_boot_id(uint8_t out[16])
 {
     char text[64];
@@ -444,18 +445,9 @@ static int read_boot_id(uint8_t out[16])
     ssize_t n = read(fd, text, sizeof text - 1);
     close(fd);
     if (n <= 0) return -1;
-    text[n] = 0;
-    int k = 0;
-    for (const char *c = text; *c && k < 32; c++) {
-        int v = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : -1;
-        if (v < 0) continue; /* the dashes */
-        if (k % 2 == 0)
-            out[k / 2] = (uint8_t)(v << 4);
-        else
-            out[k / 2] |= (uint8_t)v;
-        k++;
-    }
-    return k == 32 ? 0 : -1;
+    size_t got = 0;
+    const char *end;
+    return sodium_hex2bin(out, 16, text, (size_t)n, "-", &got, &end) == 0 && got == 16 ? 0 : -1;
 }
 
 void dsm_onesided_announce(struct dsm_runtime *rt)
