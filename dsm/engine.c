@@ -780,11 +780,11 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
 static unsigned access_how(struct dsm_node *n, uint64_t page, int home, int ask_write)
 {
     unsigned how = ask_write ? COH_ACC_WRITE : 0;
-    if (n->proto[page] == DSM_PROTO_RC && home != n->rank && n->mem->peer_store &&
+    if (n->proto[page] == DSM_PROTO_RC && home != n->rank && n->mem->peer_readable &&
 #if UFDSM_INJECT_FETCH_BUG != 1 /* self-test of the fixture: fetch with write-backs in flight */
         atomic_load_explicit(&n->rc_outstanding, memory_order_acquire) == 0 &&
 #endif
-        n->mem->peer_store(n->mem_ctx, home, page))
+        n->mem->peer_readable(n->mem_ctx, home))
         how |= COH_ACC_FETCH;
     return how;
 }

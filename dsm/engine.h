@@ -82,11 +82,14 @@ struct dsm_mem_ops {
      * copies, and map/unmap serve homed pages too. */
     void (*map_home)(void *ctx, uint64_t page, int writable);
     void (*unmap_home)(void *ctx, uint64_t page);
-    /* One-sided page service. Node `node`'s home-store copy of `page`, readable here in place
-     * (a co-located node's memory file, mapped: region.c), or NULL when it cannot be read
-     * without asking that node. Only for homes with one copy (their view is their store, so
-     * it holds every write of theirs; with two copies the home's own writes stay in its
-     * view until someone asks). NULL op: never. */
+    /* One-sided page service. peer_readable: whether node `node`'s home store can be read
+     * from here without asking that node (a co-located node's memory file: region.c). Only
+     * for homes with one copy (their view is their store, so it holds every write of
+     * theirs; with two copies the home's own writes stay in its view until someone asks).
+     * peer_store: that node's current copy of `page`, read now, valid until the next call;
+     * called only by the token holder, and only when peer_readable said yes. NULL ops:
+     * never. */
+    int (*peer_readable)(void *ctx, int node);
     const void *(*peer_store)(void *ctx, int node, uint64_t page);
 };
 

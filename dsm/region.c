@@ -26,15 +26,19 @@
  * is anonymous memory and the store an ordinary second mapping, and the home's own accesses
  * copy pages in from it like any node's.
  *
- * One-sided page service (DSM_ONESIDED=auto, with one copy): nodes on the same host map each
+ * One-sided page service (DSM_ONESIDED=auto, with one copy): nodes on the same host open each
  * other's memory files read-only, and the engine may install a page homed by such a node
- * straight from that node's file (dsm_mem_ops.peer_store: UFFDIO_COPY from the mapping), with
- * no message and without the home's CPU, where the protocol allows it (release consistency:
- * rc.h, RC_N_READER). Each node announces its file at dsm_init (DSM_MSG_SHM: boot id, pid,
- * descriptor, inode); a node that receives an announcement from the same boot of the same
- * kernel opens /proc/<pid>/fd/<fd> (which takes the same user, or root), checks that it is
- * the announced file of the right size, and maps it. Anything else - another host, another
- * pid namespace, a refused open - leaves that node's pages to messages, said at
+ * straight from that node's file (dsm_mem_ops.peer_store: pread(2) of the page, then
+ * UFFDIO_COPY), with no message and without the home's CPU, where the protocol allows it
+ * (release consistency: rc.h, RC_N_READER). The files are read, not mapped: a mapping of a
+ * peer's file makes every hole that peer punches (MADV_REMOVE, each dropped copy) walk this
+ * process's mapping too and flush its TLB across CPUs, which cost the six-step FFT 1.38x its
+ * time with messages; pread costs a system call per page and nothing to the peer (and
+ * reads a hole as zeros without allocating it). Each node announces its file at dsm_init
+ * (DSM_MSG_SHM: boot id, pid, descriptor, inode); a node that receives an announcement from
+ * the same boot of the same kernel opens /proc/<pid>/fd/<fd> (which takes the same user, or
+ * root) and checks that it is the announced file of the right size. Anything else - another host,
+ * another pid namespace, a refused open - leaves that node's pages to messages, said at
  * DSM_LOG=info. Only homes with one copy announce: with two copies a home's own writes stay in
  * its view until someone asks, and a reader copying its store would miss them (the model
  * checker's rc.onesided_two_copies shows how).
@@ -322,8 +326,10 @@ void dsm_region_unmap(struct dsm_runtime *rt)
     if (rt->uffd >= 0) close(rt->uffd);
     if (rt->home_fd >= 0) close(rt->home_fd);
     for (int p = 0; p < DSM_MAX_NODES; p++)
-        if (rt->peer_mem[p]) munmap((void *)rt->peer_mem[p], len);
-    memset(rt->peer_mem, 0, sizeof rt->peer_mem);
+        if (rt->peer_fd1[p] > 0) close(rt->peer_fd1[p] - 1);
+    memset(rt->peer_fd1, 0, sizeof rt->peer_fd1);
+    if (rt->peer_page) munmap(rt->peer_page, PAGE_SIZE);
+    rt->peer_page = NULL;
     rt->base = rt->store = rt->twins = NULL;
     rt->uffd = rt->home_fd = -1;
 }
@@ -428,11 +434,23 @@ static void map_home(void *ctx, uint64_t page, int writable)
 
 /* ---------------------------------------------------------------- one-sided page service */
 
+static int peer_readable(void *ctx, int node)
+{
+    struct dsm_runtime *rt = ctx;
+    return rt->peer_fd1[node] > 0;
+}
+
 static const void *peer_store(void *ctx, int node, uint64_t page)
 {
     struct dsm_runtime *rt = ctx;
-    const char *m = rt->peer_mem[node];
-    return m ? m + page * PAGE_SIZE : NULL;
+    off_t off = (off_t)(page * PAGE_SIZE);
+    ssize_t got = pread(rt->peer_fd1[node] - 1, rt->peer_page, PAGE_SIZE, off);
+    if (got != PAGE_SIZE)
+        dsm_fatal("reading page %llu from node %d's memory file failed (%s): the file was "
+                  "checked at start and the descriptor kept open, so this is a bug (please "
+                  "report it); DSM_ONESIDED=off works around it",
+                  (unsigned long long)page, node, got < 0 ? strerror(errno) : "a short read");
+    return rt->peer_page;
 }
 
 /* This boot of this kernel, from the text form "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (hex
@@ -482,7 +500,7 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
     uint8_t mine[16];
     int from = h->src;
     memcpy(&hello, payload, sizeof hello); /* the length was checked (dsm_wire_check) */
-    if (!rt->cfg.onesided || rt->peer_mem[from]) return;
+    if (!rt->cfg.onesided || rt->peer_fd1[from]) return;
     if (read_boot_id(mine) < 0 || memcmp(mine, hello.boot_id, sizeof mine)) {
         LOGD("node %d runs on another host (or boot): its pages come by message", from);
         return;
@@ -519,17 +537,18 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
              from, path, strerror(errno));
         return;
     }
-    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) {
-        LOGI("node %d shares this host, but its memory (%llu bytes) cannot be mapped here (%s): "
-             "its pages come by message",
-             from, (unsigned long long)len, strerror(errno));
-        return;
+    if (!rt->peer_page) {
+        void *m = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            LOGI("one-sided page service: off (no page for reading peers' memory: %s)",
+                 strerror(errno));
+            close(fd);
+            return;
+        }
+        rt->peer_page = m;
     }
-    madvise(m, len, MADV_DONTFORK);
-    rt->peer_mem[from] = m;
-    LOGI("one-sided page service from node %d: on this host, its memory is mapped here", from);
+    rt->peer_fd1[from] = fd + 1;
+    LOGI("one-sided page service from node %d: on this host, its memory is read from here", from);
 }
 
 static void unmap_home(void *ctx, uint64_t page)
@@ -549,6 +568,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .twin_drop = twin_drop,
     .map_home = map_home,
     .unmap_home = unmap_home,
+    .peer_readable = peer_readable,
     .peer_store = peer_store,
 };
 
@@ -561,5 +581,6 @@ const struct dsm_mem_ops rt_mem_ops = {
     .store = store_copy,
     .twin = twin_slot,
     .twin_drop = twin_drop,
-    .peer_store = peer_store, /* a home with one copy can be read from here all the same */
+    .peer_readable = peer_readable, /* a home with one copy can be read from here all the same */
+    .peer_store = peer_store,
 };

@@ -344,6 +344,12 @@ static const struct dsm_mem_ops fx_mem_ops_one_copy = {
 
 /* One-sided page service: every node's store is readable by every other node, as co-located
  * nodes' memory files are (region.c). */
+static int m_peer_readable(void *ctx, int node)
+{
+    struct fmem *m = ctx;
+    return node != m->node && node >= 0 && node < F.nn;
+}
+
 static const void *m_peer_store(void *ctx, int node, uint64_t page)
 {
     struct fmem *m = ctx;
@@ -1201,6 +1207,7 @@ int main(int argc, char **argv)
     uint64_t lo = 1, hi = 200;
     int depth = 0;
     fx_mem_ops_onesided = fx_mem_ops_one_copy;
+    fx_mem_ops_onesided.peer_readable = m_peer_readable;
     fx_mem_ops_onesided.peer_store = m_peer_store;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
