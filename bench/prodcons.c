@@ -12,10 +12,17 @@
  * flag", which docs/memory-model.md guarantees). The consumer waits for seq == k+1 (acquire),
  * checks every payload word, and publishes done every SLOTS/4 items. Both sides spin on DSM
  * memory, as a shared-memory program would.
+ * Under DSM_PROTOCOL=rc the ring is release-consistent, and the program is written as an RC
+ * program must be (docs/memory-model.md): a flag is not atomic across nodes in RC memory, so
+ * the sequence words and the "done" counter live in SC memory of their own (DSM_SC, one page
+ * each, homed as the ring and the counter are), the producer calls dsm_release between the
+ * payload and the flag, and the consumer dsm_acquire between the flag and the payload. The
+ * same layout under sc would cost a second page per item, so sc keeps the flag in the slot.
  * Result: value = max over pairs of time / ITEMS (us per item); keys: MB/s per pair.
  * Checks: every payload word of every item, and the item count.
  *
  * Usage: prodcons [-n ITEMS] [-q SLOTS] [-b BYTES] [-H producer|consumer]
+ *        (DSM_PROTOCOL=rc: the RC form above)
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,14 +63,20 @@ int main(int argc, char **argv)
     bench_begin(argv[0]);
     BENCH_CHECK(bench_nodes >= 2, "needs at least 2 nodes");
     int pairs = bench_nodes / 2;
+    const char *proto = getenv("DSM_PROTOCOL");
+    const int rc = proto && !strcmp(proto, "rc");
     char *ring[128];
-    _Atomic uint64_t *done[128];
+    _Atomic uint64_t *done[128], *seqs[128];
     for (int p = 0; p < pairs; p++) {
         int prod = 2 * p, cons = 2 * p + 1;
-        ring[p] = dsm_alloc_placed((size_t)slots * BENCH_PAGE, DSM_PLACE_NODE,
-                                   (size_t)(home_consumer ? cons : prod));
-        done[p] = dsm_alloc_placed(BENCH_PAGE, DSM_PLACE_NODE, (size_t)cons);
-        BENCH_CHECK(ring[p] && done[p], "allocation failed");
+        size_t ring_home = (size_t)(home_consumer ? cons : prod);
+        ring[p] = dsm_alloc_placed((size_t)slots * BENCH_PAGE, DSM_PLACE_NODE, ring_home);
+        done[p] = dsm_alloc_placed(BENCH_PAGE, DSM_PLACE_NODE | (rc ? DSM_SC : 0), (size_t)cons);
+        seqs[p] =
+            rc ? dsm_alloc_placed(((size_t)slots * 8 + BENCH_PAGE - 1) / BENCH_PAGE * BENCH_PAGE,
+                                  DSM_PLACE_NODE | DSM_SC, ring_home)
+               : NULL;
+        BENCH_CHECK(ring[p] && done[p] && (!rc || seqs[p]), "allocation failed");
     }
     bench_reduce_init();
     int pair = bench_rank / 2, role = bench_rank % 2; /* role 0 producer, 1 consumer */
@@ -83,14 +96,20 @@ int main(int argc, char **argv)
             char *slot = ring[pair] + (size_t)(k % slots) * BENCH_PAGE;
             volatile uint64_t *data = (volatile uint64_t *)slot + 1;
             for (size_t i = 0; i < words; i++) data[i] = payload_word((uint64_t)k, i);
-            atomic_store_explicit((_Atomic uint64_t *)slot, (uint64_t)k + 1, memory_order_release);
+            _Atomic uint64_t *seq = (_Atomic uint64_t *)slot;
+            if (rc) {
+                dsm_release(); /* the payload reaches its home before the flag is set */
+                seq = &seqs[pair][k % slots];
+            }
+            atomic_store_explicit(seq, (uint64_t)k + 1, memory_order_release);
         }
     } else if (active) {
         for (long k = 0; k < items; k++) {
             char *slot = ring[pair] + (size_t)(k % slots) * BENCH_PAGE;
-            while (atomic_load_explicit((_Atomic uint64_t *)slot, memory_order_acquire) !=
-                   (uint64_t)k + 1)
+            _Atomic uint64_t *seq = rc ? &seqs[pair][k % slots] : (_Atomic uint64_t *)slot;
+            while (atomic_load_explicit(seq, memory_order_acquire) != (uint64_t)k + 1)
                 bench_relax();
+            if (rc) dsm_acquire(); /* then this node's stale copy of the slot is gone */
             volatile uint64_t *data = (volatile uint64_t *)slot + 1;
             for (size_t i = 0; i < words; i++) bad += data[i] != payload_word((uint64_t)k, i);
             if ((k + 1) % publish == 0 || k + 1 == items)
