@@ -65,7 +65,10 @@ static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, ui
         x->flags |= RC_N_TWIN;
     } else if (home == self) {
         x->flags |= RC_N_OWNED;
+    } else if (x->flags & RC_N_AGAIN) { /* written again right after a release: keep it */
+        x->keep = RC_KEEP_RELEASES;
     }
+    x->flags &= (uint8_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
     act(out, COH_A_UNPROTECT, page);
     *st = COH_M;
 }
@@ -188,6 +191,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
         x->writers = m->arg;
         if (*st == COH_M && !(x->flags & RC_N_TWIN) && (m->arg & ~bit(self))) {
             x->flags &= (uint8_t)~RC_N_OWNED;
+            x->keep = 0;
             /* A second writer: what this node wrote so far as sole writer goes back whole,
              * and from here on it diffs against a twin of exactly that. */
             write_back(x, self, home, p, out);
@@ -205,12 +209,27 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
     }
 }
 
+void rc_node_write_back(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
+                        struct coh_out *out)
+{
+    if (*st != COH_M || (x->flags & RC_N_OWNED)) return;
+    if (!(x->flags & RC_N_TWIN)) x->flags |= RC_N_AGAIN;
+    x->keep = 0;
+    write_back(x, self, home, page, out);
+    *st = COH_S;
+}
+
 void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                      struct coh_out *out)
 {
-    if (*st != COH_M || (x->flags & RC_N_OWNED)) return;
-    write_back(x, self, home, page, out);
-    *st = COH_S;
+    if (*st == COH_M && x->keep && !(x->flags & (RC_N_OWNED | RC_N_TWIN))) {
+        /* Still writable, so a write made while this is sent is in the page for the next
+         * release to send (the last one protects before it sends). */
+        x->keep--;
+        send(out, RC_DIFF, RC_F_FULL, self, home, page, 0);
+        return;
+    }
+    rc_node_write_back(st, x, self, home, page, out);
 }
 
 void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
@@ -220,14 +239,23 @@ void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_
 #if UFDSM_INJECT_RC_BUG == 1 /* self-test of the checkers: an acquire that keeps stale copies */
     if (*st == COH_S) return;
 #endif
+    if (*st == COH_S && (x->flags & RC_N_AGAIN)) {
+        /* The first acquire after the release starts the next interval; a second one with
+         * no write between ends it unwritten. */
+        if (x->flags & RC_N_AGAIN_ACQ)
+            x->flags &= (uint8_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
+        else
+            x->flags |= RC_N_AGAIN_ACQ;
+    }
     switch (*st) {
     case COH_M:
         if (!others) return;
-        rc_node_release(st, x, self, home, page, out);
-        __attribute__((fallthrough)); /* now a read-only copy others write */
+        rc_node_write_back(st, x, self, home, page, out); /* protected before it is dropped */
+        __attribute__((fallthrough));                     /* now a read-only copy others write */
     case COH_S:
         if (!others) return;
         act(out, COH_A_UNMAP, page);
+        x->flags &= (uint8_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
         *st = COH_I;
         return;
     case COH_IS_D:

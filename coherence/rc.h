@@ -18,6 +18,15 @@
  * needs no twin and no diff: its writer sends the whole page at a release; when a second
  * writer registers, the first one sends what it has so far and starts keeping twins.
  *
+ * A release normally write-protects what it sends, so that the next write faults and shows
+ * the page is dirty again. Write-protecting costs a TLB shootdown on every CPU that runs a
+ * thread of the process (an interrupt to the other vCPU: 12% of a dirty barrier's samples),
+ * so a single writer's page that is written again in the very next interval after such a
+ * release stays writable for its next RC_KEEP_RELEASES releases, each sending it whole,
+ * before it is protected again. A page written once is sent once, one written every other
+ * interval is protected every time as before, and one written every interval is protected
+ * at one release in RC_KEEP_RELEASES + 1.
+ *
  * Like coh.h: no I/O, no clock, no allocation. Events in (an access, a message, a release, an
  * acquire), actions out. Channels between node pairs are reliable and FIFO.
  */
@@ -47,6 +56,7 @@ enum rc_mtype {
 struct rc_node {
     uint64_t writers; /* the writer set as last heard from the home */
     uint8_t flags;    /* RC_N_* */
+    uint8_t keep;     /* releases left that send this page whole and leave it writable */
 };
 #define RC_N_REG   0x1 /* this node is a registered writer */
 #define RC_N_TWIN  0x2 /* a twin exists (the page has other writers) */
@@ -60,6 +70,16 @@ struct rc_node {
             so it tells this node of every new writer (CLASS) before the writer may write, even    \
             while this node holds no copy: x->writers stays current, and a copy taken straight     \
             from the home's store (COH_ACC_FETCH) needs no message */
+
+#define RC_N_AGAIN                                                                                 \
+    0x20 /* the last release wrote this single writer's page back and protected it: a write        \
+            in the next interval shows it is written interval after interval (keep) */
+#define RC_N_AGAIN_ACQ                                                                             \
+    0x40 /* with RC_N_AGAIN: an acquire has passed since that release, so the next acquire         \
+            without a write ends the next interval unwritten, and RC_N_AGAIN with it */
+#define RC_KEEP_RELEASES                                                                           \
+    3 /* at most three extra sends of a page that stopped being written; protections of a          \
+         page written every interval cut by four */
 
 /* Home directory entry. */
 struct rc_dir {
@@ -85,9 +105,14 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
 int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg *m,
                  struct coh_out *out, const char **why);
 /* Release: a page written this interval goes back to its home (diff or whole page) and stays
- * cached read-only. Nothing for other states. */
+ * cached read-only, or writable while it has `keep` releases left. Nothing for other
+ * states. */
 void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                      struct coh_out *out);
+/* The same, but the copy always ends read-only: for a copy about to be dropped (eviction),
+ * which a thread of this node must not be able to write after its contents were sent. */
+void rc_node_write_back(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
+                        struct coh_out *out);
 /* Acquire: drop the copy if another node writes the page (sending this node's own changes
  * first); a request in flight is marked so that its answer is not trusted. */
 void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,

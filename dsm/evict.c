@@ -132,9 +132,10 @@ static int evict_one(struct dsm_node *n, uint64_t p, uint64_t now)
     int dirty = st == COH_M;
     int home = dsm_home_of(n, p);
     if (n->proto[p] == DSM_PROTO_RC) {
-        /* Its changes go home first, as at a release; then the read-only copy is dropped. */
+        /* Its changes go home first, as at a release, but always write-protected first (a
+         * release may leave the page writable); then the read-only copy is dropped. */
 #if UFDSM_INJECT_EVICT_BUG != 1 /* self-test of the checks: a dirty RC page dropped unsent */
-        coh_protocol_get(DSM_PROTO_RC)->node_release(&st, &n->rcx[p], n->rank, home, p, &out);
+        rc_node_write_back(&st, &n->rcx[p], n->rank, home, p, &out);
 #else
         if (n->rcx[p].flags & RC_N_TWIN) {
             out.a[out.n].kind = COH_A_DROP_TWIN;

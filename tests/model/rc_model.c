@@ -210,7 +210,15 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
                 if (s->map[n][p] == MAP_NONE)
                     return fail(x->info, STEP_VIOLATION,
                                 "node%d sends a write-back of page %d it has no copy of", n, p);
-                if (s->map[n][p] == MAP_RW)
+                /* Reading a writable copy for a write-back is safe only if the copy is sent
+                 * whole and stays writable (and so dirty, check_node): a write that slips
+                 * past is sent by a later release. A diff against a twin, or a protection
+                 * or drop after the read, would lose it. */
+                int later = 0;
+                for (int j = i + 1; j < o->n; j++)
+                    later |= o->a[j].kind == COH_A_PROTECT || o->a[j].kind == COH_A_UNMAP ||
+                             o->a[j].kind == COH_A_TWIN || o->a[j].kind == COH_A_DROP_TWIN;
+                if (s->map[n][p] == MAP_RW && (!(cm->flags & RC_F_FULL) || later))
                     return fail(
                         x->info, STEP_VIOLATION,
                         "node%d reads its changes to page %d while the page is still writable "
@@ -874,13 +882,14 @@ static size_t node_page_str(const struct mconfig *c, const struct mstate *s, int
     vals_str(s->copy[n][p], nbytes(c), v, sizeof v);
     vals_str(s->twin[n][p], nbytes(c), t, sizeof t);
     return (size_t)snprintf(
-        buf, len, "node%d page %d %s writers=%#llx%s%s%s%s%s copy=[%s]%s%s%s", n, p,
+        buf, len, "node%d page %d %s writers=%#llx%s%s%s%s%s keep=%u%s copy=[%s]%s%s%s", n, p,
         coh_nstate_name(s->ns[n][p]), (unsigned long long)s->x[n][p].writers,
         s->x[n][p].flags & RC_N_REG ? " REG" : "", s->x[n][p].flags & RC_N_TWIN ? " TWIN" : "",
         s->x[n][p].flags & RC_N_STALE ? " STALE" : "",
-        s->x[n][p].flags & RC_N_OWNED ? " OWNED" : "", s->pend[n][p] ? " (waiting)" : "",
-        s->map[n][p] ? v : "-", s->hastwin[n][p] ? " twin=[" : "", s->hastwin[n][p] ? t : "",
-        s->hastwin[n][p] ? "]" : "");
+        s->x[n][p].flags & RC_N_OWNED ? " OWNED" : "",
+        s->x[n][p].flags & RC_N_AGAIN ? " AGAIN" : "", (unsigned)s->x[n][p].keep,
+        s->pend[n][p] ? " (waiting)" : "", s->map[n][p] ? v : "-",
+        s->hastwin[n][p] ? " twin=[" : "", s->hastwin[n][p] ? t : "", s->hastwin[n][p] ? "]" : "");
 }
 
 static size_t dir_str(const struct mconfig *c, const struct mstate *s, int p, char *buf, size_t len)

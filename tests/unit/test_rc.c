@@ -1,0 +1,258 @@
+/*
+ * test_rc.c - unit tests of the release-consistency node machine's release policy
+ * (coherence/rc.c): which releases write-protect a single writer's page and which keep it
+ * writable (`keep`), and that every path that drops or diffs a copy protects it first.
+ *
+ * Why here as well as in the model checker: the model (tests/model) has one thread per node,
+ * so it can only check that a copy read for a write-back and left writable stays dirty; it
+ * cannot see a second thread write between a read and a protection. The order of the actions
+ * is what prevents that, and these tests pin it, action by action. They also pin the policy
+ * itself (a page written once is protected at its first release; one written again in the
+ * very next interval is kept for RC_KEEP_RELEASES releases; one written every other interval
+ * never is), which no correctness checker would notice going away.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "coh.h"
+#include "rc.h"
+
+#define HOME  0
+#define SELF  1
+#define OTHER 2
+#define PAGE  7
+
+#define BIT(n) ((uint64_t)1 << (n))
+
+/* The action kinds of `o`, with SENDs as their message type's negative, for comparison. */
+static int kinds(const struct coh_out *o, int *k)
+{
+    for (int i = 0; i < o->n; i++)
+        k[i] = o->a[i].kind == COH_A_SEND ? -(int)o->a[i].msg.type : o->a[i].kind;
+    return o->n;
+}
+
+static void expect_actions(const struct coh_out *o, const int *want, int nwant, const char *what)
+{
+    int got[COH_OUT_MAX] = {0};
+    int n = kinds(o, got);
+    if (n != nwant || (n && memcmp(got, want, (size_t)n * sizeof *got))) {
+        char g[256] = "", w[256] = "";
+        for (int i = 0; i < n; i++) snprintf(g + strlen(g), sizeof g - strlen(g), " %d", got[i]);
+        for (int i = 0; i < nwant; i++)
+            snprintf(w + strlen(w), sizeof w - strlen(w), " %d", want[i]);
+        fail_msg("%s: actions [%s ] (negative: a SEND of that type), expected [%s ]", what, g, w);
+    }
+}
+
+/* A registered single writer of a page homed elsewhere, holding a read-only copy. */
+static void single_writer(uint8_t *st, struct rc_node *x)
+{
+    *st = COH_S;
+    *x = (struct rc_node){.writers = BIT(SELF), .flags = RC_N_REG | RC_N_READER};
+}
+
+static void write_access(uint8_t *st, struct rc_node *x)
+{
+    struct coh_out o = {0};
+    assert_int_equal(rc_node_access(st, x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_OK);
+    const int want[] = {COH_A_UNPROTECT};
+    expect_actions(&o, want, 1, "a registered single writer's write");
+    assert_int_equal(*st, COH_M);
+}
+
+static void release(uint8_t *st, struct rc_node *x, struct coh_out *o)
+{
+    o->n = 0;
+    rc_node_release(st, x, SELF, HOME, PAGE, o);
+}
+
+static const int protect_and_send[] = {COH_A_PROTECT, -RC_DIFF};
+static const int send_only[] = {-RC_DIFF};
+
+static void test_written_once_is_protected_at_once(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    single_writer(&st, &x);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    expect_actions(&o, protect_and_send, 2, "first release");
+    assert_int_equal(o.a[1].msg.flags, RC_F_FULL);
+    assert_int_equal(st, COH_S);
+    release(&st, &x, &o);
+    expect_actions(&o, NULL, 0, "a release with nothing written");
+}
+
+static void test_written_again_is_kept(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    single_writer(&st, &x);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    expect_actions(&o, protect_and_send, 2, "first release");
+    write_access(&st, &x); /* written again in the next interval: keep it from now on */
+    for (int r = 0; r < RC_KEEP_RELEASES; r++) {
+        release(&st, &x, &o);
+        expect_actions(&o, send_only, 1, "a release of a kept page");
+        assert_int_equal(o.a[0].msg.flags, RC_F_FULL); /* whole: no twin to diff against */
+        assert_int_equal(o.a[0].msg.dst, HOME);
+        assert_int_equal(st, COH_M);
+    }
+    release(&st, &x, &o);
+    expect_actions(&o, protect_and_send, 2, "the release after the kept ones");
+    assert_int_equal(st, COH_S);
+    write_access(&st, &x); /* and the cycle starts again */
+    release(&st, &x, &o);
+    expect_actions(&o, send_only, 1, "a kept page, second cycle");
+}
+
+static void acquire(uint8_t *st, struct rc_node *x)
+{
+    struct coh_out o = {0};
+    rc_node_acquire(st, x, SELF, HOME, PAGE, &o);
+    expect_actions(&o, NULL, 0, "an acquire of a page only this node writes");
+}
+
+static void test_written_every_other_interval_is_not_kept(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    single_writer(&st, &x);
+    for (int round = 0; round < 3; round++) {
+        write_access(&st, &x);
+        release(&st, &x, &o); /* a barrier: release, then acquire */
+        expect_actions(&o, protect_and_send, 2, "release after a write");
+        acquire(&st, &x);
+        release(&st, &x, &o); /* an interval without a write */
+        expect_actions(&o, NULL, 0, "release after an interval without a write");
+        acquire(&st, &x);
+        assert_int_equal(x.flags & RC_N_AGAIN, 0);
+    }
+}
+
+static void test_barrier_interval_write_is_kept(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    single_writer(&st, &x);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    acquire(&st, &x); /* the barrier's acquire starts the next interval */
+    write_access(&st, &x);
+    assert_int_equal(x.keep, RC_KEEP_RELEASES);
+    release(&st, &x, &o);
+    expect_actions(&o, send_only, 1, "release of a page written in consecutive intervals");
+}
+
+static void test_acquire_protects_a_kept_page_before_dropping_it(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    single_writer(&st, &x);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    expect_actions(&o, send_only, 1, "kept");
+    x.writers |= BIT(OTHER); /* another writer, as a CLASS would have said */
+    o.n = 0;
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, &o);
+    const int want[] = {COH_A_PROTECT, -RC_DIFF, COH_A_UNMAP};
+    expect_actions(&o, want, 3, "acquire of a kept page another node writes");
+    assert_int_equal(st, COH_I);
+    assert_int_equal(x.keep, 0);
+    assert_int_equal(x.flags & (RC_N_AGAIN | RC_N_AGAIN_ACQ), 0);
+}
+
+static void test_write_back_always_protects(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o = {0};
+    single_writer(&st, &x);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    write_access(&st, &x);
+    assert_int_not_equal(x.keep, 0);
+    o.n = 0;
+    rc_node_write_back(&st, &x, SELF, HOME, PAGE, &o); /* eviction */
+    expect_actions(&o, protect_and_send, 2, "write-back of a kept page (eviction)");
+    assert_int_equal(st, COH_S);
+    assert_int_equal(x.keep, 0);
+}
+
+static void test_second_writer_ends_keeping(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o = {0};
+    single_writer(&st, &x);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    write_access(&st, &x);
+    struct coh_msg m = {
+        .type = RC_CLASS, .src = HOME, .dst = SELF, .page = PAGE, .arg = BIT(SELF) | BIT(OTHER)};
+    const char *why = NULL;
+    o.n = 0;
+    assert_int_equal(rc_node_recv(&st, &x, SELF, &m, &o, &why), 0);
+    const int want[] = {COH_A_PROTECT, -RC_DIFF, COH_A_TWIN, COH_A_UNPROTECT, -RC_CLASS_ACK};
+    expect_actions(&o, want, 5, "CLASS to a kept page");
+    assert_int_equal(x.keep, 0);
+    assert_int_not_equal(x.flags & RC_N_TWIN, 0);
+    /* From here on it diffs against its twin, and every release protects first. */
+    release(&st, &x, &o);
+    const int diff[] = {COH_A_PROTECT, -RC_DIFF, COH_A_DROP_TWIN};
+    expect_actions(&o, diff, 3, "release with a twin");
+    assert_int_equal(o.a[1].msg.flags & RC_F_FULL, 0);
+    assert_int_equal(st, COH_S);
+}
+
+static void test_home_writer_is_never_kept(void **state)
+{
+    (void)state;
+    uint8_t st = COH_S;
+    struct rc_node x = {.writers = BIT(HOME), .flags = RC_N_REG | RC_N_READER | RC_N_AGAIN};
+    struct coh_out o = {0};
+    assert_int_equal(rc_node_access(&st, &x, HOME, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_OK);
+    assert_int_not_equal(x.flags & RC_N_OWNED, 0);
+    assert_int_equal(x.keep, 0); /* it writes in place and sends nothing */
+    o.n = 0;
+    rc_node_release(&st, &x, HOME, HOME, PAGE, &o);
+    expect_actions(&o, NULL, 0, "release by the home, sole writer");
+    assert_int_equal(st, COH_M);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_written_once_is_protected_at_once),
+        cmocka_unit_test(test_written_again_is_kept),
+        cmocka_unit_test(test_written_every_other_interval_is_not_kept),
+        cmocka_unit_test(test_barrier_interval_write_is_kept),
+        cmocka_unit_test(test_acquire_protects_a_kept_page_before_dropping_it),
+        cmocka_unit_test(test_write_back_always_protects),
+        cmocka_unit_test(test_second_writer_ends_keeping),
+        cmocka_unit_test(test_home_writer_is_never_kept),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
