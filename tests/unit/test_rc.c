@@ -76,6 +76,19 @@ static void release(uint8_t *st, struct rc_node *x, struct coh_out *o)
 static const int protect_and_send[] = {COH_A_PROTECT, -RC_DIFF};
 static const int send_only[] = {-RC_DIFF};
 
+/* A single writer's page written, released (protected) and written again in the next
+ * interval: kept writable for the next RC_KEEP_RELEASES releases. */
+static void kept_writer(uint8_t *st, struct rc_node *x)
+{
+    struct coh_out o;
+    single_writer(st, x);
+    write_access(st, x);
+    release(st, x, &o);
+    expect_actions(&o, protect_and_send, 2, "first release");
+    write_access(st, x);
+    assert_int_equal(x->keep, RC_KEEP_RELEASES);
+}
+
 static void test_written_once_is_protected_at_once(void **state)
 {
     (void)state;
@@ -98,11 +111,7 @@ static void test_written_again_is_kept(void **state)
     uint8_t st;
     struct rc_node x;
     struct coh_out o;
-    single_writer(&st, &x);
-    write_access(&st, &x);
-    release(&st, &x, &o);
-    expect_actions(&o, protect_and_send, 2, "first release");
-    write_access(&st, &x); /* written again in the next interval: keep it from now on */
+    kept_writer(&st, &x); /* written again in the next interval: kept from now on */
     for (int r = 0; r < RC_KEEP_RELEASES; r++) {
         release(&st, &x, &o);
         expect_actions(&o, send_only, 1, "a release of a kept page");
@@ -166,10 +175,7 @@ static void test_acquire_protects_a_kept_page_before_dropping_it(void **state)
     uint8_t st;
     struct rc_node x;
     struct coh_out o;
-    single_writer(&st, &x);
-    write_access(&st, &x);
-    release(&st, &x, &o);
-    write_access(&st, &x);
+    kept_writer(&st, &x);
     release(&st, &x, &o);
     expect_actions(&o, send_only, 1, "kept");
     x.writers |= BIT(OTHER); /* another writer, as a CLASS would have said */
@@ -188,11 +194,7 @@ static void test_write_back_always_protects(void **state)
     uint8_t st;
     struct rc_node x;
     struct coh_out o = {0};
-    single_writer(&st, &x);
-    write_access(&st, &x);
-    release(&st, &x, &o);
-    write_access(&st, &x);
-    assert_int_not_equal(x.keep, 0);
+    kept_writer(&st, &x);
     o.n = 0;
     rc_node_write_back(&st, &x, SELF, HOME, PAGE, &o); /* eviction */
     expect_actions(&o, protect_and_send, 2, "write-back of a kept page (eviction)");
@@ -206,10 +208,7 @@ static void test_second_writer_ends_keeping(void **state)
     uint8_t st;
     struct rc_node x;
     struct coh_out o = {0};
-    single_writer(&st, &x);
-    write_access(&st, &x);
-    release(&st, &x, &o);
-    write_access(&st, &x);
+    kept_writer(&st, &x);
     struct coh_msg m = {
         .type = RC_CLASS, .src = HOME, .dst = SELF, .page = PAGE, .arg = BIT(SELF) | BIT(OTHER)};
     const char *why = NULL;
