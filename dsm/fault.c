@@ -65,7 +65,11 @@ int dsm_fault_install(char *err, size_t errlen)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = sigbus_handler;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    /* SA_ONSTACK: a thread whose stack is in the global space (the pthreads preload runs
+     * application threads on such stacks) may fault on its own stack, where the kernel could
+     * not push the signal frame; such threads set up an alternate stack. Threads without one
+     * are unaffected by the flag. */
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGBUS, &sa, &old_bus) < 0) {
         snprintf(err, errlen, "cannot install the SIGBUS handler: %s", strerror(errno));

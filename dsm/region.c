@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "preload_hooks.h"
 
 /* The first mapping of this process that overlaps [lo, hi), as /proc/self/maps shows it
  * ("0x...-0x... /usr/lib/x86_64-linux-gnu/libc.so.6", "[heap]", "anonymous"), so the user
@@ -154,14 +155,28 @@ static int open_uffd(struct dsm_runtime *rt, char *err, size_t errlen)
     return e3 == EPERM || e3 == EACCES ? DSM_EPERM : DSM_ESYS;
 }
 
+/* The range the pthreads preload reserved for the global space (preload_hooks.h): the view
+ * may replace what is mapped there. Set before dsm_init by the thread that calls it. */
+static uintptr_t over_base;
+static size_t over_len;
+
+void ufdsm_preload_map_over(uintptr_t base, size_t len)
+{
+    over_base = base;
+    over_len = len;
+}
+
 /* Maps [cfg.base, +len) as the view: fd < 0 anonymous private memory, else the memory file
  * shared. DSM_OK, or DSM_EADDRINUSE with err naming what is in the way. */
 static int map_view(struct dsm_runtime *rt, int fd, char *err, size_t errlen)
 {
     size_t len = rt->cfg.memory;
     void *want = (void *)(uintptr_t)rt->cfg.base;
-    int flags =
-        MAP_NORESERVE | MAP_FIXED_NOREPLACE | (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED);
+    /* Only the exact range the preload reserved may be replaced: anything else in the way is
+     * someone's memory, and mapping over it would corrupt the process. */
+    int fixed =
+        over_len && over_base == rt->cfg.base && over_len == len ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+    int flags = MAP_NORESERVE | fixed | (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED);
     void *p = mmap(want, len, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (p == MAP_FAILED || p != want) {
         int e = errno;
