@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -140,6 +141,7 @@ static struct {
     bool dry_run;
     bool hosts_mode;
     bool tag_output;
+    bool pthreads;    /* --pthreads: preload libufdsm_pthreads.so, randomisation off */
     bool relay;       /* node output goes through dsmrun (pipes) */
     bool stdout_gone; /* writing our stdout failed (EPIPE): discard the rest */
     bool stderr_gone;
@@ -190,6 +192,11 @@ static void usage(FILE *out)
             "                     dsmrun's own value); repeatable. Remote nodes get only the\n"
             "                     DSM_* variables and these, e.g. -x LD_LIBRARY_PATH\n"
             "  --tag-output       prefix every line of every node's output with [rank]\n"
+            "  --pthreads         run an unmodified pthreads program: node 0 runs main, the\n"
+            "                     threads it creates are spread over the nodes, its globals,\n"
+            "                     heap and stacks are shared (LD_PRELOAD of\n"
+            "                     libufdsm_pthreads.so, address randomisation off; see\n"
+            "                     docs/pthreads.md)\n"
             "  --grace S          once a node has failed, seconds the others get to exit by\n"
             "                     themselves before dsmrun stops them (default %g, or\n"
             "                     DSMRUN_GRACE)\n"
@@ -410,6 +417,48 @@ static bool valid_name(const char *s, size_t n)
     return true;
 }
 
+static void add_xvar(const char *arg);
+
+/* The directory of a file we are looking for, if `dir/name` exists. */
+static bool exists_in(const char *dir, const char *name, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/%s", dir, name);
+    return access(out, R_OK) == 0;
+}
+
+/* --pthreads: every node preloads libufdsm_pthreads.so (which loads libufdsm.so.0 from its
+ * own directory: pthreads/start.c says why it is not linked), binds every symbol at start (the
+ * executable's GOT is in the shared data segment, so lazy binding would write it from every node),
+ * and runs with address-space randomisation off (set in child(); remote nodes re-execute themselves
+ * with it). The libraries are looked for next to dsmrun (the build tree), then in the installed
+ * libdir. */
+static void add_pthreads_vars(void)
+{
+    char self[PATH_MAX], dir[PATH_MAX], pt[PATH_MAX + 32], lib[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) die("--pthreads: cannot find dsmrun's own path: %s", strerror(errno));
+    self[n] = 0;
+    snprintf(dir, sizeof dir, "%s", self);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    const char *dirs[] = {dir, UFDSM_LIBDIR};
+    bool found = false;
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0] && !found; i++)
+        found = exists_in(dirs[i], "libufdsm_pthreads.so", pt, sizeof pt) &&
+                exists_in(dirs[i], "libufdsm.so.0", lib, sizeof lib);
+    if (!found)
+        die("--pthreads: libufdsm_pthreads.so and libufdsm.so.0 are neither next to dsmrun "
+            "(%s) nor in %s; build the ufdsm_pthreads target or install ufdsm",
+            dir, UFDSM_LIBDIR);
+    const char *old = getenv("LD_PRELOAD");
+    char *kv;
+    if (asprintf(&kv, "LD_PRELOAD=%s%s%s", pt, old && *old ? ":" : "", old ? old : "") < 0)
+        die("out of memory");
+    add_xvar(kv);
+    free(kv);
+    add_xvar("LD_BIND_NOW=1");
+}
+
 /* -x VAR=VALUE, or -x VAR for dsmrun's own value. */
 static void add_xvar(const char *arg)
 {
@@ -436,7 +485,16 @@ static void add_xvar(const char *arg)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { OPT_HOSTS = 256, OPT_HOSTFILE, OPT_PORT, OPT_GRACE, OPT_DRY_RUN, OPT_TAG, OPT_VERSION };
+    enum {
+        OPT_HOSTS = 256,
+        OPT_HOSTFILE,
+        OPT_PORT,
+        OPT_GRACE,
+        OPT_DRY_RUN,
+        OPT_TAG,
+        OPT_VERSION,
+        OPT_PTHREADS
+    };
     static const struct option longopts[] = {
         {"hosts", required_argument, NULL, OPT_HOSTS},
         {"hostfile", required_argument, NULL, OPT_HOSTFILE},
@@ -444,6 +502,7 @@ static void parse_args(int argc, char **argv)
         {"grace", required_argument, NULL, OPT_GRACE},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"tag-output", no_argument, NULL, OPT_TAG},
+        {"pthreads", no_argument, NULL, OPT_PTHREADS},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -492,6 +551,9 @@ static void parse_args(int argc, char **argv)
             break;
         case OPT_TAG:
             g.tag_output = true;
+            break;
+        case OPT_PTHREADS:
+            g.pthreads = true;
             break;
         case OPT_VERSION:
             printf("dsmrun (ufdsm) %s\n", UFDSM_VERSION);
@@ -547,6 +609,7 @@ static void parse_args(int argc, char **argv)
         usage_error("no program given; expected the program to run after the options");
     g.prog = argv + optind;
     g.relay = g.tag_output || g.hosts_mode;
+    if (g.pthreads) add_pthreads_vars();
 }
 
 /* DSMRUN_* variables dsmrun does not know are misspellings of those it does. (The nodes check
@@ -840,6 +903,8 @@ static _Noreturn void child(int rank, pid_t parent, int in_r, int out_w, int err
         if (fd >= 0) move_fd(fd, STDIN_FILENO);
     }
     if (!g.hosts_mode) node_env(rank, false, add_to_env, NULL);
+    /* --pthreads: the same addresses on every node (docs/pthreads.md). */
+    if (g.pthreads) personality(ADDR_NO_RANDOMIZE);
     char **argv = g.node[rank].argv;
     execvp(argv[0], argv);
     dprintf(STDERR_FILENO, "dsmrun: cannot run '%s': %s\n", argv[0], strerror(errno));

@@ -1,0 +1,149 @@
+/*
+ * pt.h - what the files of the pthreads preload (libufdsm_pthreads.so) share.
+ *
+ * The preload sits above dsm/: it calls the public API (include/dsm.h) and one internal hook
+ * (dsm/preload_hooks.h). See README.md for what lives where.
+ */
+#ifndef UFDSM_PT_H
+#define UFDSM_PT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ucontext.h>
+
+#include "dsm.h"
+
+#define PT_MAX_NODES 256
+#define PT_MAGIC     0x7074687265616431ull /* "pthread1": marks a thread record */
+
+/* One thread started through the interposed pthread_create: lives in the global space (from
+ * dsm_malloc on the creating node), so any node can join or detach it. Its address is the
+ * pthread_t the program sees. */
+struct pt_thread {
+    uint64_t magic;
+    void *(*fn)(void *);
+    void *arg;
+    void *ret;
+    size_t stacksize;
+    struct pt_thread *next; /* in a node's start queue */
+    uint32_t tid;           /* job-wide thread id (mutex owners) */
+    int node;               /* where it runs */
+    _Atomic int state;      /* PT_RUNNING, PT_DONE or PT_DETACHED */
+};
+enum { PT_RUNNING = 0, PT_DONE = 1, PT_DETACHED = 2 };
+
+/* One node's queue of threads to start: a page of its own, homed on that node, so that the
+ * node polls it without traffic until someone pushes. */
+struct pt_queue {
+    _Atomic(struct pt_thread *) head;
+    char pad[4096 - sizeof(void *)];
+};
+
+/* What every node must agree on (checked at start). */
+struct pt_ident {
+    uint64_t exe, libc, ldso, data_lo, data_hi;
+};
+
+/* The job's control block: global space homed on node 0. */
+struct pt_ctl {
+    _Atomic uint64_t rr;       /* round-robin placement cursor */
+    _Atomic uint64_t exiting;  /* 0, or (1 << 32) | status: the job is ending */
+    _Atomic int64_t live;      /* threads started and not finished */
+    _Atomic uint32_t next_tid; /* job-wide thread ids */
+    struct pt_ident ident[PT_MAX_NODES];
+};
+
+extern struct pt_ctl *pt_ctl;
+extern struct pt_queue *pt_queues;
+extern int pt_rank, pt_nodes;
+/* 1 once the global space serves the program (malloc from it, threads placed on nodes). */
+extern int pt_ready;
+/* >0 while this thread runs the runtime's code, or for the runtime's own threads: their
+ * allocations go to glibc and their threads stay local. */
+extern __thread int pt_internal;
+extern __thread struct pt_thread *pt_self;
+
+/* The real functions behind the interposed ones (resolved once at start, start.c). */
+struct pt_real {
+    int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    int (*join)(pthread_t, void **);
+    int (*detach)(pthread_t);
+    void (*exit)(void *) __attribute__((noreturn));
+    pthread_t (*self)(void);
+    int (*mutex_init)(pthread_mutex_t *, const pthread_mutexattr_t *);
+    int (*mutex_destroy)(pthread_mutex_t *);
+    int (*mutex_lock)(pthread_mutex_t *);
+    int (*mutex_trylock)(pthread_mutex_t *);
+    int (*mutex_unlock)(pthread_mutex_t *);
+    int (*barrier_init)(pthread_barrier_t *, const pthread_barrierattr_t *, unsigned);
+    int (*barrier_destroy)(pthread_barrier_t *);
+    int (*barrier_wait)(pthread_barrier_t *);
+    int (*cond_init)(pthread_cond_t *, const pthread_condattr_t *);
+    int (*cond_destroy)(pthread_cond_t *);
+    int (*cond_wait)(pthread_cond_t *, pthread_mutex_t *);
+    int (*cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+    int (*cond_signal)(pthread_cond_t *);
+    int (*cond_broadcast)(pthread_cond_t *);
+    size_t (*usable_size)(void *);
+    void (*exit_proc)(int) __attribute__((noreturn));
+};
+extern struct pt_real pt_real;
+
+/* The runtime's API, from libufdsm.so.0 loaded with dlopen once the global space's range is
+ * reserved (start.c says why it is not a link-time dependency). */
+struct pt_dsm {
+    int (*init_sized)(const dsm_options_t *, size_t);
+    void (*finalize)(void);
+    const char *(*strerror)(int);
+    int (*rank)(void);
+    int (*nodes)(void);
+    void *(*alloc_placed)(size_t, int, size_t);
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void (*barrier)(void);
+    void (*release)(void);
+    void (*acquire)(void);
+    int (*mutex_destroy)(dsm_mutex_t *);
+    int (*mutex_lock)(dsm_mutex_t *);
+    int (*mutex_trylock)(dsm_mutex_t *);
+    int (*mutex_unlock)(dsm_mutex_t *);
+    void (*map_over)(uintptr_t, size_t);
+    void *handle;
+};
+extern struct pt_dsm pt_dsm;
+
+/* io.c: the interposed system calls go to `where` (RTLD_NEXT: libc; or the runtime's handle). */
+void pt_io_resolve(void *where);
+
+/* Allocates this thread's block of the runtime's thread-locals now, from glibc (start.c). */
+void pt_tls_prime(void);
+/* The dynamic loader's code: its allocations (TLS blocks, link maps) stay in glibc's heap. */
+extern uintptr_t pt_ldso_lo, pt_ldso_hi;
+
+/* The global space, once mapped. */
+extern uintptr_t pt_lo, pt_hi;
+static inline int pt_in_dsm(const void *p)
+{
+    return (uintptr_t)p - pt_lo < pt_hi - pt_lo;
+}
+
+/* Prints "ufdsm pthreads: ..." and exits the process with status 1. */
+void pt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Waits a little, longer the longer it has waited (round: how often it has been called). */
+void pt_backoff(unsigned *round);
+/* Global-space memory for the preload itself (thread records, stacks): dsm_malloc with the
+ * runtime's allocations kept in glibc. NULL when the space is exhausted. */
+void *pt_dsm_malloc(size_t size);
+void pt_dsm_free(void *p);
+
+/* thread.c */
+void pt_threads_start_queued(void); /* starts what this node's queue holds */
+/* Runs fn on a stack of `size` bytes in the global space (homed here), with an alternate
+ * signal stack for the SIGBUS of faults on that stack. pt_exit_to_runner ends it early. */
+void pt_run_on_dsm_stack(void (*fn)(void), size_t size);
+void pt_exit_to_runner(void) __attribute__((noreturn));
+int pt_self_tid(void);
+
+#endif /* UFDSM_PT_H */

@@ -1,0 +1,567 @@
+/*
+ * start.c - starting the job before main, and ending it.
+ *
+ * The executable's _start calls __libc_start_main through its GOT, so the preload's definition
+ * runs first, before the program's constructors. Here every node:
+ *   1. makes sure address-space randomisation is off (re-executing itself with
+ *      ADDR_NO_RANDOMIZE if it is not), so the executable and its libraries load at the same
+ *      addresses on every node and code and data pointers mean the same everywhere;
+ *   2. saves the executable's writable segments (.data, .bss), reserves the range from them
+ *      upwards (which also stops brk from growing into it), and starts the runtime with the
+ *      global space mapped exactly there (dsm/preload_hooks.h): the program's globals are
+ *      then in the global space, at their own addresses, homed on node 0, which copies their
+ *      initial contents back;
+ *   3. checks that every node loaded the executable, libc and the dynamic loader at the same
+ *      addresses, and stops the job naming the difference otherwise.
+ * Node 0 then runs the program's constructors and main (on a stack in the global space, so
+ * pointers to main's locals work on every node); the others start the threads the program
+ * places on them until the job ends.
+ *
+ * Why libufdsm.so.0 is loaded with dlopen here rather than linked: its dependencies
+ * (libnl-route, through the RDMA libraries) allocate in their constructors, before any code
+ * of ours runs, and glibc's first allocations grow the brk heap, which starts right after
+ * .bss with randomisation off: exactly where the global space must go. Loading the runtime
+ * only after the range is reserved makes those allocations fall back to mmap. Its interposed
+ * system calls (read, write, ...) are forwarded by io.c, since a dlopen'd library comes after
+ * libc in the symbol search order.
+ *
+ * Ending: exit() on any node (or main returning) runs that node's exit handlers, flushes its
+ * stdio, and publishes the status in the control block; every node's poller (node 0: a
+ * watcher thread; others: the main thread) sees it, and calls dsm_finalize and _exit with the
+ * status, so the job's status is main's.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pt.h"
+
+struct pt_ctl *pt_ctl;
+struct pt_queue *pt_queues;
+int pt_rank, pt_nodes;
+int pt_ready;
+__thread int pt_internal;
+uintptr_t pt_lo, pt_hi;
+uintptr_t pt_ldso_lo, pt_ldso_hi;
+struct pt_real pt_real;
+struct pt_dsm pt_dsm;
+
+static int (*real_main)(int, char **, char **);
+static int main_status;
+static int main_argc;
+static char **main_argv;
+static struct pt_thread main_rec;
+
+/* The thread that ends this node (see the top): it parks nothing and finalizes. */
+static pthread_t poller;
+static _Atomic int exit_started; /* this node's exit handlers have run */
+
+#define DEFAULT_MEMORY (16ull << 30) /* heap and stacks of every node live here */
+#define MAIN_STACK     (8ull << 20)
+
+void pt_die(const char *fmt, ...)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "ufdsm pthreads (node %d): ", pt_rank);
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
+    (void)w;
+    _exit(1);
+}
+
+void pt_backoff(unsigned *round)
+{
+    unsigned r = (*round)++;
+    if (r < 50) {
+        __builtin_ia32_pause();
+    } else if (r < 100) {
+        sched_yield();
+    } else {
+        /* Sleeping waiters leave the CPU to the threads that will wake them (2 vCPUs may
+         * carry several nodes); 1 ms at most keeps a wake-up prompt enough. */
+        unsigned us = r < 120 ? 20 : r < 140 ? 100 : 1000;
+        struct timespec ts = {0, (long)us * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void *pt_dsm_malloc(size_t size)
+{
+    pt_internal++;
+    void *p = pt_dsm.malloc(size);
+    pt_internal--;
+    return p;
+}
+
+void pt_dsm_free(void *p)
+{
+    pt_internal++;
+    pt_dsm.free(p);
+    pt_internal--;
+}
+
+static void *must_sym(const char *name)
+{
+    void *p = dlsym(RTLD_NEXT, name);
+    if (!p)
+        pt_die("cannot find the C library's %s (%s); libufdsm_pthreads.so must be preloaded "
+               "into a dynamically linked glibc program",
+               name, dlerror());
+    return p;
+}
+
+static void resolve(void)
+{
+    if (pt_real.create) return;
+    pt_internal++;
+    pt_real.create = must_sym("pthread_create");
+    pt_real.join = must_sym("pthread_join");
+    pt_real.detach = must_sym("pthread_detach");
+    pt_real.exit = must_sym("pthread_exit");
+    pt_real.self = must_sym("pthread_self");
+    pt_real.mutex_init = must_sym("pthread_mutex_init");
+    pt_real.mutex_destroy = must_sym("pthread_mutex_destroy");
+    pt_real.mutex_lock = must_sym("pthread_mutex_lock");
+    pt_real.mutex_trylock = must_sym("pthread_mutex_trylock");
+    pt_real.mutex_unlock = must_sym("pthread_mutex_unlock");
+    pt_real.barrier_init = must_sym("pthread_barrier_init");
+    pt_real.barrier_destroy = must_sym("pthread_barrier_destroy");
+    pt_real.barrier_wait = must_sym("pthread_barrier_wait");
+    pt_real.cond_init = must_sym("pthread_cond_init");
+    pt_real.cond_destroy = must_sym("pthread_cond_destroy");
+    pt_real.cond_wait = must_sym("pthread_cond_wait");
+    pt_real.cond_timedwait = must_sym("pthread_cond_timedwait");
+    pt_real.cond_signal = must_sym("pthread_cond_signal");
+    pt_real.cond_broadcast = must_sym("pthread_cond_broadcast");
+    pt_real.usable_size = must_sym("malloc_usable_size");
+    pt_real.exit_proc = must_sym("exit");
+    pt_io_resolve(RTLD_NEXT);
+    pt_internal--;
+}
+
+static void reserve_space(void);
+
+__attribute__((constructor)) static void pt_constructor(void)
+{
+    const char *r = getenv("DSM_RANK");
+    if (r) pt_rank = atoi(r); /* for messages until the runtime says */
+    reserve_space();
+    resolve();
+}
+
+/* ---------------------------------------------------------------- where things are */
+
+struct seg {
+    uintptr_t lo, hi;
+    uintptr_t exe;
+    uintptr_t ldso;
+};
+
+static int find_segments(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct seg *s = data;
+    if (!s->exe && !s->lo) { /* the first object is the executable */
+        s->exe = info->dlpi_addr;
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+            const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+            if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+            uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)4095;
+            uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + 4095) & ~(uintptr_t)4095;
+            if (!s->lo || lo < s->lo) s->lo = lo;
+            if (hi > s->hi) s->hi = hi;
+        }
+        return 0;
+    }
+    if (info->dlpi_name && strstr(info->dlpi_name, "ld-linux")) {
+        s->ldso = info->dlpi_addr;
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+            const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+            if (ph->p_type != PT_LOAD) continue;
+            uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+            if (!pt_ldso_lo || lo < pt_ldso_lo) pt_ldso_lo = lo;
+            if (hi > pt_ldso_hi) pt_ldso_hi = hi;
+        }
+    }
+    return 0;
+}
+
+static uint64_t parse_size(const char *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || end == v) return 0;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        x <<= 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        x <<= 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        x <<= 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        x <<= 40;
+        end++;
+        break;
+    }
+    if (*end) return 0;
+    return (x + 4095) & ~4095ull;
+}
+
+/* Re-executes this program with address-space randomisation off, unless it already is. */
+static void no_aslr(char **argv)
+{
+    int pers = personality(0xffffffff);
+    if (pers >= 0 && (pers & ADDR_NO_RANDOMIZE)) return;
+    if (getenv("UFDSM_PTHREADS_REEXEC"))
+        pt_die("address-space randomisation is still on after re-executing with "
+               "ADDR_NO_RANDOMIZE; a security policy forbids personality(2) here. Run the "
+               "program under 'setarch -R' or allow ADDR_NO_RANDOMIZE");
+    if (pers < 0 || personality((unsigned long)pers | ADDR_NO_RANDOMIZE) < 0)
+        pt_die("personality(ADDR_NO_RANDOMIZE) failed: %s; run the program under 'setarch -R'",
+               strerror(errno));
+    setenv("UFDSM_PTHREADS_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    pt_die("cannot re-execute /proc/self/exe with randomisation off: %s; run the program "
+           "under 'setarch -R'",
+           strerror(errno));
+}
+
+static void check_identity(const struct seg *s)
+{
+    struct pt_ident me = {.exe = s->exe,
+                          .libc = (uintptr_t)pt_real.exit_proc,
+                          .ldso = s->ldso,
+                          .data_lo = s->lo,
+                          .data_hi = s->hi};
+    pt_ctl->ident[pt_rank] = me;
+    pt_internal++;
+    pt_dsm.barrier();
+    pt_internal--;
+    static const char *what[] = {"the executable", "libc (exit)", "the dynamic loader",
+                                 "the data segment start", "the data segment end"};
+    for (int k = 0; k < pt_nodes; k++) {
+        const uint64_t *a = (const uint64_t *)&pt_ctl->ident[0];
+        const uint64_t *b = (const uint64_t *)&pt_ctl->ident[k];
+        for (int f = 0; f < 5; f++)
+            if (a[f] != b[f])
+                pt_die("%s is at %#llx on node 0 but at %#llx on node %d: every node must load "
+                       "the same program and libraries at the same addresses. Run the same "
+                       "binary and libraries on every node, with address-space randomisation "
+                       "off (dsmrun --pthreads does it; else 'setarch -R')",
+                       what[f], (unsigned long long)a[f], (unsigned long long)b[f], k);
+    }
+}
+
+static size_t tls_modid;
+
+/* Loads libufdsm.so.0 from next to this library (the build tree, or the install libdir),
+ * else from the loader's search path, and takes its API. */
+static void load_runtime(void)
+{
+    Dl_info me;
+    char path[4096];
+    void *h = NULL;
+    if (dladdr((void *)load_runtime, &me) && me.dli_fname && strrchr(me.dli_fname, '/')) {
+        snprintf(path, sizeof path, "%.*s/libufdsm.so.0",
+                 (int)(strrchr(me.dli_fname, '/') - me.dli_fname), me.dli_fname);
+        h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    }
+    if (!h) h = dlopen("libufdsm.so.0", RTLD_NOW | RTLD_GLOBAL);
+    if (!h)
+        pt_die("cannot load libufdsm.so.0 (%s); keep it next to libufdsm_pthreads.so or on the "
+               "loader's path (LD_LIBRARY_PATH)",
+               dlerror());
+    struct {
+        void **slot;
+        const char *name;
+    } syms[] = {
+        {(void **)&pt_dsm.init_sized, "dsm_init_sized"},
+        {(void **)&pt_dsm.finalize, "dsm_finalize"},
+        {(void **)&pt_dsm.strerror, "dsm_strerror"},
+        {(void **)&pt_dsm.rank, "dsm_rank"},
+        {(void **)&pt_dsm.nodes, "dsm_nodes"},
+        {(void **)&pt_dsm.alloc_placed, "dsm_alloc_placed"},
+        {(void **)&pt_dsm.malloc, "dsm_malloc"},
+        {(void **)&pt_dsm.free, "dsm_free"},
+        {(void **)&pt_dsm.barrier, "dsm_barrier"},
+        {(void **)&pt_dsm.release, "dsm_release"},
+        {(void **)&pt_dsm.acquire, "dsm_acquire"},
+        {(void **)&pt_dsm.mutex_destroy, "dsm_mutex_destroy"},
+        {(void **)&pt_dsm.mutex_lock, "dsm_mutex_lock"},
+        {(void **)&pt_dsm.mutex_trylock, "dsm_mutex_trylock"},
+        {(void **)&pt_dsm.mutex_unlock, "dsm_mutex_unlock"},
+        {(void **)&pt_dsm.map_over, "ufdsm_preload_map_over"},
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
+        if (!(*syms[i].slot = dlsym(h, syms[i].name)))
+            pt_die("libufdsm.so.0 lacks %s: it is older than libufdsm_pthreads.so; use the "
+                   "two from the same build",
+                   syms[i].name);
+    pt_dsm.handle = h;
+    pt_io_resolve(h);
+    if (dlinfo(h, RTLD_DI_TLS_MODID, &tls_modid)) tls_modid = 0;
+}
+
+/* A dlopen'd library's thread-locals are allocated (with malloc) on a thread's first use,
+ * and the runtime's first use may be its SIGBUS handler, where allocating is unsafe and an
+ * allocation from the global space would fault inside the handler. So every thread that may
+ * fault allocates them first, from glibc. */
+typedef struct {
+    unsigned long ti_module, ti_offset;
+} tls_index;
+extern void *__tls_get_addr(tls_index *);
+
+void pt_tls_prime(void)
+{
+    if (!tls_modid) return;
+    tls_index ti = {tls_modid, 0};
+    pt_internal++;
+    (void)__tls_get_addr(&ti);
+    pt_internal--;
+}
+
+/* The range the global space will take, found and reserved by the constructor. */
+static struct seg seg;
+static uint64_t space;
+static void *saved;
+
+/* Finds the executable's writable segments and reserves the range from them upwards. Done
+ * in the constructor, before anything of ours allocates: glibc's first allocation grows the
+ * brk heap, which starts right after .bss when randomisation is off. */
+static void reserve_space(void)
+{
+    int pers = personality(0xffffffff);
+    if (pers < 0 || !(pers & ADDR_NO_RANDOMIZE)) return; /* __libc_start_main re-executes */
+    dl_iterate_phdr(find_segments, &seg);
+    if (!seg.lo)
+        pt_die("the executable has no writable segment to share; is it a static or unusual "
+               "binary? --pthreads needs a dynamically linked glibc program");
+    const char *mv = getenv("DSM_MEMORY");
+    space = mv && *mv ? parse_size(mv) : DEFAULT_MEMORY;
+    if (!space)
+        pt_die("DSM_MEMORY='%s' is not a size (e.g. 16G, 512M); it sizes the global space "
+               "that holds the program's globals, heap and stacks",
+               mv);
+    uint64_t dlen = seg.hi - seg.lo;
+    if (space < dlen * 4 + (64ull << 20))
+        pt_die("DSM_MEMORY=%s is too small for this program's %llu bytes of globals plus "
+               "heaps and stacks; give at least %lluM",
+               mv, (unsigned long long)dlen,
+               (unsigned long long)((dlen * 4 + (64ull << 20)) >> 20) + 1);
+    void *r = mmap((void *)seg.hi, space - dlen, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (r != (void *)seg.hi)
+        pt_die("the %llu bytes above the program's data segment (%#lx) are in use (%s): the "
+               "brk heap or a mapping is there already (a library constructor allocated before "
+               "ufdsm could reserve the range). Lower DSM_MEMORY, or see docs/pthreads.md, "
+               "limits",
+               (unsigned long long)(space - dlen), (unsigned long)seg.hi,
+               r == MAP_FAILED ? strerror(errno) : "mapped elsewhere");
+}
+
+/* Starts the runtime with the executable's writable segments inside the global space. */
+static void start_runtime(void)
+{
+    if (!space)
+        pt_die("the global space was not reserved at start (randomisation was on?); this is a "
+               "bug in ufdsm's pthreads support");
+    struct seg s = seg;
+    uint64_t mem = space;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%#llx", (unsigned long long)s.lo);
+    setenv("DSM_BASE", buf, 1);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)mem);
+    setenv("DSM_MEMORY", buf, 1);
+
+    /* Save the segments: the global space replaces them. */
+    size_t dlen = s.hi - s.lo;
+    saved = mmap(NULL, dlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (saved == MAP_FAILED) pt_die("cannot save the data segments: %s", strerror(errno));
+    memcpy(saved, (void *)s.lo, dlen);
+
+    pt_internal++;
+    load_runtime();
+    pt_dsm.map_over(s.lo, mem);
+
+    int rc = pt_dsm.init_sized(NULL, sizeof(dsm_options_t));
+    pt_internal--;
+    if (rc)
+        pt_die("the runtime did not start (%s; its message above says why)", pt_dsm.strerror(rc));
+    pt_rank = pt_dsm.rank();
+    pt_nodes = pt_dsm.nodes();
+    if (pt_nodes > PT_MAX_NODES) pt_die("at most %d nodes are supported", PT_MAX_NODES);
+    pt_lo = s.lo;
+    pt_hi = s.lo + mem;
+
+    /* Nothing may touch the globals from here until node 0 has copied them back and the
+     * barrier in check_identity has passed. */
+    pt_internal++;
+    void *d = pt_dsm.alloc_placed(dlen, DSM_PLACE_NODE, 0);
+    pt_ctl = pt_dsm.alloc_placed(sizeof *pt_ctl, DSM_PLACE_NODE, 0);
+    pt_queues = pt_dsm.alloc_placed((size_t)pt_nodes * sizeof *pt_queues, DSM_PLACE_CYCLIC,
+                                    sizeof *pt_queues);
+    pt_internal--;
+    if (d != (void *)s.lo || !pt_ctl || !pt_queues)
+        pt_die("the global space did not place the data segment at its address (%p, wanted "
+               "%#lx); this is a bug in ufdsm's pthreads support",
+               d, (unsigned long)s.lo);
+    if (pt_rank == 0) {
+        memcpy(d, saved, dlen);
+        atomic_store(&pt_ctl->next_tid, 1);
+    }
+    munmap(saved, dlen);
+    check_identity(&s);
+}
+
+/* ---------------------------------------------------------------- ending */
+
+static _Noreturn void finish(void)
+{
+    uint64_t v = atomic_load(&pt_ctl->exiting);
+    int status = (int)(v & 0xff);
+    pt_internal++;
+    pt_dsm.finalize();
+    _exit(status);
+}
+
+/* Registered before the program's (and libc's) exit handlers, so it runs after them: the
+ * program's memory is still there for them. */
+static void at_exit(void)
+{
+    if (!pt_ready) return;
+    fflush(NULL);
+    uint64_t zero = 0;
+    atomic_compare_exchange_strong(&pt_ctl->exiting, &zero,
+                                   (1ull << 32) | (uint64_t)(main_status & 0xff));
+    atomic_store(&exit_started, 1);
+    if (pthread_equal(pt_real.self(), poller)) finish();
+    /* The poller finishes: this thread may be running on a stack in the global space, which
+     * dsm_finalize unmaps. */
+    for (;;) pause();
+}
+
+void exit(int status)
+{
+    main_status = status;
+    pt_real.exit_proc(status);
+}
+
+/* Watches for the end of the job: the poller of node 0, and the loop of the other nodes. */
+static void poll_exit(void)
+{
+    if (atomic_load(&exit_started)) finish();
+    uint64_t v = atomic_load(&pt_ctl->exiting);
+    if (v) exit((int)(v & 0xff)); /* another node ended the job: run our exit handlers */
+}
+
+static void *watcher(void *arg)
+{
+    (void)arg;
+    pt_internal = 1;
+    for (;;) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+        poll_exit();
+    }
+    return NULL;
+}
+
+static _Noreturn void worker_loop(void)
+{
+    unsigned round = 0;
+    for (;;) {
+        poll_exit();
+        if (atomic_load(&pt_queues[pt_rank].head)) {
+            pt_threads_start_queued();
+            round = 0;
+        } else {
+            pt_backoff(&round);
+            if (round > 200) round = 150; /* stay at 1 ms */
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void run_main(void)
+{
+    main_status = real_main(main_argc, main_argv, environ);
+}
+
+/* Copies argv into the global space: threads on other nodes may read it. */
+static char **share_argv(int argc, char **argv)
+{
+    char **v = malloc(((size_t)argc + 1) * sizeof *v);
+    if (!v) pt_die("out of global memory for argv");
+    for (int i = 0; i < argc; i++) v[i] = strdup(argv[i]);
+    v[argc] = NULL;
+    return v;
+}
+
+static int pt_main(int argc, char **argv, char **envp)
+{
+    (void)envp;
+    main_argc = argc;
+    main_argv = share_argv(argc, argv);
+    main_rec.magic = PT_MAGIC;
+    main_rec.tid = 1;
+    main_rec.node = 0;
+    pt_self = &main_rec;
+    pt_tls_prime();
+    pt_run_on_dsm_stack(run_main, MAIN_STACK);
+    exit(main_status);
+}
+
+struct pt_thread *pt_main_rec = &main_rec;
+
+typedef int (*start_main_fn)(int (*)(int, char **, char **), int, char **, void (*)(void),
+                             void (*)(void), void (*)(void), void *);
+
+int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv, void (*init)(void),
+                      void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
+{
+    resolve();
+    start_main_fn real = (start_main_fn)must_sym("__libc_start_main");
+    no_aslr(argv);
+    start_runtime();
+    atexit(at_exit);
+    pt_ready = 1;
+    real_main = main;
+    if (pt_rank == 0) {
+        pt_internal++;
+        int rc = pt_real.create(&poller, NULL, watcher, NULL);
+        pt_internal--;
+        if (rc) pt_die("cannot start the exit watcher thread: %s", strerror(rc));
+        return real(pt_main, argc, argv, init, fini, rtld_fini, stack_end);
+    }
+    poller = pt_real.self();
+    worker_loop();
+}

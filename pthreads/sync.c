@@ -1,0 +1,237 @@
+/*
+ * sync.c - pthread mutexes, barriers and condition variables across nodes.
+ *
+ * Only objects in the global space (the program's globals, heap and stacks) take these paths;
+ * others (glibc's, the runtime's, a library's own statics outside the executable) keep the
+ * real, node-local functions.
+ *
+ * Mutexes map onto the runtime's DSM mutexes (dsm_mutex_lock on the object's address): FIFO
+ * grants by the node that homes the address, no page traffic to lock, an acquire at lock and
+ * a release at unlock, and a free mutex costs nothing, so PTHREAD_MUTEX_INITIALIZER (all
+ * zero) needs no set-up. The runtime never touches the mutex's bytes, so the recursive and
+ * error-checking kinds keep their owner and count in glibc's own fields (__owner, __count;
+ * __kind says the kind, as the static initialisers and pthread_mutex_init leave it); normal
+ * mutexes never write them, so locking one moves no page.
+ *
+ * Barriers and condition variables are built from atomics on the object itself, which lives
+ * in sequentially consistent memory (the default protocol), so the atomics are atomic across
+ * nodes; a waiter polls its own read copy, which costs nothing until the writer's change
+ * invalidates it. dsm_release/dsm_acquire around them keep release-consistent memory correct.
+ * A condition variable is a sequence number: signal and broadcast both bump it, and every
+ * waiter wakes (POSIX allows spurious wake-ups; programs loop on their predicate).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "pt.h"
+
+static inline int shared(const void *o)
+{
+    return pt_ready && !pt_internal && pt_in_dsm(o);
+}
+
+/* ---------------------------------------------------------------- mutexes */
+
+static int kind_of(pthread_mutex_t *m)
+{
+    return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) & 3;
+}
+
+int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a)
+{
+    if (!shared(m)) return pt_real.mutex_init(m, a);
+    int kind = PTHREAD_MUTEX_NORMAL;
+    if (a) pthread_mutexattr_gettype(a, &kind);
+    memset(m, 0, sizeof *m);
+    m->__data.__kind = kind & 3;
+    return 0;
+}
+
+int pthread_mutex_destroy(pthread_mutex_t *m)
+{
+    if (!shared(m)) return pt_real.mutex_destroy(m);
+    pt_internal++;
+    int rc = pt_dsm.mutex_destroy((dsm_mutex_t *)m);
+    pt_internal--;
+    return rc == DSM_EBUSY ? EBUSY : rc ? EINVAL : 0;
+}
+
+static int lock(pthread_mutex_t *m, int try)
+{
+    int kind = kind_of(m), me = pt_self_tid();
+    if (kind != PTHREAD_MUTEX_NORMAL &&
+        __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == me) {
+        if (kind == PTHREAD_MUTEX_ERRORCHECK) return EDEADLK;
+        m->__data.__count++;
+        return 0;
+    }
+    pt_internal++;
+    int rc = try ? pt_dsm.mutex_trylock((dsm_mutex_t *)m) : pt_dsm.mutex_lock((dsm_mutex_t *)m);
+    pt_internal--;
+    if (rc == DSM_EBUSY) return EBUSY;
+    if (rc) return EINVAL;
+    if (kind != PTHREAD_MUTEX_NORMAL) {
+        __atomic_store_n(&m->__data.__owner, me, __ATOMIC_RELAXED);
+        m->__data.__count = 1;
+    }
+    return 0;
+}
+
+int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    if (!shared(m)) return pt_real.mutex_lock(m);
+    return lock(m, 0);
+}
+
+int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+    if (!shared(m)) return pt_real.mutex_trylock(m);
+    return lock(m, 1);
+}
+
+int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+    if (!shared(m)) return pt_real.mutex_unlock(m);
+    if (kind_of(m) != PTHREAD_MUTEX_NORMAL) {
+        if (__atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) != pt_self_tid()) return EPERM;
+        if (--m->__data.__count > 0) return 0;
+        __atomic_store_n(&m->__data.__owner, 0, __ATOMIC_RELAXED);
+    }
+    pt_internal++;
+    int rc = pt_dsm.mutex_unlock((dsm_mutex_t *)m);
+    pt_internal--;
+    return rc ? EPERM : 0;
+}
+
+/* ---------------------------------------------------------------- barriers */
+
+struct pt_barrier {
+    uint32_t count;
+    uint32_t arrived;
+    uint32_t gen;
+};
+_Static_assert(sizeof(struct pt_barrier) <= sizeof(pthread_barrier_t), "barrier too big");
+
+int pthread_barrier_init(pthread_barrier_t *b, const pthread_barrierattr_t *a, unsigned count)
+{
+    if (!shared(b)) return pt_real.barrier_init(b, a, count);
+    if (!count) return EINVAL;
+    struct pt_barrier *p = (struct pt_barrier *)b;
+    memset(b, 0, sizeof *b);
+    __atomic_store_n(&p->count, count, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+int pthread_barrier_destroy(pthread_barrier_t *b)
+{
+    if (!shared(b)) return pt_real.barrier_destroy(b);
+    return 0;
+}
+
+int pthread_barrier_wait(pthread_barrier_t *b)
+{
+    if (!shared(b)) return pt_real.barrier_wait(b);
+    struct pt_barrier *p = (struct pt_barrier *)b;
+    pt_internal++;
+    pt_dsm.release();
+    pt_internal--;
+    uint32_t gen = __atomic_load_n(&p->gen, __ATOMIC_SEQ_CST);
+    uint32_t count = __atomic_load_n(&p->count, __ATOMIC_SEQ_CST);
+    int rc = 0;
+    if (__atomic_add_fetch(&p->arrived, 1, __ATOMIC_SEQ_CST) == count) {
+        /* The last one resets before it opens: nobody can arrive for the next round until
+         * the generation moves. */
+        __atomic_store_n(&p->arrived, 0, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&p->gen, 1, __ATOMIC_SEQ_CST);
+        rc = PTHREAD_BARRIER_SERIAL_THREAD;
+    } else {
+        unsigned round = 0;
+        while (__atomic_load_n(&p->gen, __ATOMIC_SEQ_CST) == gen) {
+            pt_backoff(&round);
+            if (round > 200) round = 150;
+        }
+    }
+    pt_internal++;
+    pt_dsm.acquire();
+    pt_internal--;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- condition variables */
+
+static uint32_t *seq_of(pthread_cond_t *c)
+{
+    return (uint32_t *)c;
+}
+
+int pthread_cond_init(pthread_cond_t *c, const pthread_condattr_t *a)
+{
+    if (!shared(c)) return pt_real.cond_init(c, a);
+    memset(c, 0, sizeof *c);
+    return 0;
+}
+
+int pthread_cond_destroy(pthread_cond_t *c)
+{
+    if (!shared(c)) return pt_real.cond_destroy(c);
+    return 0;
+}
+
+static int wait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)
+{
+    if (!pt_in_dsm(m))
+        pt_die("pthread_cond_wait(%p, %p): the condition variable is in the program's shared "
+               "memory but the mutex is not; keep both in globals, heap or stack",
+               (void *)c, (void *)m);
+    uint32_t seq = __atomic_load_n(seq_of(c), __ATOMIC_SEQ_CST);
+    int rc = pthread_mutex_unlock(m);
+    if (rc) return rc;
+    unsigned round = 0;
+    int timed_out = 0;
+    while (__atomic_load_n(seq_of(c), __ATOMIC_SEQ_CST) == seq) {
+        if (abstime) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            if (now.tv_sec > abstime->tv_sec ||
+                (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec)) {
+                timed_out = 1;
+                break;
+            }
+        }
+        pt_backoff(&round);
+        if (round > 200) round = 150;
+    }
+    rc = pthread_mutex_lock(m);
+    return rc ? rc : timed_out ? ETIMEDOUT : 0;
+}
+
+int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+    if (!shared(c)) return pt_real.cond_wait(c, m);
+    return wait(c, m, NULL);
+}
+
+int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *t)
+{
+    if (!shared(c)) return pt_real.cond_timedwait(c, m, t);
+    return wait(c, m, t);
+}
+
+int pthread_cond_signal(pthread_cond_t *c)
+{
+    if (!shared(c)) return pt_real.cond_signal(c);
+    __atomic_add_fetch(seq_of(c), 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+int pthread_cond_broadcast(pthread_cond_t *c)
+{
+    if (!shared(c)) return pt_real.cond_broadcast(c);
+    __atomic_add_fetch(seq_of(c), 1, __ATOMIC_SEQ_CST);
+    return 0;
+}

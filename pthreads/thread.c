@@ -1,0 +1,259 @@
+/*
+ * thread.c - threads placed on nodes: pthread_create, join, detach, exit, self.
+ *
+ * pthread_create picks a node (round robin over all nodes, node 0 included, from a cursor in
+ * the control block, so threads created by threads continue the same rotation), writes a
+ * thread record into the global space and either starts it here or pushes it onto the chosen
+ * node's start queue (a lock-free list on a page that node homes; its poller starts what it
+ * finds). The start routine and its argument mean the same on every node: the executable is
+ * at the same address everywhere and all of the program's memory is shared.
+ *
+ * A started thread is a real, detached thread of its node. It runs the start routine on a
+ * stack in the global space (homed on that node), switched to with makecontext/swapcontext,
+ * so pointers to its locals are valid on every node; glibc's own thread descriptor and TLS
+ * stay in the real thread's ordinary stack, which the kernel writes to (set_tid_address,
+ * rseq) and which must therefore never be missing. Faults on the shared stack are taken on an
+ * alternate signal stack. The record carries the return value and a state word that join,
+ * detach and the thread's end decide with atomics (SC memory: atomic across nodes).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "pt.h"
+
+__thread struct pt_thread *pt_self;
+extern struct pt_thread *pt_main_rec;
+
+#define DEFAULT_STACK (8ul << 20)
+#define ALT_STACK     (256ul << 10)
+#define PREFAULT      (64ul << 10)
+
+static __thread ucontext_t back; /* where a thread's start routine returns to */
+
+void pt_run_on_dsm_stack(void (*fn)(void), size_t size)
+{
+    size = (size + 4095) & ~4095ul;
+    void *alt = mmap(NULL, ALT_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (alt == MAP_FAILED) pt_die("cannot map an alternate signal stack: %s", strerror(errno));
+    stack_t ss = {.ss_sp = alt, .ss_size = ALT_STACK, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL)) pt_die("sigaltstack failed: %s", strerror(errno));
+    char *stack = pt_dsm_malloc(size);
+    if (!stack)
+        pt_die("no global memory left for a %zu-byte thread stack; raise DSM_MEMORY (each "
+               "node's heap and stacks get half of it divided by the nodes)",
+               size);
+    /* The top of the stack is used at once; touching it here, from this node, makes it
+     * present and writable before the kernel may need to write there (a system call's
+     * output on the stack would fail with EFAULT on a missing page). */
+    for (char *p = stack + size - 4096; p >= stack + size - PREFAULT && p >= stack; p -= 4096)
+        *(volatile char *)p = 0;
+    ucontext_t uc;
+    if (getcontext(&uc)) pt_die("getcontext failed: %s", strerror(errno));
+    uc.uc_stack.ss_sp = stack;
+    uc.uc_stack.ss_size = size;
+    uc.uc_link = &back;
+    makecontext(&uc, fn, 0);
+    if (swapcontext(&back, &uc)) pt_die("swapcontext failed: %s", strerror(errno));
+    pt_dsm_free(stack);
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, NULL);
+    munmap(alt, ALT_STACK);
+}
+
+void pt_exit_to_runner(void)
+{
+    setcontext(&back);
+    pt_die("setcontext failed: %s", strerror(errno));
+}
+
+int pt_self_tid(void)
+{
+    if (pt_self) return (int)pt_self->tid;
+    return (int)(0x40000000u | (unsigned)gettid()); /* a thread the preload did not start */
+}
+
+static void run_thread(void)
+{
+    struct pt_thread *t = pt_self;
+    t->ret = t->fn(t->arg);
+}
+
+static void *trampoline(void *arg)
+{
+    struct pt_thread *t = arg;
+    pt_self = t;
+    pt_tls_prime();
+    pt_run_on_dsm_stack(run_thread, t->stacksize);
+    pt_self = NULL;
+    atomic_fetch_sub(&pt_ctl->live, 1);
+    if (atomic_exchange(&t->state, PT_DONE) == PT_DETACHED) {
+        t->magic = 0;
+        pt_dsm_free(t);
+    }
+    return NULL;
+}
+
+static void start_here(struct pt_thread *t)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 256ul << 10); /* only the trampoline and TLS live here */
+    pthread_t th;
+    int rc = pt_real.create(&th, &a, trampoline, t);
+    pthread_attr_destroy(&a);
+    if (rc)
+        pt_die("cannot start a thread on node %d: %s (the process's thread limit?)", pt_rank,
+               strerror(rc));
+}
+
+void pt_threads_start_queued(void)
+{
+    struct pt_thread *l = atomic_exchange(&pt_queues[pt_rank].head, NULL), *rev = NULL;
+    while (l) { /* the queue is a stack: start in creation order */
+        struct pt_thread *n = l->next;
+        l->next = rev;
+        rev = l;
+        l = n;
+    }
+    while (rev) {
+        struct pt_thread *n = rev->next;
+        start_here(rev);
+        rev = n;
+    }
+}
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+
+/* Threads of the runtime itself (service thread, transport) stay local, ordinary threads
+ * whose allocations go to glibc. */
+struct internal_start {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static void *internal_trampoline(void *arg)
+{
+    struct internal_start s = *(struct internal_start *)arg;
+    __libc_free(arg);
+    pt_internal = 1;
+    return s.fn(s.arg);
+}
+
+int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    if (!pt_ready || pt_internal) {
+        struct internal_start *s = __libc_malloc(sizeof *s);
+        if (!s) return EAGAIN;
+        s->fn = fn;
+        s->arg = arg;
+        int rc = pt_real.create(th, attr, internal_trampoline, s);
+        if (rc) __libc_free(s);
+        return rc;
+    }
+    struct pt_thread *t = pt_dsm_malloc(sizeof *t);
+    if (!t) return EAGAIN;
+    memset(t, 0, sizeof *t);
+    t->fn = fn;
+    t->arg = arg;
+    t->stacksize = DEFAULT_STACK;
+    int detached = 0;
+    if (attr) {
+        size_t sz;
+        if (!pthread_attr_getstacksize(attr, &sz) && sz > t->stacksize) t->stacksize = sz;
+        int ds;
+        if (!pthread_attr_getdetachstate(attr, &ds) && ds == PTHREAD_CREATE_DETACHED) detached = 1;
+    }
+    t->tid = atomic_fetch_add(&pt_ctl->next_tid, 1) + 1;
+    t->node = (int)(atomic_fetch_add(&pt_ctl->rr, 1) % (uint64_t)pt_nodes);
+    atomic_store(&t->state, detached ? PT_DETACHED : PT_RUNNING);
+    t->magic = PT_MAGIC;
+    atomic_fetch_add(&pt_ctl->live, 1);
+    *th = (pthread_t)t;
+    if (t->node == pt_rank) {
+        start_here(t);
+    } else {
+        struct pt_queue *q = &pt_queues[t->node];
+        struct pt_thread *old = atomic_load(&q->head);
+        do t->next = old;
+        while (!atomic_compare_exchange_weak(&q->head, &old, t));
+    }
+    return 0;
+}
+
+static struct pt_thread *ours(pthread_t th)
+{
+    struct pt_thread *t = (struct pt_thread *)th;
+    if (!pt_ready || !pt_in_dsm(t) || t->magic != PT_MAGIC) return NULL;
+    return t;
+}
+
+int pthread_join(pthread_t th, void **ret)
+{
+    struct pt_thread *t = ours(th);
+    if (!t) return pt_real.join(th, ret);
+    if (t == pt_self) return EDEADLK;
+    unsigned round = 0;
+    int s;
+    while ((s = atomic_load(&t->state)) == PT_RUNNING) {
+        pt_backoff(&round);
+        if (round > 200) round = 150;
+    }
+    if (s == PT_DETACHED) return EINVAL;
+    if (ret) *ret = t->ret;
+    t->magic = 0;
+    pt_dsm_free(t);
+    return 0;
+}
+
+int pthread_detach(pthread_t th)
+{
+    struct pt_thread *t = ours(th);
+    if (!t) return pt_real.detach(th);
+    int s = atomic_exchange(&t->state, PT_DETACHED);
+    if (s == PT_DETACHED) return EINVAL;
+    if (s == PT_DONE) {
+        t->magic = 0;
+        pt_dsm_free(t);
+    }
+    return 0;
+}
+
+void pthread_exit(void *ret)
+{
+    if (pt_ready && pt_self == pt_main_rec) {
+        /* main ends but the process lives on until its last thread has ended, with status
+         * 0: as pthread_exit from main does natively. */
+        unsigned round = 0;
+        while (atomic_load(&pt_ctl->live) > 0) {
+            pt_backoff(&round);
+            if (round > 200) round = 150;
+        }
+        exit(0);
+    }
+    if (pt_ready && pt_self) {
+        pt_self->ret = ret;
+        pt_exit_to_runner();
+    }
+    pt_real.exit(ret);
+}
+
+pthread_t pthread_self(void)
+{
+    if (pt_self) return (pthread_t)pt_self;
+    return pt_real.self();
+}
+
+int pthread_equal(pthread_t a, pthread_t b)
+{
+    return a == b;
+}
