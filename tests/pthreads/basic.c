@@ -1,0 +1,214 @@
+/*
+ * basic.c - an ordinary pthreads program that checks its own result. It knows nothing of
+ * ufdsm: built with plain `cc -pthread`, it runs natively and under `dsmrun --pthreads`.
+ *
+ *   basic [--min-procs K] [--exit S]
+ *
+ * Checks: globals with initial values (.data) and zeroed ones (.bss); pointers to main's
+ * locals handed to threads (read and written); heap objects malloc'd by one thread and freed
+ * by another; a counter under a statically initialised mutex, a recursive mutex and trylock;
+ * a reduction in barrier-separated phases; a work queue with a condition variable; a thread
+ * created by a thread; join values; and that the threads ran in at least K processes
+ * (getpid() of every thread; K = 1 natively, the node count under dsmrun). --exit S makes
+ * main return S after the checks, to test that the status reaches the caller.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
+#endif
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NT    8
+#define ITER  200
+#define ITEMS 64
+
+/* .data: initial values the program relies on. */
+int table[8] = {3, 1, 4, 1, 5, 9, 2, 6};
+const char *greeting = "hello";
+long magic = 0x5eed1234;
+/* .bss */
+long counter;
+pid_t pids[NT + 1];
+long partial[NT];
+long total;
+void *slot[NT];
+int failures;
+
+pthread_mutex_t mtx = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t rmtx = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+pthread_barrier_t bar;
+
+/* The work queue. */
+pthread_mutex_t qm = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t qc = PTHREAD_COND_INITIALIZER;
+int queue[ITEMS];
+int qhead, qtail, qdone;
+long consumed_sum;
+
+struct arg {
+    int id;
+    int *main_local;  /* points to main's stack */
+    long *main_slots; /* main's array, one per thread */
+};
+
+static void fail(const char *what, long got, long want)
+{
+    pthread_mutex_lock(&mtx);
+    fprintf(stderr, "FAIL: %s: got %ld, want %ld\n", what, got, want);
+    failures++;
+    pthread_mutex_unlock(&mtx);
+}
+
+static void *child(void *a)
+{
+    return (void *)((intptr_t)a * 2);
+}
+
+static void *worker(void *p)
+{
+    struct arg *a = p;
+    int id = a->id;
+    pids[id] = getpid();
+
+    /* globals with their initial values */
+    long s = 0;
+    for (int i = 0; i < 8; i++) s += table[i];
+    if (s != 31) fail("sum of the initialised table", s, 31);
+    if (strcmp(greeting, "hello")) fail("initialised string pointer", 0, 1);
+    if (magic != 0x5eed1234) fail("initialised long", magic, 0x5eed1234);
+    /* main's locals */
+    if (*a->main_local != 42) fail("main's local seen by a thread", *a->main_local, 42);
+    a->main_slots[id] = 100 + id;
+
+    /* heap: an object of ours, freed later by the next thread */
+    long *obj = malloc(1000 * sizeof *obj);
+    for (int i = 0; i < 1000; i++) obj[i] = id * 1000 + i;
+    slot[id] = obj;
+
+    /* counter under mutexes */
+    for (int i = 0; i < ITER; i++) {
+        pthread_mutex_lock(&mtx);
+        counter++;
+        pthread_mutex_unlock(&mtx);
+    }
+    pthread_mutex_lock(&rmtx);
+    pthread_mutex_lock(&rmtx); /* recursive: must not deadlock */
+    counter += 1000;
+    pthread_mutex_unlock(&rmtx);
+    pthread_mutex_unlock(&rmtx);
+    int tries = 0;
+    while (pthread_mutex_trylock(&mtx)) tries++;
+    counter++;
+    pthread_mutex_unlock(&mtx);
+
+    /* phased reduction */
+    long part = 0;
+    for (long i = id * 1000; i < (id + 1) * 1000; i++) part += i;
+    partial[id] = part;
+    int r = pthread_barrier_wait(&bar);
+    if (r == PTHREAD_BARRIER_SERIAL_THREAD) {
+        long t = 0;
+        for (int i = 0; i < NT; i++) t += partial[i];
+        total = t;
+    } else if (r) {
+        fail("pthread_barrier_wait", r, 0);
+    }
+    pthread_barrier_wait(&bar);
+    long want = (long)NT * 1000 * (NT * 1000 - 1) / 2;
+    if (total != want) fail("reduction after the barrier", total, want);
+
+    /* the next thread's object: check it and free it */
+    long *o = slot[(id + 1) % NT];
+    for (int i = 0; i < 1000; i++)
+        if (o[i] != ((id + 1) % NT) * 1000 + i) {
+            fail("heap object written by another thread", o[i], ((id + 1) % NT) * 1000 + i);
+            break;
+        }
+    pthread_barrier_wait(&bar); /* everyone has read before anyone frees */
+    free(o);
+
+    /* consume from the work queue */
+    for (;;) {
+        pthread_mutex_lock(&qm);
+        while (qhead == qtail && !qdone) pthread_cond_wait(&qc, &qm);
+        if (qhead == qtail && qdone) {
+            pthread_mutex_unlock(&qm);
+            break;
+        }
+        int v = queue[qhead++ % ITEMS];
+        consumed_sum += v;
+        pthread_mutex_unlock(&qm);
+    }
+
+    if (id == 0) { /* a thread created by a thread */
+        pthread_t c;
+        void *rv;
+        pthread_create(&c, NULL, child, (void *)(intptr_t)21);
+        pthread_join(c, &rv);
+        if ((intptr_t)rv != 42) fail("join value of a thread's thread", (intptr_t)rv, 42);
+    }
+    return (void *)(intptr_t)(id * 3 + 1);
+}
+
+int main(int argc, char **argv)
+{
+    int min_procs = 1, status = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--min-procs"))
+            min_procs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--exit"))
+            status = atoi(argv[i + 1]);
+    }
+    int main_local = 42;
+    long main_slots[NT] = {0};
+    struct arg args[NT];
+    pthread_t th[NT];
+    pthread_barrier_init(&bar, NULL, NT);
+    pids[NT] = getpid();
+    for (int i = 0; i < NT; i++) {
+        args[i] = (struct arg){i, &main_local, main_slots};
+        if (pthread_create(&th[i], NULL, worker, &args[i])) {
+            fprintf(stderr, "FAIL: pthread_create\n");
+            return 1;
+        }
+    }
+    /* produce the work */
+    long produced = 0;
+    for (int i = 1; i <= ITEMS; i++) {
+        pthread_mutex_lock(&qm);
+        queue[qtail++ % ITEMS] = i;
+        produced += i;
+        pthread_cond_signal(&qc);
+        pthread_mutex_unlock(&qm);
+    }
+    pthread_mutex_lock(&qm);
+    qdone = 1;
+    pthread_cond_broadcast(&qc);
+    pthread_mutex_unlock(&qm);
+
+    for (int i = 0; i < NT; i++) {
+        void *rv;
+        if (pthread_join(th[i], &rv)) fail("pthread_join", 1, 0);
+        if ((intptr_t)rv != i * 3 + 1) fail("join value", (intptr_t)rv, i * 3 + 1);
+        if (main_slots[i] != 100 + i)
+            fail("main's local written by a thread", main_slots[i], 100 + i);
+    }
+    pthread_barrier_destroy(&bar);
+    long want = (long)NT * (ITER + 1001);
+    if (counter != want) fail("mutex-protected counter", counter, want);
+    if (consumed_sum != produced) fail("work-queue sum", consumed_sum, produced);
+    int procs = 0;
+    for (int i = 0; i <= NT; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= pids[j] == pids[i];
+        procs += !seen;
+    }
+    if (procs < min_procs) fail("processes the threads ran in", procs, min_procs);
+    printf("basic: %d threads in %d process(es), counter %ld, total %ld, queue %ld: %s\n", NT,
+           procs, counter, total, consumed_sum, failures ? "FAILED" : "ok");
+    return failures ? 1 : status;
+}
