@@ -20,40 +20,45 @@
 
 #include "pt.h"
 
+#define L(x) ((long)(x))
 #define IO_CALLS(X)                                                                                \
-    X(read, ssize_t, (int fd, void *b, size_t n), (fd, b, n))                                      \
-    X(write, ssize_t, (int fd, const void *b, size_t n), (fd, b, n))                               \
-    X(pread, ssize_t, (int fd, void *b, size_t n, off_t o), (fd, b, n, o))                         \
-    X(pwrite, ssize_t, (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))                  \
-    X(readv, ssize_t, (int fd, const struct iovec *v, int c), (fd, v, c))                          \
-    X(writev, ssize_t, (int fd, const struct iovec *v, int c), (fd, v, c))                         \
-    X(preadv, ssize_t, (int fd, const struct iovec *v, int c, off_t o), (fd, v, c, o))             \
-    X(pwritev, ssize_t, (int fd, const struct iovec *v, int c, off_t o), (fd, v, c, o))            \
-    X(recv, ssize_t, (int fd, void *b, size_t n, int f), (fd, b, n, f))                            \
+    X(read, ssize_t, (int fd, void *b, size_t n), L(fd), L(b), L(n), 0, 0, 0)                      \
+    X(write, ssize_t, (int fd, const void *b, size_t n), L(fd), L(b), L(n), 0, 0, 0)               \
+    X(pread, ssize_t, (int fd, void *b, size_t n, off_t o), L(fd), L(b), L(n), L(o), 0, 0)         \
+    X(pwrite, ssize_t, (int fd, const void *b, size_t n, off_t o), L(fd), L(b), L(n), L(o), 0, 0)  \
+    X(readv, ssize_t, (int fd, const struct iovec *v, int c), L(fd), L(v), L(c), 0, 0, 0)          \
+    X(writev, ssize_t, (int fd, const struct iovec *v, int c), L(fd), L(v), L(c), 0, 0, 0)         \
+    X(preadv, ssize_t, (int fd, const struct iovec *v, int c, off_t o), L(fd), L(v), L(c), L(o),   \
+      0, 0)                                                                                        \
+    X(pwritev, ssize_t, (int fd, const struct iovec *v, int c, off_t o), L(fd), L(v), L(c), L(o),  \
+      0, 0)                                                                                        \
+    X(recv, ssize_t, (int fd, void *b, size_t n, int f), L(fd), L(b), L(n), L(f), 0, 0)            \
     X(recvfrom, ssize_t, (int fd, void *b, size_t n, int f, struct sockaddr *a, socklen_t *al),    \
-      (fd, b, n, f, a, al))                                                                        \
-    X(recvmsg, ssize_t, (int fd, struct msghdr *m, int f), (fd, m, f))                             \
-    X(send, ssize_t, (int fd, const void *b, size_t n, int f), (fd, b, n, f))                      \
+      L(fd), L(b), L(n), L(f), L(a), L(al))                                                        \
+    X(recvmsg, ssize_t, (int fd, struct msghdr *m, int f), L(fd), L(m), L(f), 0, 0, 0)             \
+    X(send, ssize_t, (int fd, const void *b, size_t n, int f), L(fd), L(b), L(n), L(f), 0, 0)      \
     X(sendto, ssize_t,                                                                             \
-      (int fd, const void *b, size_t n, int f, const struct sockaddr *a, socklen_t al),            \
-      (fd, b, n, f, a, al))                                                                        \
-    X(sendmsg, ssize_t, (int fd, const struct msghdr *m, int f), (fd, m, f))
+      (int fd, const void *b, size_t n, int f, const struct sockaddr *a, socklen_t al), L(fd),     \
+      L(b), L(n), L(f), L(a), L(al))                                                               \
+    X(sendmsg, ssize_t, (int fd, const struct msghdr *m, int f), L(fd), L(m), L(f), 0, 0, 0)
 
-#define DECLARE(name, ret, params, args) static ret(*to_##name) params;
+#define DECLARE(name, ret, params, ...) static ret(*to_##name) params;
 IO_CALLS(DECLARE)
 
-#define RESOLVE(name, ret, params, args)                                                           \
+#define RESOLVE(name, ret, params, ...)                                                            \
     if (!(to_##name = (ret(*) params)dlsym(where, #name)))                                         \
         pt_die("cannot find %s in %s", #name, where == RTLD_NEXT ? "libc" : "libufdsm.so.0");
 
 /* Before the runtime is loaded: libc's (from the constructor); after: the runtime's. */
 void pt_io_resolve(void *where){IO_CALLS(RESOLVE)}
 
-#define DEFINE(name, ret, params, args)                                                            \
+/* Through pt_rt_call: the runtime's wrapper may run the protocol engine for the buffer,
+ * which must not happen on a stack in the global space (thread.c). */
+#define DEFINE(name, ret, params, ...)                                                             \
     ret name params                                                                                \
     {                                                                                              \
         if (!to_##name) pt_io_resolve(RTLD_NEXT);                                                  \
-        return to_##name args;                                                                     \
+        return (ret)pt_rt_call((void *)to_##name, __VA_ARGS__);                                    \
     }
 IO_CALLS(DEFINE)
 

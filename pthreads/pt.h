@@ -138,6 +138,14 @@ void pt_backoff(unsigned *round);
 void *pt_dsm_malloc(size_t size);
 void pt_dsm_free(void *p);
 
+/* Calls fn(a0..a5) (any function of at most six integer or pointer arguments, returning
+ * one or nothing) with the runtime's thread-local flag set and, if this thread is running
+ * on a stack in the global space, on its real stack instead (thread.c says why). */
+long pt_rt_call(void *fn, long a0, long a1, long a2, long a3, long a4, long a5);
+#define PT_RT0(fn)          pt_rt_call((void *)(fn), 0, 0, 0, 0, 0, 0)
+#define PT_RT1(fn, a)       pt_rt_call((void *)(fn), (long)(a), 0, 0, 0, 0, 0)
+#define PT_RT3(fn, a, b, c) pt_rt_call((void *)(fn), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
 /* thread.c */
 void pt_threads_start_queued(void); /* starts what this node's queue holds */
 /* Runs fn on a stack of `size` bytes in the global space (homed here), with an alternate

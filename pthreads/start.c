@@ -67,6 +67,9 @@ static struct pt_thread main_rec;
 /* The thread that ends this node (see the top): it parks nothing and finalizes. */
 static pthread_t poller;
 static _Atomic int exit_started; /* this node's exit handlers have run */
+/* Someone on this node has called exit(): only one may run the exit handlers (a second
+ * caller of glibc's exit would find none left and end the process before the job ends). */
+static _Atomic int exit_claimed;
 
 #define DEFAULT_MEMORY (16ull << 30) /* heap and stacks of every node live here */
 #define MAIN_STACK     (8ull << 20)
@@ -104,17 +107,12 @@ void pt_backoff(unsigned *round)
 
 void *pt_dsm_malloc(size_t size)
 {
-    pt_internal++;
-    void *p = pt_dsm.malloc(size);
-    pt_internal--;
-    return p;
+    return (void *)PT_RT1(pt_dsm.malloc, size);
 }
 
 void pt_dsm_free(void *p)
 {
-    pt_internal++;
-    pt_dsm.free(p);
-    pt_internal--;
+    PT_RT1(pt_dsm.free, p);
 }
 
 static void *must_sym(const char *name)
@@ -470,6 +468,17 @@ static void at_exit(void)
 
 void exit(int status)
 {
+    if (pt_ready) {
+        int no = 0;
+        if (!atomic_compare_exchange_strong(&exit_claimed, &no, 1)) {
+            /* Another thread of this node is ending the job already; the poller finishes. */
+            if (pthread_equal(pt_real.self(), poller)) {
+                while (!atomic_load(&exit_started)) sched_yield();
+                finish();
+            }
+            for (;;) pause();
+        }
+    }
     main_status = status;
     pt_real.exit_proc(status);
 }
@@ -479,7 +488,8 @@ static void poll_exit(void)
 {
     if (atomic_load(&exit_started)) finish();
     uint64_t v = atomic_load(&pt_ctl->exiting);
-    if (v) exit((int)(v & 0xff)); /* another node ended the job: run our exit handlers */
+    if (v && !atomic_load(&exit_claimed))
+        exit((int)(v & 0xff)); /* another node ended the job: run our exit handlers */
 }
 
 static void *watcher(void *arg)

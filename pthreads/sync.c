@@ -55,9 +55,7 @@ int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a)
 int pthread_mutex_destroy(pthread_mutex_t *m)
 {
     if (!shared(m)) return pt_real.mutex_destroy(m);
-    pt_internal++;
-    int rc = pt_dsm.mutex_destroy((dsm_mutex_t *)m);
-    pt_internal--;
+    int rc = (int)PT_RT1(pt_dsm.mutex_destroy, m);
     return rc == DSM_EBUSY ? EBUSY : rc ? EINVAL : 0;
 }
 
@@ -70,9 +68,7 @@ static int lock(pthread_mutex_t *m, int try)
         m->__data.__count++;
         return 0;
     }
-    pt_internal++;
-    int rc = try ? pt_dsm.mutex_trylock((dsm_mutex_t *)m) : pt_dsm.mutex_lock((dsm_mutex_t *)m);
-    pt_internal--;
+    int rc = (int)(try ? PT_RT1(pt_dsm.mutex_trylock, m) : PT_RT1(pt_dsm.mutex_lock, m));
     if (rc == DSM_EBUSY) return EBUSY;
     if (rc) return EINVAL;
     if (kind != PTHREAD_MUTEX_NORMAL) {
@@ -102,9 +98,7 @@ int pthread_mutex_unlock(pthread_mutex_t *m)
         if (--m->__data.__count > 0) return 0;
         __atomic_store_n(&m->__data.__owner, 0, __ATOMIC_RELAXED);
     }
-    pt_internal++;
-    int rc = pt_dsm.mutex_unlock((dsm_mutex_t *)m);
-    pt_internal--;
+    int rc = (int)PT_RT1(pt_dsm.mutex_unlock, m);
     return rc ? EPERM : 0;
 }
 
@@ -137,9 +131,7 @@ int pthread_barrier_wait(pthread_barrier_t *b)
 {
     if (!shared(b)) return pt_real.barrier_wait(b);
     struct pt_barrier *p = (struct pt_barrier *)b;
-    pt_internal++;
-    pt_dsm.release();
-    pt_internal--;
+    PT_RT0(pt_dsm.release);
     uint32_t gen = __atomic_load_n(&p->gen, __ATOMIC_SEQ_CST);
     uint32_t count = __atomic_load_n(&p->count, __ATOMIC_SEQ_CST);
     int rc = 0;
@@ -156,9 +148,7 @@ int pthread_barrier_wait(pthread_barrier_t *b)
             if (round > 200) round = 150;
         }
     }
-    pt_internal++;
-    pt_dsm.acquire();
-    pt_internal--;
+    PT_RT0(pt_dsm.acquire);
     return rc;
 }
 

@@ -37,6 +37,61 @@ extern struct pt_thread *pt_main_rec;
 #define PREFAULT      (64ul << 10)
 
 static __thread ucontext_t back; /* where a thread's start routine returns to */
+/* While this thread runs on a stack in the global space: a 16-byte aligned place on its real
+ * stack, below the frame suspended in swapcontext, for calls into the runtime. */
+static __thread uintptr_t real_sp;
+
+/*
+ * Calls into the runtime never run on a stack in the global space. The runtime's code may
+ * run the protocol engine (a lock, a page for read(2)'s buffer), and a stack page of the
+ * global space can be missing or read-only at any moment: another node read a local of this
+ * thread (main's locals are handed to threads), and the next push faults inside the engine,
+ * which the runtime rightly refuses ("the protocol engine was re-entered"). So such calls
+ * switch to the thread's real stack for their duration: pt_switch_call(fn, arg_block, sp)
+ * calls fn(arg_block) with the stack pointer at sp and puts it back.
+ */
+struct rt_call {
+    long (*fn)(long, long, long, long, long, long);
+    long a[6];
+    long r;
+};
+
+static void rt_call_run(struct rt_call *c)
+{
+    c->r = c->fn(c->a[0], c->a[1], c->a[2], c->a[3], c->a[4], c->a[5]);
+}
+
+void pt_switch_call(void (*fn)(struct rt_call *), struct rt_call *c, uintptr_t sp);
+__asm__(".text\n"
+        ".globl pt_switch_call\n"
+        ".hidden pt_switch_call\n"
+        ".type pt_switch_call,@function\n"
+        "pt_switch_call:\n"
+        "    push %rbp\n"
+        "    mov %rsp, %rbp\n"
+        "    mov %rdx, %rsp\n" /* 16-byte aligned: the call below leaves the ABI's alignment */
+        "    mov %rdi, %rax\n"
+        "    mov %rsi, %rdi\n"
+        "    call *%rax\n"
+        "    mov %rbp, %rsp\n"
+        "    pop %rbp\n"
+        "    ret\n"
+        ".size pt_switch_call, .-pt_switch_call\n");
+
+long pt_rt_call(void *fn, long a0, long a1, long a2, long a3, long a4, long a5)
+{
+    /* The x86-64 calling convention passes the first six integer arguments in registers, so
+     * a function of fewer arguments ignores the extra ones: one path serves every call. */
+    struct rt_call c = {.a = {a0, a1, a2, a3, a4, a5}};
+    memcpy(&c.fn, &fn, sizeof fn);
+    pt_internal++;
+    if (real_sp && pt_in_dsm(__builtin_frame_address(0)))
+        pt_switch_call(rt_call_run, &c, real_sp);
+    else
+        rt_call_run(&c);
+    pt_internal--;
+    return c.r;
+}
 
 void pt_run_on_dsm_stack(void (*fn)(void), size_t size)
 {
@@ -56,12 +111,15 @@ void pt_run_on_dsm_stack(void (*fn)(void), size_t size)
     for (char *p = stack + size - 4096; p >= stack + size - PREFAULT && p >= stack; p -= 4096)
         *(volatile char *)p = 0;
     ucontext_t uc;
+    /* 16 KiB below this frame: room for swapcontext's own frame above it. */
+    real_sp = ((uintptr_t)&uc - (16u << 10)) & ~(uintptr_t)15;
     if (getcontext(&uc)) pt_die("getcontext failed: %s", strerror(errno));
     uc.uc_stack.ss_sp = stack;
     uc.uc_stack.ss_size = size;
     uc.uc_link = &back;
     makecontext(&uc, fn, 0);
     if (swapcontext(&back, &uc)) pt_die("swapcontext failed: %s", strerror(errno));
+    real_sp = 0;
     pt_dsm_free(stack);
     ss.ss_flags = SS_DISABLE;
     sigaltstack(&ss, NULL);
