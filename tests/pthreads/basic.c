@@ -8,7 +8,8 @@
  * locals handed to threads (read and written); heap objects malloc'd by one thread and freed
  * by another; a counter under a statically initialised mutex, a recursive mutex and trylock;
  * a reduction in barrier-separated phases; a work queue with a condition variable; a thread
- * created by a thread; join values; and that the threads ran in at least K processes
+ * created by a thread; join values, half of them through pthread_exit; a detached thread;
+ * pthread_self/pthread_equal; and that the threads ran in at least K processes
  * (getpid() of every thread; K = 1 natively, the node count under dsmrun). --exit S makes
  * main return S after the checks, to test that the status reaches the caller.
  */
@@ -32,7 +33,7 @@ const char *greeting = "hello";
 long magic = 0x5eed1234;
 /* .bss */
 long counter;
-pid_t pids[NT + 1];
+pid_t pids[NT + 2];
 long partial[NT];
 long total;
 void *slot[NT];
@@ -48,6 +49,7 @@ pthread_cond_t qc = PTHREAD_COND_INITIALIZER;
 int queue[ITEMS];
 int qhead, qtail, qdone;
 long consumed_sum;
+int detached_ran; /* set by the detached thread */
 
 struct arg {
     int id;
@@ -68,11 +70,20 @@ static void *child(void *a)
     return (void *)((intptr_t)a * 2);
 }
 
+static void *detached(void *a)
+{
+    pids[NT + 1] = getpid();
+    __atomic_store_n(&detached_ran, (int)(intptr_t)a, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
 static void *worker(void *p)
 {
     struct arg *a = p;
     int id = a->id;
     pids[id] = getpid();
+    pthread_t me = pthread_self();
+    if (!pthread_equal(me, pthread_self())) fail("pthread_equal(self, self)", 0, 1);
 
     /* globals with their initial values */
     long s = 0;
@@ -151,6 +162,7 @@ static void *worker(void *p)
         pthread_join(c, &rv);
         if ((intptr_t)rv != 42) fail("join value of a thread's thread", (intptr_t)rv, 42);
     }
+    if (id % 2) pthread_exit((void *)(intptr_t)(id * 3 + 1));
     return (void *)(intptr_t)(id * 3 + 1);
 }
 
@@ -176,6 +188,12 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    pthread_attr_t da;
+    pthread_attr_init(&da);
+    pthread_attr_setdetachstate(&da, PTHREAD_CREATE_DETACHED);
+    pthread_t dt;
+    if (pthread_create(&dt, &da, detached, (void *)(intptr_t)5)) fail("detached create", 1, 0);
+    pthread_attr_destroy(&da);
     /* produce the work */
     long produced = 0;
     for (int i = 1; i <= ITEMS; i++) {
@@ -198,11 +216,14 @@ int main(int argc, char **argv)
             fail("main's local written by a thread", main_slots[i], 100 + i);
     }
     pthread_barrier_destroy(&bar);
+    for (int i = 0; i < 3000 && !__atomic_load_n(&detached_ran, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
+    if (detached_ran != 5) fail("detached thread's write", detached_ran, 5);
     long want = (long)NT * (ITER + 1001);
     if (counter != want) fail("mutex-protected counter", counter, want);
     if (consumed_sum != produced) fail("work-queue sum", consumed_sum, produced);
     int procs = 0;
-    for (int i = 0; i <= NT; i++) {
+    for (int i = 0; i <= NT + 1; i++) {
         int seen = 0;
         for (int j = 0; j < i; j++) seen |= pids[j] == pids[i];
         procs += !seen;
