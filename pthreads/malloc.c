@@ -41,6 +41,7 @@ struct hdr {
 #define use_dsm() use_dsm_from(__builtin_return_address(0))
 static inline int use_dsm_from(void *ret)
 {
+    if (__builtin_expect(!pt_ready, 0)) pt_reserve_space(); /* before glibc's first brk */
     return pt_ready && !pt_internal && ((uintptr_t)ret - pt_ldso_lo >= pt_ldso_hi - pt_ldso_lo);
 }
 

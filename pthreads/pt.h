@@ -117,6 +117,9 @@ extern struct pt_dsm pt_dsm;
 /* io.c: the interposed system calls go to `where` (RTLD_NEXT: libc; or the runtime's handle). */
 void pt_io_resolve(void *where);
 
+/* Reserves the global space's range above the data segment, once (start.c). */
+void pt_reserve_space(void);
+
 /* Allocates this thread's block of the runtime's thread-locals now, from glibc (start.c). */
 void pt_tls_prime(void);
 /* The dynamic loader's code: its allocations (TLS blocks, link maps) stay in glibc's heap. */

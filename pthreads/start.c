@@ -154,13 +154,11 @@ static void resolve(void)
     pt_internal--;
 }
 
-static void reserve_space(void);
-
 __attribute__((constructor)) static void pt_constructor(void)
 {
     const char *r = getenv("DSM_RANK");
     if (r) pt_rank = atoi(r); /* for messages until the runtime says */
-    reserve_space();
+    pt_reserve_space();
     resolve();
 }
 
@@ -233,22 +231,29 @@ static uint64_t parse_size(const char *v)
     return (x + 4095) & ~4095ull;
 }
 
-/* Re-executes this program with address-space randomisation off, unless it already is. */
-static void no_aslr(char **argv)
+/* Re-executes this program with address-space randomisation off and every symbol bound at
+ * start, unless both already hold. Binding: the executable's .dynamic and GOT are in its
+ * writable segment, which becomes part of the global space; a lazy binding would write the
+ * GOT from every node, and one after dsm_finalize (which unmaps the space, at the very end)
+ * would read an unmapped .dynamic and crash. */
+static void check_startup(char **argv)
 {
     int pers = personality(0xffffffff);
-    if (pers >= 0 && (pers & ADDR_NO_RANDOMIZE)) return;
+    int aslr_off = pers >= 0 && (pers & ADDR_NO_RANDOMIZE);
+    const char *bn = getenv("LD_BIND_NOW");
+    if (aslr_off && bn && *bn) return;
     if (getenv("UFDSM_PTHREADS_REEXEC"))
         pt_die("address-space randomisation is still on after re-executing with "
                "ADDR_NO_RANDOMIZE; a security policy forbids personality(2) here. Run the "
                "program under 'setarch -R' or allow ADDR_NO_RANDOMIZE");
-    if (pers < 0 || personality((unsigned long)pers | ADDR_NO_RANDOMIZE) < 0)
+    if (!aslr_off && (pers < 0 || personality((unsigned long)pers | ADDR_NO_RANDOMIZE) < 0))
         pt_die("personality(ADDR_NO_RANDOMIZE) failed: %s; run the program under 'setarch -R'",
                strerror(errno));
+    setenv("LD_BIND_NOW", "1", 1);
     setenv("UFDSM_PTHREADS_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
     pt_die("cannot re-execute /proc/self/exe with randomisation off: %s; run the program "
-           "under 'setarch -R'",
+           "under 'setarch -R' with LD_BIND_NOW=1",
            strerror(errno));
 }
 
@@ -352,10 +357,15 @@ static uint64_t space;
 static void *saved;
 
 /* Finds the executable's writable segments and reserves the range from them upwards. Done
- * in the constructor, before anything of ours allocates: glibc's first allocation grows the
- * brk heap, which starts right after .bss when randomisation is off. */
-static void reserve_space(void)
+ * at the first allocation of the process (malloc.c; a library's constructor may allocate
+ * before ours runs, libstdc++'s and libnl's do) or in our constructor, whichever comes
+ * first: glibc's first allocation grows the brk heap, which starts right after .bss when
+ * randomisation is off, right where the global space must go. */
+void pt_reserve_space(void)
 {
+    static int done;
+    if (done) return;
+    done = 1;
     int pers = personality(0xffffffff);
     if (pers < 0 || !(pers & ADDR_NO_RANDOMIZE)) return; /* __libc_start_main re-executes */
     dl_iterate_phdr(find_segments, &seg);
@@ -560,7 +570,7 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
 {
     resolve();
     start_main_fn real = (start_main_fn)must_sym("__libc_start_main");
-    no_aslr(argv);
+    check_startup(argv);
     start_runtime();
     atexit(at_exit);
     pt_ready = 1;
