@@ -132,6 +132,7 @@ static inline int pt_in_dsm(const void *p)
     return (uintptr_t)p - pt_lo < pt_hi - pt_lo;
 }
 
+_Noreturn void pt_exit_now(int status);
 /* Prints "ufdsm pthreads: ..." and exits the process with status 1. */
 void pt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* Waits a little, longer the longer it has waited (round: how often it has been called). */

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +60,7 @@ struct pt_real pt_real;
 struct pt_dsm pt_dsm;
 
 static int (*real_main)(int, char **, char **);
+static pid_t pt_pid; /* a fork()ed child is not a node: exit is its own business */
 static int main_status;
 static int main_argc;
 static char **main_argv;
@@ -74,6 +76,13 @@ static _Atomic int exit_claimed;
 #define DEFAULT_MEMORY (16ull << 30) /* heap and stacks of every node live here */
 #define MAIN_STACK     (8ull << 20)
 
+/* Ends this process at once, without our _exit below (which ends the job). */
+_Noreturn void pt_exit_now(int status)
+{
+    syscall(SYS_exit_group, status);
+    for (;;) pause();
+}
+
 void pt_die(const char *fmt, ...)
 {
     char buf[1024];
@@ -86,7 +95,7 @@ void pt_die(const char *fmt, ...)
     buf[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
     (void)w;
-    _exit(1);
+    pt_exit_now(1);
 }
 
 void pt_backoff(unsigned *round)
@@ -457,14 +466,14 @@ static _Noreturn void finish(void)
     int status = (int)(v & 0xff);
     pt_internal++;
     pt_dsm.finalize();
-    _exit(status);
+    pt_exit_now(status);
 }
 
 /* Registered before the program's (and libc's) exit handlers, so it runs after them: the
  * program's memory is still there for them. */
 static void at_exit(void)
 {
-    if (!pt_ready) return;
+    if (!pt_ready || getpid() != pt_pid) return;
     fflush(NULL);
     uint64_t zero = 0;
     atomic_compare_exchange_strong(&pt_ctl->exiting, &zero,
@@ -478,6 +487,7 @@ static void at_exit(void)
 
 void exit(int status)
 {
+    if (pt_ready && getpid() != pt_pid) pt_real.exit_proc(status); /* a fork()ed child */
     if (pt_ready) {
         int no = 0;
         if (!atomic_compare_exchange_strong(&exit_claimed, &no, 1)) {
@@ -492,6 +502,29 @@ void exit(int status)
     main_status = status;
     pt_real.exit_proc(status);
 }
+
+/* _exit (and _Exit) from any thread ends the job with that status too, without this node's
+ * exit handlers or stdio flush, as _exit does natively; the other nodes run theirs. */
+void _exit(int status)
+{
+    if (pt_ready && getpid() == pt_pid) {
+        int no = 0;
+        if (atomic_compare_exchange_strong(&exit_claimed, &no, 1)) {
+            uint64_t zero = 0;
+            atomic_compare_exchange_strong(&pt_ctl->exiting, &zero,
+                                           (1ull << 32) | (uint64_t)(status & 0xff));
+            atomic_store(&exit_started, 1);
+        }
+        if (pthread_equal(pt_real.self(), poller)) {
+            while (!atomic_load(&exit_started)) sched_yield();
+            finish();
+        }
+        for (;;) pause();
+    }
+    pt_exit_now(status);
+}
+
+void _Exit(int status) __attribute__((alias("_exit")));
 
 /* Watches for the end of the job: the poller of node 0, and the loop of the other nodes. */
 static void poll_exit(void)
@@ -573,6 +606,7 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
     check_startup(argv);
     start_runtime();
     atexit(at_exit);
+    pt_pid = getpid();
     pt_ready = 1;
     real_main = main;
     if (pt_rank == 0) {
