@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
@@ -412,6 +413,15 @@ static void start_runtime(void)
                "bug in ufdsm's pthreads support");
     struct seg s = seg;
     uint64_t mem = space;
+    /* The preload's own flags, the thread records, barriers and condition variables are
+     * polled with plain atomics, which only sequentially consistent memory makes visible
+     * across nodes; release consistency would need an acquire in every poll. */
+    const char *proto = getenv("DSM_PROTOCOL");
+    if (proto && *proto && strcasecmp(proto, "sc"))
+        pt_die("DSM_PROTOCOL=%s is not supported with --pthreads yet (its thread start, join, "
+               "barriers and condition variables need sequentially consistent memory); unset "
+               "DSM_PROTOCOL or set it to sc",
+               proto);
     char buf[64];
     snprintf(buf, sizeof buf, "%#llx", (unsigned long long)s.lo);
     setenv("DSM_BASE", buf, 1);
