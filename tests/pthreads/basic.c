@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define NT    8
-#define ITER  200
+#define ITER  100
 #define ITEMS 64
 
 /* .data: initial values the program relies on. */
