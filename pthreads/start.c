@@ -158,6 +158,14 @@ static void resolve(void)
     pt_real.cond_timedwait = must_sym("pthread_cond_timedwait");
     pt_real.cond_signal = must_sym("pthread_cond_signal");
     pt_real.cond_broadcast = must_sym("pthread_cond_broadcast");
+    pt_real.once = must_sym("pthread_once");
+    pt_real.sem_init = must_sym("sem_init");
+    pt_real.sem_destroy = must_sym("sem_destroy");
+    pt_real.sem_post = must_sym("sem_post");
+    pt_real.sem_wait = must_sym("sem_wait");
+    pt_real.sem_trywait = must_sym("sem_trywait");
+    pt_real.sem_timedwait = must_sym("sem_timedwait");
+    pt_real.sem_getvalue = must_sym("sem_getvalue");
     pt_real.usable_size = must_sym("malloc_usable_size");
     pt_real.exit_proc = must_sym("exit");
     pt_io_resolve(RTLD_NEXT);

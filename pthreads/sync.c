@@ -19,12 +19,15 @@
  * invalidates it. dsm_release/dsm_acquire around them keep release-consistent memory correct.
  * A condition variable is a sequence number: signal and broadcast both bump it, and every
  * waiter wakes (POSIX allows spurious wake-ups; programs loop on their predicate).
+ * pthread_once and unnamed semaphores are the same kind of atomics; glibc's versions would
+ * sleep on a futex, whose wake-up does not reach another node.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <string.h>
 #include <time.h>
 
@@ -223,5 +226,118 @@ int pthread_cond_broadcast(pthread_cond_t *c)
 {
     if (!shared(c)) return pt_real.cond_broadcast(c);
     __atomic_add_fetch(seq_of(c), 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pthread_once */
+
+/* 0: not run; 1: running; 2: done (glibc's initialiser PTHREAD_ONCE_INIT is 0). */
+int pthread_once(pthread_once_t *o, void (*fn)(void))
+{
+    if (!shared(o)) return pt_real.once(o, fn);
+    int *st = (int *)o;
+    int s = __atomic_load_n(st, __ATOMIC_SEQ_CST);
+    if (s == 2) return 0;
+    int zero = 0;
+    if (s == 0 &&
+        __atomic_compare_exchange_n(st, &zero, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        fn(); /* a cancelled or exiting fn is not handled: the others would wait for ever */
+        __atomic_store_n(st, 2, __ATOMIC_SEQ_CST);
+        return 0;
+    }
+    unsigned round = 0;
+    while (__atomic_load_n(st, __ATOMIC_SEQ_CST) != 2) {
+        pt_backoff(&round);
+        if (round > 200) round = 150;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- semaphores */
+
+/* The count lives in the sem_t's first word. Named semaphores (sem_open) are files of
+ * their own, never in the global space, so they keep glibc's functions. */
+static unsigned *count_of(sem_t *s)
+{
+    return (unsigned *)s;
+}
+
+int sem_init(sem_t *s, int pshared, unsigned value)
+{
+    if (!shared(s)) return pt_real.sem_init(s, pshared, value);
+    memset(s, 0, sizeof *s);
+    __atomic_store_n(count_of(s), value, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+int sem_destroy(sem_t *s)
+{
+    if (!shared(s)) return pt_real.sem_destroy(s);
+    return 0;
+}
+
+int sem_post(sem_t *s)
+{
+    if (!shared(s)) return pt_real.sem_post(s);
+    PT_RT0(pt_dsm.release);
+    __atomic_add_fetch(count_of(s), 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static int sem_take(sem_t *s)
+{
+    unsigned v = __atomic_load_n(count_of(s), __ATOMIC_SEQ_CST);
+    while (v > 0)
+        if (__atomic_compare_exchange_n(count_of(s), &v, v - 1, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST)) {
+            PT_RT0(pt_dsm.acquire);
+            return 1;
+        }
+    return 0;
+}
+
+int sem_trywait(sem_t *s)
+{
+    if (!shared(s)) return pt_real.sem_trywait(s);
+    if (sem_take(s)) return 0;
+    errno = EAGAIN;
+    return -1;
+}
+
+static int sem_wait_until(sem_t *s, const struct timespec *abstime)
+{
+    unsigned round = 0;
+    while (!sem_take(s)) {
+        if (abstime) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            if (now.tv_sec > abstime->tv_sec ||
+                (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec)) {
+                errno = ETIMEDOUT;
+                return -1;
+            }
+        }
+        pt_backoff(&round);
+        if (round > 200) round = 150;
+    }
+    return 0;
+}
+
+int sem_wait(sem_t *s)
+{
+    if (!shared(s)) return pt_real.sem_wait(s);
+    return sem_wait_until(s, NULL);
+}
+
+int sem_timedwait(sem_t *s, const struct timespec *abstime)
+{
+    if (!shared(s)) return pt_real.sem_timedwait(s, abstime);
+    return sem_wait_until(s, abstime);
+}
+
+int sem_getvalue(sem_t *s, int *v)
+{
+    if (!shared(s)) return pt_real.sem_getvalue(s, v);
+    *v = (int)__atomic_load_n(count_of(s), __ATOMIC_SEQ_CST);
     return 0;
 }

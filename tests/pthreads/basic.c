@@ -9,7 +9,8 @@
  * by another; a counter under a statically initialised mutex, a recursive mutex and trylock;
  * a reduction in barrier-separated phases; a work queue with a condition variable; a thread
  * created by a thread; join values, half of them through pthread_exit; a detached thread;
- * pthread_self/pthread_equal; and that the threads ran in at least K processes
+ * pthread_self/pthread_equal; pthread_once; a counter under a spinlock; an unnamed semaphore
+ * posted by every thread and waited for by main; and that the threads ran in at least K processes
  * (getpid() of every thread; K = 1 natively, the node count under dsmrun). --exit S makes
  * main return S after the checks, to test that the status reaches the caller.
  */
@@ -17,6 +18,7 @@
 #define _GNU_SOURCE /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
 #endif
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,13 @@ int qhead, qtail, qdone;
 long consumed_sum;
 int detached_ran; /* set by the detached thread */
 
+pthread_once_t once = PTHREAD_ONCE_INIT;
+int once_runs;
+pthread_spinlock_t spin;
+long spin_counter;
+sem_t done_sem;
+#define SPIN_ITER 20
+
 struct arg {
     int id;
     int *main_local;  /* points to main's stack */
@@ -68,6 +77,11 @@ static void fail(const char *what, long got, long want)
 static void *child(void *a)
 {
     return (void *)((intptr_t)a * 2);
+}
+
+static void once_fn(void)
+{
+    __atomic_add_fetch(&once_runs, 1, __ATOMIC_SEQ_CST);
 }
 
 static void *detached(void *a)
@@ -111,6 +125,14 @@ static void *worker(void *p)
     counter += 1000;
     pthread_mutex_unlock(&rmtx);
     pthread_mutex_unlock(&rmtx);
+    pthread_once(&once, once_fn);
+    if (__atomic_load_n(&once_runs, __ATOMIC_SEQ_CST) != 1)
+        fail("pthread_once: runs seen after it returned", once_runs, 1);
+    for (int i = 0; i < SPIN_ITER; i++) {
+        pthread_spin_lock(&spin);
+        spin_counter++;
+        pthread_spin_unlock(&spin);
+    }
     int tries = 0;
     while (pthread_mutex_trylock(&mtx)) tries++;
     counter++;
@@ -162,6 +184,7 @@ static void *worker(void *p)
         pthread_join(c, &rv);
         if ((intptr_t)rv != 42) fail("join value of a thread's thread", (intptr_t)rv, 42);
     }
+    sem_post(&done_sem);
     if (id % 2) pthread_exit((void *)(intptr_t)(id * 3 + 1));
     return (void *)(intptr_t)(id * 3 + 1);
 }
@@ -180,6 +203,8 @@ int main(int argc, char **argv)
     struct arg args[NT];
     pthread_t th[NT];
     pthread_barrier_init(&bar, NULL, NT);
+    pthread_spin_init(&spin, PTHREAD_PROCESS_PRIVATE);
+    sem_init(&done_sem, 0, 0);
     pids[NT] = getpid();
     for (int i = 0; i < NT; i++) {
         args[i] = (struct arg){i, &main_local, main_slots};
@@ -208,6 +233,11 @@ int main(int argc, char **argv)
     pthread_cond_broadcast(&qc);
     pthread_mutex_unlock(&qm);
 
+    for (int i = 0; i < NT; i++) sem_wait(&done_sem); /* every thread posts once */
+    int sv = -1;
+    sem_getvalue(&done_sem, &sv);
+    if (sv != 0) fail("semaphore value after NT waits", sv, 0);
+    if (sem_trywait(&done_sem) == 0) fail("sem_trywait on an empty semaphore", 0, -1);
     for (int i = 0; i < NT; i++) {
         void *rv;
         if (pthread_join(th[i], &rv)) fail("pthread_join", 1, 0);
@@ -221,6 +251,9 @@ int main(int argc, char **argv)
     if (detached_ran != 5) fail("detached thread's write", detached_ran, 5);
     long want = (long)NT * (ITER + 1001);
     if (counter != want) fail("mutex-protected counter", counter, want);
+    if (once_runs != 1) fail("pthread_once runs", once_runs, 1);
+    if (spin_counter != (long)NT * SPIN_ITER)
+        fail("spinlock-protected counter", spin_counter, (long)NT * SPIN_ITER);
     if (consumed_sum != produced) fail("work-queue sum", consumed_sum, produced);
     int procs = 0;
     for (int i = 0; i <= NT + 1; i++) {
