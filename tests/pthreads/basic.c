@@ -17,12 +17,15 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
 #endif
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NT    8
@@ -34,7 +37,8 @@ int table[8] = {3, 1, 4, 1, 5, 9, 2, 6};
 const char *greeting = "hello";
 long magic = 0x5eed1234;
 /* .bss */
-long counter;
+long counter;  /* under mtx */
+long rcounter; /* under rmtx */
 pid_t pids[NT + 2];
 long partial[NT];
 long total;
@@ -51,6 +55,7 @@ pthread_cond_t qc = PTHREAD_COND_INITIALIZER;
 int queue[ITEMS];
 int qhead, qtail, qdone;
 long consumed_sum;
+int at_queue;     /* threads that reached the work queue */
 int detached_ran; /* set by the detached thread */
 
 pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -58,6 +63,7 @@ int once_runs;
 pthread_spinlock_t spin;
 long spin_counter;
 sem_t done_sem;
+int posted[NT];
 #define SPIN_ITER 20
 
 struct arg {
@@ -117,14 +123,18 @@ static void *worker(void *p)
     /* counter under mutexes */
     for (int i = 0; i < ITER; i++) {
         pthread_mutex_lock(&mtx);
-        counter++;
+        /* Read, give the CPU away, write: without mutual exclusion other threads' updates
+         * are lost (a single counter++ could be one instruction and hide that). */
+        long c = *(volatile long *)&counter;
+        sched_yield();
+        *(volatile long *)&counter = c + 1;
         pthread_mutex_unlock(&mtx);
     }
-    pthread_mutex_lock(&rmtx);
-    pthread_mutex_lock(&rmtx); /* recursive: must not deadlock */
-    counter += 1000;
-    pthread_mutex_unlock(&rmtx);
-    pthread_mutex_unlock(&rmtx);
+    if (pthread_mutex_lock(&rmtx)) fail("recursive mutex: first lock", 1, 0);
+    if (pthread_mutex_lock(&rmtx)) fail("recursive mutex: second lock by its owner", 1, 0);
+    rcounter += 1000;
+    if (pthread_mutex_unlock(&rmtx)) fail("recursive mutex: inner unlock", 1, 0);
+    if (pthread_mutex_unlock(&rmtx)) fail("recursive mutex: outer unlock", 1, 0);
     pthread_once(&once, once_fn);
     if (__atomic_load_n(&once_runs, __ATOMIC_SEQ_CST) != 1)
         fail("pthread_once: runs seen after it returned", once_runs, 1);
@@ -164,10 +174,21 @@ static void *worker(void *p)
     pthread_barrier_wait(&bar); /* everyone has read before anyone frees */
     free(o);
 
-    /* consume from the work queue */
+    /* consume from the work queue: main produces only once every thread is here, so the
+     * consumers really wait (a 10 s deadline turns a lost wake-up into a failure) */
+    __atomic_add_fetch(&at_queue, 1, __ATOMIC_SEQ_CST);
     for (;;) {
         pthread_mutex_lock(&qm);
-        while (qhead == qtail && !qdone) pthread_cond_wait(&qc, &qm);
+        while (qhead == qtail && !qdone) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 10;
+            if (pthread_cond_timedwait(&qc, &qm, &dl) == ETIMEDOUT) {
+                pthread_mutex_unlock(&qm);
+                fail("condition wait: no wake-up within 10 s", 0, 1);
+                goto consumed;
+            }
+        }
         if (qhead == qtail && qdone) {
             pthread_mutex_unlock(&qm);
             break;
@@ -176,6 +197,7 @@ static void *worker(void *p)
         consumed_sum += v;
         pthread_mutex_unlock(&qm);
     }
+consumed:
 
     if (id == 0) { /* a thread created by a thread */
         pthread_t c;
@@ -184,6 +206,7 @@ static void *worker(void *p)
         pthread_join(c, &rv);
         if ((intptr_t)rv != 42) fail("join value of a thread's thread", (intptr_t)rv, 42);
     }
+    __atomic_store_n(&posted[id], 1, __ATOMIC_SEQ_CST);
     sem_post(&done_sem);
     if (id % 2) pthread_exit((void *)(intptr_t)(id * 3 + 1));
     return (void *)(intptr_t)(id * 3 + 1);
@@ -219,7 +242,9 @@ int main(int argc, char **argv)
     pthread_t dt;
     if (pthread_create(&dt, &da, detached, (void *)(intptr_t)5)) fail("detached create", 1, 0);
     pthread_attr_destroy(&da);
-    /* produce the work */
+    /* produce the work, once every consumer waits */
+    while (__atomic_load_n(&at_queue, __ATOMIC_SEQ_CST) < NT) usleep(1000);
+    usleep(20000);
     long produced = 0;
     for (int i = 1; i <= ITEMS; i++) {
         pthread_mutex_lock(&qm);
@@ -237,6 +262,9 @@ int main(int argc, char **argv)
     int sv = -1;
     sem_getvalue(&done_sem, &sv);
     if (sv != 0) fail("semaphore value after NT waits", sv, 0);
+    for (int i = 0; i < NT; i++)
+        if (!__atomic_load_n(&posted[i], __ATOMIC_SEQ_CST))
+            fail("a thread had not posted when main's waits returned", i, -1);
     if (sem_trywait(&done_sem) == 0) fail("sem_trywait on an empty semaphore", 0, -1);
     for (int i = 0; i < NT; i++) {
         void *rv;
@@ -249,9 +277,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3000 && !__atomic_load_n(&detached_ran, __ATOMIC_SEQ_CST); i++)
         usleep(1000);
     if (detached_ran != 5) fail("detached thread's write", detached_ran, 5);
-    long want = (long)NT * (ITER + 1001);
+    long want = (long)NT * (ITER + 1);
     if (counter != want) fail("mutex-protected counter", counter, want);
+    if (rcounter != (long)NT * 1000)
+        fail("counter under the recursive mutex", rcounter, (long)NT * 1000);
     if (once_runs != 1) fail("pthread_once runs", once_runs, 1);
+    sem_getvalue(&done_sem, &sv);
+    if (sv != 0) fail("semaphore value after every thread ended", sv, 0);
     if (spin_counter != (long)NT * SPIN_ITER)
         fail("spinlock-protected counter", spin_counter, (long)NT * SPIN_ITER);
     if (consumed_sum != produced) fail("work-queue sum", consumed_sum, produced);
