@@ -67,7 +67,8 @@ static int main_argc;
 static char **main_argv;
 static struct pt_thread main_rec;
 
-/* The thread that ends this node (see the top): it parks nothing and finalizes. */
+/* The thread that finalizes this node at the end (see the top): node 0's watcher, the main
+ * thread elsewhere. */
 static pthread_t poller;
 static _Atomic int exit_started; /* this node's exit handlers have run */
 /* Someone on this node has called exit(): only one may run the exit handlers (a second
