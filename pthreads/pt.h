@@ -88,6 +88,14 @@ struct pt_real {
     int (*cond_signal)(pthread_cond_t *);
     int (*cond_broadcast)(pthread_cond_t *);
     int (*once)(pthread_once_t *, void (*)(void));
+    int (*mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
+    int (*rwlock_init)(pthread_rwlock_t *, const pthread_rwlockattr_t *);
+    int (*rwlock_destroy)(pthread_rwlock_t *);
+    int (*rwlock_rdlock)(pthread_rwlock_t *);
+    int (*rwlock_wrlock)(pthread_rwlock_t *);
+    int (*rwlock_tryrdlock)(pthread_rwlock_t *);
+    int (*rwlock_trywrlock)(pthread_rwlock_t *);
+    int (*rwlock_unlock)(pthread_rwlock_t *);
     int (*sem_init)(sem_t *, int, unsigned);
     int (*sem_destroy)(sem_t *);
     int (*sem_post)(sem_t *);

@@ -160,6 +160,14 @@ static void resolve(void)
     pt_real.cond_signal = must_sym("pthread_cond_signal");
     pt_real.cond_broadcast = must_sym("pthread_cond_broadcast");
     pt_real.once = must_sym("pthread_once");
+    pt_real.mutex_timedlock = must_sym("pthread_mutex_timedlock");
+    pt_real.rwlock_init = must_sym("pthread_rwlock_init");
+    pt_real.rwlock_destroy = must_sym("pthread_rwlock_destroy");
+    pt_real.rwlock_rdlock = must_sym("pthread_rwlock_rdlock");
+    pt_real.rwlock_wrlock = must_sym("pthread_rwlock_wrlock");
+    pt_real.rwlock_tryrdlock = must_sym("pthread_rwlock_tryrdlock");
+    pt_real.rwlock_trywrlock = must_sym("pthread_rwlock_trywrlock");
+    pt_real.rwlock_unlock = must_sym("pthread_rwlock_unlock");
     pt_real.sem_init = must_sym("sem_init");
     pt_real.sem_destroy = must_sym("sem_destroy");
     pt_real.sem_post = must_sym("sem_post");

@@ -19,8 +19,8 @@
  * invalidates it. dsm_release/dsm_acquire around them keep release-consistent memory correct.
  * A condition variable is a sequence number: signal and broadcast both bump it, and every
  * waiter wakes (POSIX allows spurious wake-ups; programs loop on their predicate).
- * pthread_once and unnamed semaphores are the same kind of atomics; glibc's versions would
- * sleep on a futex, whose wake-up does not reach another node.
+ * pthread_once, read-write locks and unnamed semaphores are the same kind of atomics; glibc's
+ * versions would sleep on a futex, whose wake-up does not reach another node.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -91,6 +91,28 @@ int pthread_mutex_trylock(pthread_mutex_t *m)
 {
     if (!shared(m)) return pt_real.mutex_trylock(m);
     return lock(m, 1);
+}
+
+static int past(const struct timespec *abstime)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return now.tv_sec > abstime->tv_sec ||
+           (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec);
+}
+
+/* The runtime's mutexes have no timed wait: try until the deadline. */
+int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
+{
+    if (!shared(m)) return pt_real.mutex_timedlock(m, abstime);
+    unsigned round = 0;
+    for (;;) {
+        int rc = lock(m, 1);
+        if (rc != EBUSY) return rc;
+        if (past(abstime)) return ETIMEDOUT;
+        pt_backoff(&round);
+        if (round > 200) round = 150;
+    }
 }
 
 int pthread_mutex_unlock(pthread_mutex_t *m)
@@ -339,5 +361,87 @@ int sem_getvalue(sem_t *s, int *v)
 {
     if (!shared(s)) return pt_real.sem_getvalue(s, v);
     *v = (int)__atomic_load_n(count_of(s), __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- read-write locks */
+
+/* The first word: RW_WRITER when a writer holds it, else the number of readers
+ * (PTHREAD_RWLOCK_INITIALIZER leaves it 0: free). Readers are preferred: a steady stream
+ * of readers can starve a writer. */
+#define RW_WRITER 0x80000000u
+
+static unsigned *rw_of(pthread_rwlock_t *l)
+{
+    return (unsigned *)l;
+}
+
+int pthread_rwlock_init(pthread_rwlock_t *l, const pthread_rwlockattr_t *a)
+{
+    if (!shared(l)) return pt_real.rwlock_init(l, a);
+    memset(l, 0, sizeof *l);
+    return 0;
+}
+
+int pthread_rwlock_destroy(pthread_rwlock_t *l)
+{
+    if (!shared(l)) return pt_real.rwlock_destroy(l);
+    return __atomic_load_n(rw_of(l), __ATOMIC_SEQ_CST) ? EBUSY : 0;
+}
+
+static int rw_try(pthread_rwlock_t *l, int write)
+{
+    unsigned v = __atomic_load_n(rw_of(l), __ATOMIC_SEQ_CST);
+    for (;;) {
+        if (write ? v != 0 : (v & RW_WRITER) != 0) return EBUSY;
+        if (__atomic_compare_exchange_n(rw_of(l), &v, write ? RW_WRITER : v + 1, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return 0;
+    }
+}
+
+static int rw_lock(pthread_rwlock_t *l, int write)
+{
+    unsigned round = 0;
+    while (rw_try(l, write)) {
+        pt_backoff(&round);
+        if (round > 200) round = 150;
+    }
+    return 0;
+}
+
+int pthread_rwlock_rdlock(pthread_rwlock_t *l)
+{
+    if (!shared(l)) return pt_real.rwlock_rdlock(l);
+    return rw_lock(l, 0);
+}
+
+int pthread_rwlock_wrlock(pthread_rwlock_t *l)
+{
+    if (!shared(l)) return pt_real.rwlock_wrlock(l);
+    return rw_lock(l, 1);
+}
+
+int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)
+{
+    if (!shared(l)) return pt_real.rwlock_tryrdlock(l);
+    return rw_try(l, 0);
+}
+
+int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
+{
+    if (!shared(l)) return pt_real.rwlock_trywrlock(l);
+    return rw_try(l, 1);
+}
+
+int pthread_rwlock_unlock(pthread_rwlock_t *l)
+{
+    if (!shared(l)) return pt_real.rwlock_unlock(l);
+    unsigned v = __atomic_load_n(rw_of(l), __ATOMIC_SEQ_CST);
+    if (!v) return EPERM;
+    if (v & RW_WRITER)
+        __atomic_store_n(rw_of(l), 0, __ATOMIC_SEQ_CST);
+    else
+        __atomic_sub_fetch(rw_of(l), 1, __ATOMIC_SEQ_CST);
     return 0;
 }

@@ -9,10 +9,11 @@
  * by another; a counter under a statically initialised mutex, a recursive mutex and trylock;
  * a reduction in barrier-separated phases; a work queue with a condition variable; a thread
  * created by a thread; join values, half of them through pthread_exit; a detached thread;
- * pthread_self/pthread_equal; pthread_once; a counter under a spinlock; an unnamed semaphore
- * posted by every thread and waited for by main; and that the threads ran in at least K processes
- * (getpid() of every thread; K = 1 natively, the node count under dsmrun). --exit S makes
- * main return S after the checks, to test that the status reaches the caller.
+ * pthread_self/pthread_equal; pthread_once; a read-write lock; pthread_mutex_timedlock; a counter
+ * under a spinlock; an unnamed semaphore posted by every thread and waited for by main; and that
+ * the threads ran in at least K processes (getpid() of every thread; K = 1 natively, the node count
+ * under dsmrun). --exit S makes main return S after the checks, to test that the status reaches the
+ * caller.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
@@ -58,6 +59,8 @@ long consumed_sum;
 int at_queue;     /* threads that reached the work queue */
 int detached_ran; /* set by the detached thread */
 
+pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
+int rw_data[4];
 pthread_once_t once = PTHREAD_ONCE_INIT;
 int once_runs;
 pthread_spinlock_t spin;
@@ -147,6 +150,33 @@ static void *worker(void *p)
     while (pthread_mutex_trylock(&mtx)) tries++;
     counter++;
     pthread_mutex_unlock(&mtx);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    if (pthread_mutex_timedlock(&mtx, &dl)) fail("pthread_mutex_timedlock", 1, 0);
+    counter++;
+    pthread_mutex_unlock(&mtx);
+
+    /* read-write lock: one writer per round writes all of rw_data, readers (yielding while
+     * they hold it) must never see a half-written state */
+    for (int r = 0; r < 8; r++) {
+        if (r == id % 8) {
+            pthread_rwlock_wrlock(&rw);
+            for (int k = 0; k < 4; k++) {
+                rw_data[k] = id + 1 + r * 100;
+                sched_yield();
+            }
+            pthread_rwlock_unlock(&rw);
+        }
+        pthread_rwlock_rdlock(&rw);
+        int v0 = rw_data[0];
+        sched_yield();
+        for (int k = 1; k < 4; k++)
+            if (rw_data[k] != v0) fail("read-write lock: torn read", rw_data[k], v0);
+        if (pthread_rwlock_trywrlock(&rw) != EBUSY)
+            fail("trywrlock while a read lock is held", 0, EBUSY);
+        pthread_rwlock_unlock(&rw);
+    }
 
     /* phased reduction */
     long part = 0;
@@ -180,10 +210,10 @@ static void *worker(void *p)
     for (;;) {
         pthread_mutex_lock(&qm);
         while (qhead == qtail && !qdone) {
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += 10;
-            if (pthread_cond_timedwait(&qc, &qm, &dl) == ETIMEDOUT) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 10;
+            if (pthread_cond_timedwait(&qc, &qm, &until) == ETIMEDOUT) {
                 pthread_mutex_unlock(&qm);
                 fail("condition wait: no wake-up within 10 s", 0, 1);
                 goto consumed;
@@ -277,7 +307,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3000 && !__atomic_load_n(&detached_ran, __ATOMIC_SEQ_CST); i++)
         usleep(1000);
     if (detached_ran != 5) fail("detached thread's write", detached_ran, 5);
-    long want = (long)NT * (ITER + 1);
+    long want = (long)NT * (ITER + 2);
     if (counter != want) fail("mutex-protected counter", counter, want);
     if (rcounter != (long)NT * 1000)
         fail("counter under the recursive mutex", rcounter, (long)NT * 1000);
