@@ -167,6 +167,14 @@ long pt_rt_call(void *fn, long a0, long a1, long a2, long a3, long a4, long a5);
 #define PT_RT1(fn, a)       pt_rt_call((void *)(fn), (long)(a), 0, 0, 0, 0, 0)
 #define PT_RT3(fn, a, b, c) pt_rt_call((void *)(fn), (long)(a), (long)(b), (long)(c), 0, 0, 0)
 
+/* start.c: the end of the job stops the program's threads of this node first (they would
+ * fault on the global space while dsm_finalize unmaps it). A thread inside the runtime
+ * when asked parks as soon as it leaves it. */
+extern __thread int pt_park_pending;
+void pt_park_now(void) __attribute__((noreturn));
+int pt_app_thread_register(void);
+void pt_app_thread_unregister(int slot);
+
 /* thread.c */
 void pt_threads_start_queued(void); /* starts what this node's queue holds */
 /* Runs fn on a stack of `size` bytes in the global space (homed here), with an alternate

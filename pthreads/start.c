@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <link.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,6 +312,7 @@ static void check_identity(const struct seg *s)
 }
 
 static size_t tls_modid;
+static void *rt_base; /* where libufdsm.so.0 is loaded */
 
 /* Loads libufdsm.so.0 from next to this library (the build tree, or the install libdir),
  * else from the loader's search path, and takes its API. */
@@ -358,6 +360,8 @@ static void load_runtime(void)
     pt_dsm.handle = h;
     pt_io_resolve(h);
     if (dlinfo(h, RTLD_DI_TLS_MODID, &tls_modid)) tls_modid = 0;
+    Dl_info di;
+    if (dladdr((void *)pt_dsm.init_sized, &di)) rt_base = di.dli_fbase;
 }
 
 /* A dlopen'd library's thread-locals are allocated (with malloc) on a thread's first use,
@@ -487,10 +491,88 @@ static void start_runtime(void)
 
 /* ---------------------------------------------------------------- ending */
 
+/*
+ * Before dsm_finalize unmaps the global space, every program thread of this node is parked
+ * in a signal handler (on its alternate stack), where it no longer touches the space: a
+ * thread still polling a join or computing would otherwise fault on the vanished space and
+ * kill the node with SIGSEGV instead of the job's status. A thread inside the runtime (it
+ * may hold the protocol engine, which dsm_finalize needs) only notes the request and parks
+ * when it leaves; the signal is also blocked during the runtime's SIGBUS handler.
+ */
+#define PARK_SIG (SIGRTMAX - 3)
+#define MAX_TIDS 4096
+static _Atomic pid_t app_tids[MAX_TIDS];
+static _Atomic int parked;
+__thread int pt_park_pending;
+
+int pt_app_thread_register(void)
+{
+    pid_t me = gettid();
+    for (int i = 0; i < MAX_TIDS; i++) {
+        pid_t z = 0;
+        if (atomic_compare_exchange_strong(&app_tids[i], &z, me)) return i;
+    }
+    return -1; /* not stopped at the end: only a window for a fault, as before */
+}
+
+void pt_app_thread_unregister(int slot)
+{
+    if (slot >= 0) atomic_store(&app_tids[slot], 0);
+}
+
+void pt_park_now(void)
+{
+    atomic_fetch_add(&parked, 1);
+    for (;;) pause();
+}
+
+static void park_handler(int sig)
+{
+    (void)sig;
+    if (pt_internal) {
+        pt_park_pending = 1;
+        return;
+    }
+    pt_park_now();
+}
+
+static void install_park(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = park_handler;
+    sa.sa_flags = SA_ONSTACK | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(PARK_SIG, &sa, NULL))
+        pt_die("cannot install the handler of signal %d: %s", PARK_SIG, strerror(errno));
+    /* Never park a thread in the middle of a fault: it may hold the protocol engine. */
+    struct sigaction bus;
+    if (sigaction(SIGBUS, NULL, &bus) == 0) {
+        sigaddset(&bus.sa_mask, PARK_SIG);
+        sigaction(SIGBUS, &bus, NULL);
+    }
+}
+
+static void park_others(void)
+{
+    pid_t me = gettid(), pid = getpid();
+    int sent = 0;
+    for (int i = 0; i < MAX_TIDS; i++) {
+        pid_t t = atomic_load(&app_tids[i]);
+        if (t && t != me && syscall(SYS_tgkill, pid, t, PARK_SIG) == 0) sent++;
+    }
+    /* At most 2 s: a thread that blocks the signal is left running (and may fault). */
+    for (int i = 0; i < 2000 && atomic_load(&parked) < sent; i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static _Noreturn void finish(void)
 {
     uint64_t v = atomic_load(&pt_ctl->exiting);
     int status = (int)(v & 0xff);
+    park_others();
     pt_internal++;
     pt_dsm.finalize();
     pt_exit_now(status);
@@ -534,6 +616,12 @@ void exit(int status)
  * exit handlers or stdio flush, as _exit does natively; the other nodes run theirs. */
 void _exit(int status)
 {
+    /* The runtime's own fatal path (a lost node: status 3) ends just this process at once;
+     * it may be inside the fault handler, where touching the global space would fault. */
+    Dl_info di;
+    if (pt_internal ||
+        (rt_base && dladdr(__builtin_return_address(0), &di) && di.dli_fbase == rt_base))
+        pt_exit_now(status);
     if (pt_ready && getpid() == pt_pid) {
         int no = 0;
         if (atomic_compare_exchange_strong(&exit_claimed, &no, 1)) {
@@ -615,6 +703,7 @@ static int pt_main(int argc, char **argv, char **envp)
     main_rec.tid = 1;
     main_rec.node = 0;
     pt_self = &main_rec;
+    pt_app_thread_register();
     pt_tls_prime();
     pt_run_on_dsm_stack(run_main, MAIN_STACK);
     exit(main_status);
@@ -633,6 +722,7 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
     check_startup(argv);
     start_runtime();
     atexit(at_exit);
+    install_park();
     pt_pid = getpid();
     pt_ready = 1;
     real_main = main;

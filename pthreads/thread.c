@@ -90,6 +90,7 @@ long pt_rt_call(void *fn, long a0, long a1, long a2, long a3, long a4, long a5)
     else
         rt_call_run(&c);
     pt_internal--;
+    if (!pt_internal && pt_park_pending) pt_park_now();
     return c.r;
 }
 
@@ -148,6 +149,7 @@ static void *trampoline(void *arg)
 {
     struct pt_thread *t = arg;
     pt_self = t;
+    int slot = pt_app_thread_register();
     pt_tls_prime();
     pt_run_on_dsm_stack(run_thread, t->stacksize);
     pt_self = NULL;
@@ -156,6 +158,7 @@ static void *trampoline(void *arg)
         t->magic = 0;
         pt_dsm_free(t);
     }
+    pt_app_thread_unregister(slot); /* touches the global space no more */
     return NULL;
 }
 
