@@ -162,15 +162,23 @@ static void *trampoline(void *arg)
     return NULL;
 }
 
+/* glibc's pthread_create blocks every signal around clone(), and a fault on a page of the
+ * global space while SIGBUS is blocked kills the process. The creating thread may be on a
+ * shared stack whose page another node has just read (main's locals are handed to
+ * threads), so the real pthread_create runs on the real stack (pt_rt_call), with its
+ * arguments in thread-local, not shared, memory. */
+static __thread pthread_attr_t start_attr;
+static __thread pthread_t start_th;
+
 static void start_here(struct pt_thread *t)
 {
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 256ul << 10); /* only the trampoline and TLS live here */
-    pthread_t th;
-    int rc = pt_real.create(&th, &a, trampoline, t);
-    pthread_attr_destroy(&a);
+    pthread_attr_init(&start_attr);
+    pthread_attr_setdetachstate(&start_attr, PTHREAD_CREATE_DETACHED);
+    /* Only the trampoline and glibc's descriptor and TLS live on this stack. */
+    pthread_attr_setstacksize(&start_attr, 256ul << 10);
+    int rc = (int)pt_rt_call((void *)pt_real.create, (long)&start_th, (long)&start_attr,
+                             (long)trampoline, (long)t, 0, 0);
+    pthread_attr_destroy(&start_attr);
     if (rc)
         pt_die("cannot start a thread on node %d: %s (the process's thread limit?)", pt_rank,
                strerror(rc));
