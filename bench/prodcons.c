@@ -14,8 +14,8 @@
  * memory, as a shared-memory program would.
  * Under DSM_PROTOCOL=rc the ring is release-consistent, and the program is written as an RC
  * program must be (docs/memory-model.md): a flag is not atomic across nodes in RC memory, so
- * the sequence words and the "done" counter live in SC memory of their own (DSM_SC, one page
- * each, homed as the ring and the counter are), the producer calls dsm_release between the
+ * the sequence words and the "done" counter live in SC memory of their own (DSM_SC, pages of
+ * their own, homed as the ring and the counter are), the producer calls dsm_release between the
  * payload and the flag, and the consumer dsm_acquire between the flag and the payload. The
  * same layout under sc would cost a second page per item, so sc keeps the flag in the slot.
  * Result: value = max over pairs of time / ITEMS (us per item); keys: MB/s per pair.
@@ -72,10 +72,9 @@ int main(int argc, char **argv)
         size_t ring_home = (size_t)(home_consumer ? cons : prod);
         ring[p] = dsm_alloc_placed((size_t)slots * BENCH_PAGE, DSM_PLACE_NODE, ring_home);
         done[p] = dsm_alloc_placed(BENCH_PAGE, DSM_PLACE_NODE | (rc ? DSM_SC : 0), (size_t)cons);
-        seqs[p] =
-            rc ? dsm_alloc_placed(((size_t)slots * 8 + BENCH_PAGE - 1) / BENCH_PAGE * BENCH_PAGE,
-                                  DSM_PLACE_NODE | DSM_SC, ring_home)
-               : NULL;
+        seqs[p] = rc ? dsm_alloc_placed((size_t)slots * sizeof *seqs[p], DSM_PLACE_NODE | DSM_SC,
+                                        ring_home)
+                     : NULL;
         BENCH_CHECK(ring[p] && done[p] && (!rc || seqs[p]), "allocation failed");
     }
     bench_reduce_init();

@@ -148,6 +148,7 @@ int dsm_init_sized(const dsm_options_t *caller_opts, size_t size)
     struct dsm_runtime *rt = &the_rt;
     memset(rt, 0, sizeof *rt);
     rt->uffd = rt->home_fd = -1;
+    for (int p = 0; p < DSM_MAX_NODES; p++) rt->peer_fd[p] = -1;
     int rc = dsm_cfg_load(&rt->cfg, opts);
     if (rc) return rc;
     dsm_log_rank = rt->cfg.rank;

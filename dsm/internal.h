@@ -81,11 +81,11 @@ struct dsm_runtime {
      * read by the service thread to tell who has gone silent (liveness, service.c). */
     _Atomic uint64_t rx[DSM_MAX_NODES];
     /* One-sided page service (region.c): each co-located node's memory file, open here
-     * read-only, plus one (0 for the others: the array starts zeroed). Written once per peer
-     * when its announcement arrives (before dsm_init's closing barrier: FIFO), read by the
-     * token holder. peer_page receives what is read from them: one page, used only by the
-     * token holder (COH_A_FETCH runs under the token), so one per node is enough. */
-    int peer_fd1[DSM_MAX_NODES];
+     * read-only, -1 for the others. Written once per peer when its announcement arrives
+     * (before dsm_init's closing barrier: FIFO), read by the token holder. peer_page
+     * receives what is read from them: one page, used only by the token holder (COH_A_FETCH
+     * runs under the token), so one per node is enough. */
+    int peer_fd[DSM_MAX_NODES];
     char *peer_page;
 };
 extern struct dsm_runtime *ufdsm_rt;

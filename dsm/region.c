@@ -340,9 +340,10 @@ void dsm_region_unmap(struct dsm_runtime *rt)
     if (rt->twins) munmap(rt->twins, len);
     if (rt->uffd >= 0) close(rt->uffd);
     if (rt->home_fd >= 0) close(rt->home_fd);
-    for (int p = 0; p < DSM_MAX_NODES; p++)
-        if (rt->peer_fd1[p] > 0) close(rt->peer_fd1[p] - 1);
-    memset(rt->peer_fd1, 0, sizeof rt->peer_fd1);
+    for (int p = 0; p < DSM_MAX_NODES; p++) {
+        if (rt->peer_fd[p] >= 0) close(rt->peer_fd[p]);
+        rt->peer_fd[p] = -1;
+    }
     if (rt->peer_page) munmap(rt->peer_page, PAGE_SIZE);
     rt->peer_page = NULL;
     rt->base = rt->store = rt->twins = NULL;
@@ -452,14 +453,14 @@ static void map_home(void *ctx, uint64_t page, int writable)
 static int peer_readable(void *ctx, int node)
 {
     struct dsm_runtime *rt = ctx;
-    return rt->peer_fd1[node] > 0;
+    return rt->peer_fd[node] >= 0;
 }
 
 static const void *peer_store(void *ctx, int node, uint64_t page)
 {
     struct dsm_runtime *rt = ctx;
     off_t off = (off_t)(page * PAGE_SIZE);
-    ssize_t got = pread(rt->peer_fd1[node] - 1, rt->peer_page, PAGE_SIZE, off);
+    ssize_t got = pread(rt->peer_fd[node], rt->peer_page, PAGE_SIZE, off);
     if (got != PAGE_SIZE)
         dsm_fatal("reading page %llu from node %d's memory file failed (%s): the file was "
                   "checked at start and the descriptor kept open, so this is a bug (please "
@@ -515,7 +516,7 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
     uint8_t mine[16];
     int from = h->src;
     memcpy(&hello, payload, sizeof hello); /* the length was checked (dsm_wire_check) */
-    if (!rt->cfg.onesided || rt->peer_fd1[from]) return;
+    if (!rt->cfg.onesided || rt->peer_fd[from] >= 0) return;
     if (read_boot_id(mine) < 0 || memcmp(mine, hello.boot_id, sizeof mine)) {
         LOGD("node %d runs on another host (or boot): its pages come by message", from);
         return;
@@ -562,7 +563,7 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
         }
         rt->peer_page = m;
     }
-    rt->peer_fd1[from] = fd + 1;
+    rt->peer_fd[from] = fd;
     LOGI("one-sided page service from node %d: on this host, its memory is read from here", from);
 }
 
