@@ -760,11 +760,13 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
         }
     }
 
-    cfg->onesided = 1;
+    /* Off by default: with it on, history.rc.n4 loses a lock-protected increment in about
+     * 1 run of 15-100 (docs/design.md, one-sided page service); the cause is not found yet. */
+    cfg->onesided = 0;
     if ((s = env("DSM_ONESIDED"))) {
-        if (!strcmp(s, "off"))
-            cfg->onesided = 0;
-        else if (strcmp(s, "auto")) {
+        if (!strcmp(s, "auto"))
+            cfg->onesided = 1;
+        else if (strcmp(s, "off")) {
             CERR("DSM_ONESIDED='%s' is not valid: expected auto (pages homed by a node on this "
                  "host are read from its memory, no message) or off (always by message)",
                  s);
