@@ -141,7 +141,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
     uint64_t others;
     switch (m->type) {
     case RC_DATA:
-        if (*st != COH_IS_D && *st != COH_IM_AD) {
+        if ((*st != COH_IS_D && *st != COH_IM_AD) || (x->flags & RC_N_WREG)) {
             *why = "page data this node did not ask for";
             return COH_EPROTO;
         }
@@ -172,12 +172,20 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
         }
         return 0;
     case RC_WREG_ACK:
-        if (*st != COH_SM_A || !(m->arg & bit(self))) {
+        if ((*st != COH_SM_A && !(*st == COH_IM_AD && (x->flags & RC_N_WREG))) ||
+            !(m->arg & bit(self))) {
             *why = "a writer registration this node did not ask for";
             return COH_EPROTO;
         }
         x->writers = m->arg;
         x->flags |= RC_N_REG | RC_N_READER;
+        if (*st == COH_IM_AD) {
+            /* Registered, but the copy was dropped by an acquire meanwhile (rc_node_acquire):
+             * the waiting thread takes the page again as the writer it now is. */
+            x->flags &= (uint8_t) ~(RC_N_WREG | RC_N_STALE);
+            *st = COH_I;
+            return 0;
+        }
         if ((x->flags & RC_N_STALE) && (m->arg & ~bit(self))) {
             x->flags &= (uint8_t)~RC_N_STALE;
             act(out, COH_A_UNMAP, p);
@@ -258,9 +266,22 @@ void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_
         x->flags &= (uint8_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
         *st = COH_I;
         return;
+    case COH_SM_A:
+#if UFDSM_INJECT_RC_BUG != 3 /* self-test of the checkers: the copy stays readable */
+        if (others) {
+            /* Another thread of this node may read the copy while the registration is on its
+             * way, and the acquire may be its lock's: the copy must not outlive the acquire.
+             * Without it the page waits for the registration like a write miss. */
+            act(out, COH_A_UNMAP, page);
+            x->flags |= RC_N_WREG;
+            *st = COH_IM_AD;
+            return;
+        }
+#endif
+        x->flags |= RC_N_STALE;
+        return;
     case COH_IS_D:
     case COH_IM_AD:
-    case COH_SM_A:
         x->flags |= RC_N_STALE;
         return;
     default:

@@ -51,8 +51,9 @@ enum rc_mtype {
 #define RC_F_ZERO  COH_F_ZERO  /* RC_DATA: the page is all zeros, no payload */
 
 /* Node-side per-page state beyond the coh_nstate code: I (no copy), S (read-only copy),
- * M (writable, written this interval), IS_D (fetching), IM_AD (fetching to write), SM_A
- * (registering as a writer while holding a readable copy). */
+ * M (writable, written this interval), IS_D (fetching), IM_AD (fetching to write, or - with
+ * RC_N_WREG - registering as a writer after an acquire dropped the copy), SM_A (registering as
+ * a writer while holding a readable copy). */
 struct rc_node {
     uint64_t writers; /* the writer set as last heard from the home */
     uint8_t flags;    /* RC_N_* */
@@ -77,6 +78,9 @@ struct rc_node {
 #define RC_N_AGAIN_ACQ                                                                             \
     0x40 /* with RC_N_AGAIN: an acquire has passed since that release, so the next acquire         \
             without a write ends the next interval unwritten, and RC_N_AGAIN with it */
+#define RC_N_WREG                                                                                  \
+    0x80 /* IM_AD reached from SM_A: the request in flight is a writer registration (RC_WREG),     \
+            whose copy an acquire dropped (another thread of the node could have read it stale) */
 #define RC_KEEP_RELEASES                                                                           \
     3 /* at most three extra sends of a page that stopped being written; protections of a          \
          page written every interval cut by four */

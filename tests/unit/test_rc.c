@@ -9,7 +9,10 @@
  * is what prevents that, and these tests pin it, action by action. They also pin the policy
  * itself (a page written once is protected at its first release; one written again in the
  * very next interval is kept for RC_KEEP_RELEASES releases; one written every other interval
- * never is), which no correctness checker would notice going away.
+ * never is), which no correctness checker would notice going away. And they pin what an
+ * acquire does to a copy whose node is registering as a writer (SM_A) - another thread of the
+ * node may be waiting on that registration while this one takes a lock - which the model,
+ * with its one thread per node, never reaches.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -243,6 +246,88 @@ static void test_home_writer_is_never_kept(void **state)
     assert_int_equal(st, COH_M);
 }
 
+/* Another thread of the node acquires (its lock) while the first waits for its registration
+ * as a writer, holding a read-only copy (SM_A). If another node writes the page, the copy
+ * may be older than that node's release the acquire is ordered after: it must go, or the
+ * acquiring thread reads it (history_run -p rc -t 2 lost lock-protected increments so). */
+static void registering_reader_acquires(uint8_t *st, struct rc_node *x, struct coh_out *o)
+{
+    *st = COH_S;
+    *x = (struct rc_node){.writers = BIT(OTHER), .flags = RC_N_READER};
+    o->n = 0;
+    assert_int_equal(rc_node_access(st, x, SELF, HOME, PAGE, COH_ACC_WRITE, o), COH_ACCESS_WAIT);
+    const int want[] = {-RC_WREG};
+    expect_actions(o, want, 1, "a write to a read copy of a page another node writes");
+    assert_int_equal(*st, COH_SM_A);
+    o->n = 0;
+    assert_int_equal(rc_node_access(st, x, SELF, HOME, PAGE, 0, o), COH_ACCESS_OK);
+    /* Another thread's acquire. */
+    o->n = 0;
+    rc_node_acquire(st, x, SELF, HOME, PAGE, o);
+}
+
+static void test_acquire_while_registering_drops_the_copy(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    registering_reader_acquires(&st, &x, &o);
+    const int unmap[] = {COH_A_UNMAP};
+    expect_actions(&o, unmap, 1, "an acquire while registering as a writer");
+    /* Reads now wait too (no copy), and the registration's answer does not restore one. */
+    o.n = 0;
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, 0, &o), COH_ACCESS_WAIT);
+    assert_int_equal(o.n, 0);
+    const char *why = NULL;
+    struct coh_msg ack = {
+        .type = RC_WREG_ACK, .src = HOME, .dst = SELF, .page = PAGE, .arg = BIT(SELF) | BIT(OTHER)};
+    o.n = 0;
+    assert_int_equal(rc_node_recv(&st, &x, SELF, &ack, &o, &why), 0);
+    assert_int_equal(o.n, 0);
+    assert_int_equal(st, COH_I);
+    assert_true(x.flags & RC_N_REG);
+    /* The retried write takes the page again: one-sided as a registered writer (with a twin:
+     * there is another writer), or by asking the home. */
+    o.n = 0;
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE | COH_ACC_FETCH, &o),
+                     COH_ACCESS_OK);
+    const int fetch[] = {COH_A_FETCH, COH_A_TWIN, COH_A_UNPROTECT};
+    expect_actions(&o, fetch, 3, "the retried write, one-sided");
+    assert_int_equal(st, COH_M);
+}
+
+/* The same state must not accept page data: nothing was asked for but the registration. */
+static void test_registration_without_copy_refuses_data(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    registering_reader_acquires(&st, &x, &o);
+    const char *why = NULL;
+    struct coh_msg data = {
+        .type = RC_DATA, .src = HOME, .dst = SELF, .page = PAGE, .arg = BIT(SELF) | BIT(OTHER)};
+    o.n = 0;
+    assert_int_equal(rc_node_recv(&st, &x, SELF, &data, &o, &why), COH_EPROTO);
+}
+
+/* With no other writer known, the copy is current at the acquire and stays readable. */
+static void test_acquire_while_registering_alone_keeps_the_copy(void **state)
+{
+    (void)state;
+    uint8_t st = COH_S;
+    struct rc_node x = {.writers = 0, .flags = RC_N_READER};
+    struct coh_out o = {0};
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_WAIT);
+    o.n = 0;
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, &o);
+    assert_int_equal(o.n, 0);
+    assert_int_equal(st, COH_SM_A);
+    o.n = 0;
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, 0, &o), COH_ACCESS_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +339,9 @@ int main(void)
         cmocka_unit_test(test_write_back_always_protects),
         cmocka_unit_test(test_second_writer_ends_keeping),
         cmocka_unit_test(test_home_writer_is_never_kept),
+        cmocka_unit_test(test_acquire_while_registering_drops_the_copy),
+        cmocka_unit_test(test_registration_without_copy_refuses_data),
+        cmocka_unit_test(test_acquire_while_registering_alone_keeps_the_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
