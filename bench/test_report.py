@@ -11,7 +11,8 @@ results; no Jacobi, no fault latency) into a scratch directory (KEEP_DIR/sc), ru
     (no own Jacobi data), and says "measured elsewhere";
   - lock handoff, barrier and false sharing each get a plot (when gnuplot is installed), whose
     peer bars are labelled as measured elsewhere;
-  - with records of sc alone, the table keeps its one median column (no rc/sc).
+  - with records of sc alone, the table keeps its one median column (no rc/sc);
+  - the kernels report's ratio is rc/sc too (kernel_tables on two made-up records).
 Then the same records twice, as `bench/run --protocols sc,rc` writes them (KEEP_DIR/sc-rc:
 each DSM run under sc and under rc with other values, the serial run once), and checks that
 results.md sets the sc and rc medians side by side with their ratio rc/sc, each the median of
@@ -139,6 +140,25 @@ def check_protocols(out, md, failures):
                 failures.append(f"{name}.gp has no series titled 'ufdsm rc'")
 
 
+def check_kernel_ratio(runner, failures):
+    """The kernels report's third table says rc/sc, as the workloads' table does: rc's median
+    over sc's, so that below 1 always means rc is faster."""
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.SourceFileLoader("bench_run", runner)
+    spec = importlib.util.spec_from_loader("bench_run", loader)
+    run = importlib.util.module_from_spec(spec)
+    loader.exec_module(run)
+    recs = [{"kernel": "radix", "build": "dsm", "protocol": proto, "procs": 2, "ok": True,
+             "seconds": secs, "timed_out": False, "results": [{"size": 1}]}
+            for proto, secs in (("sc", 4.0), ("rc", 1.0))]
+    md = run.kernel_tables(run.kernel_summary(recs), [2], [1])
+    part = md[md.index("rc/sc"):] if "rc/sc" in md else ""
+    row = [l for l in part.splitlines() if l.startswith("| radix")]
+    if not row or "0.25" not in row[0]:
+        failures.append(f"kernels report: rc 1 s over sc 4 s should read rc/sc 0.25: {row}")
+
+
 def main():
     runner = sys.argv[1]
     failures = []
@@ -189,6 +209,7 @@ def main():
         if md is None:
             return 1
         check_protocols(both, md, failures)
+    check_kernel_ratio(runner, failures)
     for f in failures:
         print("test_report: FAILED: " + f)
     if not failures:
