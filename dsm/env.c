@@ -760,13 +760,14 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
         }
     }
 
-    /* Off by default: with it on, history.rc.n4 loses a lock-protected increment in about
-     * 1 run of 15-100 (docs/design.md, one-sided page service); the cause is not found yet. */
-    cfg->onesided = 0;
+    /* On by default: it serves a re-fetch without the home's CPU (docs/design.md, one-sided
+     * page service). It was off while a lost update under it was unexplained; the cause was
+     * a protocol race it only made likelier (248f031), and the model now covers it. */
+    cfg->onesided = 1;
     if ((s = env("DSM_ONESIDED"))) {
-        if (!strcmp(s, "auto"))
-            cfg->onesided = 1;
-        else if (strcmp(s, "off")) {
+        if (!strcmp(s, "off"))
+            cfg->onesided = 0;
+        else if (strcmp(s, "auto")) {
             CERR("DSM_ONESIDED='%s' is not valid: expected auto (pages homed by a node on this "
                  "host are read from its memory, no message) or off (always by message)",
                  s);

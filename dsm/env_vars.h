@@ -66,7 +66,7 @@ static const struct dsm_env_var dsm_env_vars[] = {
      "most memory for copies of pages homed elsewhere (256M, 1G, bytes)"},
     {"DSM_HOME_STORE", "auto",
      "one: the pages a node homes are held once (Linux 6.4+); two: twice; auto: one if possible"},
-    {"DSM_ONESIDED", "off",
+    {"DSM_ONESIDED", "auto",
      "auto: RC pages homed by a node on this host are read from its memory, no message; off"},
     {"DSM_TRACE", "off", "path: record coherence events into PATH.<rank> (%r: the rank)"},
 };
