@@ -68,6 +68,8 @@ static const struct dsm_env_var dsm_env_vars[] = {
      "one: the pages a node homes are held once (Linux 6.4+); two: twice; auto: one if possible"},
     {"DSM_ONESIDED", "auto",
      "auto: RC pages homed by a node on this host are read from its memory, no message; off"},
+    {"DSM_PTHREADS", "(dsmrun --pthreads: the program's name)",
+     "--pthreads: the program the preload makes a node of; other processes stay plain"},
     {"DSM_TRACE", "off", "path: record coherence events into PATH.<rank> (%r: the rank)"},
 };
 #define DSM_ENV_VAR_COUNT (sizeof dsm_env_vars / sizeof dsm_env_vars[0])

@@ -2,7 +2,8 @@
  * start.c - starting the job before main, and ending it.
  *
  * The executable's _start calls __libc_start_main through its GOT, so the preload's definition
- * runs first, before the program's constructors. Here every node:
+ * runs first, before the program's constructors. A process that is not the program DSM_PTHREADS
+ * names (a wrapper that inherited LD_PRELOAD) stays plain; in the program, every node:
  *   1. makes sure address-space randomisation is off (re-executing itself with
  *      ADDR_NO_RANDOMIZE if it is not), so the executable and its libraries load at the same
  *      addresses on every node and code and data pointers mean the same everywhere;
@@ -180,6 +181,37 @@ static void resolve(void)
     pt_real.exit_proc = must_sym("exit");
     pt_io_resolve(RTLD_NEXT);
     pt_internal--;
+}
+
+/* Whether this process is the program to run as a node (DSM_PTHREADS names it). The preload
+ * reaches every process the launcher starts with it: under Slurm or mpirun a wrapper
+ * (`timeout`, a shell) may carry LD_PRELOAD too, and a wrapper that became a node would take
+ * the program's place and crash at its first fork. Every other process stays inert: the
+ * interposed functions see pt_ready == 0 and pass straight through to glibc. Decided once,
+ * at the first of the constructor, the first allocation and __libc_start_main. */
+static int the_program(void)
+{
+    static int known, yes;
+    if (known) return yes;
+    known = 1;
+    const char *want = getenv("DSM_PTHREADS");
+    if (!want || !*want)
+        pt_die("DSM_PTHREADS is not set: it names the program to run as a pthreads job (dsmrun "
+               "--pthreads sets it; under Slurm or mpirun set DSM_PTHREADS=<program> beside "
+               "LD_PRELOAD=libufdsm_pthreads.so: docs/pthreads.md, launching)");
+    char exe[4096], real[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) pt_die("cannot read /proc/self/exe: %s", strerror(errno));
+    exe[n] = 0;
+    const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+    const char *wbase = strrchr(want, '/') ? strrchr(want, '/') + 1 : want;
+    /* A path names one file (symbolic links resolved, as /proc/self/exe is); a bare name
+     * matches the executable's name, wherever it lies. */
+    if (strchr(want, '/'))
+        yes = realpath(want, real) ? !strcmp(real, exe) : !strcmp(wbase, base);
+    else
+        yes = !strcmp(want, base);
+    return yes;
 }
 
 __attribute__((constructor)) static void pt_constructor(void)
@@ -397,6 +429,7 @@ void pt_reserve_space(void)
     static int done;
     if (done) return;
     done = 1;
+    if (!the_program()) return;
     int pers = personality(0xffffffff);
     if (pers < 0 || !(pers & ADDR_NO_RANDOMIZE)) return; /* __libc_start_main re-executes */
     dl_iterate_phdr(find_segments, &seg);
@@ -719,6 +752,7 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
 {
     resolve();
     start_main_fn real = (start_main_fn)must_sym("__libc_start_main");
+    if (!the_program()) return real(main, argc, argv, init, fini, rtld_fini, stack_end);
     check_startup(argv);
     start_runtime();
     atexit(at_exit);

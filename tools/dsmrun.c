@@ -457,6 +457,14 @@ static void add_pthreads_vars(void)
     add_xvar(kv);
     free(kv);
     add_xvar("LD_BIND_NOW=1");
+    /* The preload makes a node of the program only (pthreads/start.c, the_program): a wrapper
+     * in between (dsmrun --pthreads timeout 60 ./prog) must say which with -x DSM_PTHREADS. */
+    if (!getenv("DSM_PTHREADS")) {
+        const char *base = strrchr(g.prog[0], '/') ? strrchr(g.prog[0], '/') + 1 : g.prog[0];
+        if (asprintf(&kv, "DSM_PTHREADS=%s", base) < 0) die("out of memory");
+        add_xvar(kv);
+        free(kv);
+    }
 }
 
 /* -x VAR=VALUE, or -x VAR for dsmrun's own value. */
