@@ -232,8 +232,11 @@ static void config_str(const struct mconfig *c, char *buf, size_t len)
     if (o < len) o += (size_t)snprintf(buf + o, len - o, " bound=%s", bound_str(c->bound));
     if (c->total > 0 && o < len) o += (size_t)snprintf(buf + o, len - o, " total=%d", c->total);
     if (o < len)
-        snprintf(buf + o, len - o, " order=%s%s%s", order_name[c->order],
-                 c->wait_only ? " wait-only" : "", c->exact_dir ? " exact-dir" : "");
+        o += (size_t)snprintf(buf + o, len - o, " order=%s%s%s", order_name[c->order],
+                              c->wait_only ? " wait-only" : "", c->exact_dir ? " exact-dir" : "");
+#ifdef MODEL_RC
+    if (c->threads > 1 && o < len) snprintf(buf + o, len - o, " threads=%d", c->threads);
+#endif
 }
 
 static long rss_mb(void)
@@ -568,7 +571,10 @@ static void usage(void)
             "                 store, without a message, while none of their write-backs is in\n"
             "                 flight (one-sided page service; valid with --one-copy only)\n"
             "  --fetch-early  --onesided without the in-flight rule (a self-test: must fail)\n"
-            "  --acquire-op   the program may also call dsm_acquire alone, anywhere\n");
+            "  --acquire-op   the program may also call dsm_acquire alone, anywhere\n"
+            "  --threads T    application threads per node, 1 (default) or 2: the second one\n"
+            "                 reads and writes its node's own byte in the LOCK phase, so a node\n"
+            "                 may take the lock while its other thread waits for a page\n");
 #endif
     exit(2);
 }
@@ -576,6 +582,9 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     struct mconfig c = {.nodes = 2, .pages = 1, .bound = 2};
+#ifdef MODEL_RC
+    c.threads = 1;
+#endif
     int compare = 0, against_inf = 0, live = 1, quiet = 0, homes_given = 0;
     long max_mem = 3000;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -626,6 +635,8 @@ int main(int argc, char **argv)
             c.onesided = c.fetch_early = 1;
         else if (!strcmp(a, "--acquire-op"))
             c.acquire_op = 1;
+        else if (!strcmp(a, "--threads") && v)
+            c.threads = atoi(v), i++;
 #endif
         else if (!strcmp(a, "-q"))
             quiet = 1;
@@ -638,6 +649,7 @@ int main(int argc, char **argv)
         usage();
     if (homes_given && homes_given != c.pages) usage();
 #ifdef MODEL_RC
+    if (c.threads < 1 || c.threads > 2) usage();
     if (c.wait_only || c.exact_dir) {
         fprintf(stderr, MODEL_NAME ": --wait-only and --exact-dir belong to the single-writer "
                                    "model (model_check)\n");

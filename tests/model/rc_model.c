@@ -73,12 +73,13 @@ int model_labels(const struct mconfig *c, unsigned *labels)
 {
     int k = 0;
     for (int n = 0; n < c->nodes; n++) {
-        for (int p = 0; p < c->pages; p++) {
-            labels[k++] = LABEL(T_READ, n, p, 0, 0);
-            labels[k++] = LABEL(T_WRITE, n, p, 0, 0);
-            labels[k++] = LABEL(T_RETRY_R, n, p, 0, 0);
-            labels[k++] = LABEL(T_RETRY_W, n, p, 0, 0);
-        }
+        for (int t = 0; t < c->threads; t++)
+            for (int p = 0; p < c->pages; p++) {
+                labels[k++] = LABEL_T(T_READ, n, p, t);
+                labels[k++] = LABEL_T(T_WRITE, n, p, t);
+                labels[k++] = LABEL_T(T_RETRY_R, n, p, t);
+                labels[k++] = LABEL_T(T_RETRY_W, n, p, t);
+            }
         for (int op = 0; op < 4; op++) labels[k++] = LABEL(T_SYNC, n, op, 0, 0);
         labels[k++] = LABEL(T_SYNC_GO, n, 0, 0, 0);
     }
@@ -93,18 +94,20 @@ int model_labels(const struct mconfig *c, unsigned *labels)
 void model_label_name(unsigned l, char *buf, size_t len)
 {
     static const char *const sync_op[] = {"LOCK", "UNLOCK", "BARRIER", "ACQUIRE"};
+    /* The first thread is the node itself, as in the one-thread traces. */
+    const char *thr = L_THREAD(l) ? " thread 2" : "";
     switch (L_KIND(l)) {
     case T_READ:
-        snprintf(buf, len, "node%u READ page %u", L_NODE(l), L_PAGE(l));
+        snprintf(buf, len, "node%u%s READ page %u", L_NODE(l), thr, L_PAGE(l));
         break;
     case T_WRITE:
-        snprintf(buf, len, "node%u WRITE page %u", L_NODE(l), L_PAGE(l));
+        snprintf(buf, len, "node%u%s WRITE page %u", L_NODE(l), thr, L_PAGE(l));
         break;
     case T_RETRY_R:
-        snprintf(buf, len, "node%u retries its READ of page %u", L_NODE(l), L_PAGE(l));
+        snprintf(buf, len, "node%u%s retries its READ of page %u", L_NODE(l), thr, L_PAGE(l));
         break;
     case T_RETRY_W:
-        snprintf(buf, len, "node%u retries its WRITE of page %u", L_NODE(l), L_PAGE(l));
+        snprintf(buf, len, "node%u%s retries its WRITE of page %u", L_NODE(l), thr, L_PAGE(l));
         break;
     case T_SYNC:
         snprintf(buf, len, "node%u %s", L_NODE(l), sync_op[L_PAGE(l) % 4]);
@@ -367,28 +370,50 @@ static int op_allowed(const struct mconfig *c, const struct mstate *s, int n)
     return 1;
 }
 
-static int busy(const struct mconfig *c, const struct mstate *s, int n)
+/* The pending-access bit of thread t's read or write. */
+static uint8_t pend_bit(int write, int t)
+{
+    return (uint8_t)((write ? PEND_W : PEND_R) << (2 * t));
+}
+
+/* Thread t of node n waits for an access to some page. */
+static int waiting(const struct mconfig *c, const struct mstate *s, int n, int t)
 {
     for (int p = 0; p < c->pages; p++)
-        if (s->pend[n][p]) return 1;
+        if (s->pend[n][p] & (pend_bit(0, t) | pend_bit(1, t))) return 1;
+    return 0;
+}
+
+/* Thread t of node n cannot start an access: it waits for one, or the first thread is in a
+ * synchronisation, or the second is outside the LOCK phase or its node is in a barrier (which
+ * the node enters only once the second thread is idle: the barrier is both threads'). The
+ * second thread runs on while the first unlocks: that wait is the first thread's alone. */
+static int busy(const struct mconfig *c, const struct mstate *s, int n, int t)
+{
+    if (waiting(c, s, n, t)) return 1;
+    if (t) return s->phase != PH_LOCK || (s->sync[n] != SY_IDLE && s->sync[n] != SY_UNLOCKING);
     return s->sync[n] != SY_IDLE;
 }
 
-/* Which bytes node n may read and write now (bit b = byte b), per the program. */
-static unsigned readable_bytes(const struct mconfig *c, const struct mstate *s, int n)
+/* Which bytes thread t of node n may read now (bit b = byte b), per the program. */
+static unsigned readable_bytes(const struct mconfig *c, const struct mstate *s, int n, int t)
 {
+    if (t) return s->phase == PH_LOCK ? 1u << (1 + n) : 0;
     switch (s->phase) {
     case PH_WRITE:
         return 1u | 1u << (1 + n);
     case PH_READ:
         return (1u << nbytes(c)) - 1;
     default:
-        return s->holder == n ? (1u << nbytes(c)) - 1 : 0;
+        if (s->holder != n) return 0;
+        /* The second threads write their bytes in this phase, unordered with the holder. */
+        return c->threads > 1 ? 1u : (1u << nbytes(c)) - 1;
     }
 }
 
-static int written_byte(const struct mstate *s, int n)
+static int written_byte(const struct mstate *s, int n, int t)
 {
+    if (t) return s->phase == PH_LOCK ? 1 + n : -1;
     if (s->phase == PH_WRITE) return 1 + n;
     if (s->phase == PH_LOCK && s->holder == n) return 0;
     return -1;
@@ -412,12 +437,12 @@ static uint8_t max_val(const struct mconfig *c, const struct mstate *s, int p, i
 
 /* The access is permitted: do it. A read checks every byte the program may read now against
  * the last write of that byte: in a data-race-free program that is exactly what RC promises. */
-static int complete(struct ctx *x, int n, int p, int write)
+static int complete(struct ctx *x, int n, int p, int write, int t)
 {
     struct mstate *s = x->s;
     const struct mconfig *c = x->c;
     if (!write) {
-        unsigned rb = readable_bytes(c, s, n);
+        unsigned rb = readable_bytes(c, s, n, t);
         for (int b = 0; b < nbytes(c); b++)
             if ((rb & (1u << b)) && s->copy[n][p][b] != s->lastw[p][b])
                 return fail(x->info, STEP_VIOLATION,
@@ -427,7 +452,7 @@ static int complete(struct ctx *x, int n, int p, int write)
         logf_(x->info, ", reads ok");
         return STEP_OK;
     }
-    int b = written_byte(s, n);
+    int b = written_byte(s, n, t);
     if (s->map[n][p] != MAP_RW)
         return fail(x->info, STEP_VIOLATION, "node%d writes page %d, which is not writable", n, p);
     unsigned v;
@@ -444,10 +469,10 @@ static int complete(struct ctx *x, int n, int p, int write)
     return STEP_OK;
 }
 
-static int do_access(struct ctx *x, int n, int p, int write, int retry)
+static int do_access(struct ctx *x, int n, int p, int write, int t, int retry)
 {
     struct mstate *s = x->s;
-    const int bitk = write ? PEND_W : PEND_R;
+    const uint8_t bitk = pend_bit(write, t);
     uint8_t st = s->ns[n][p];
     struct rc_node rx = s->x[n][p];
     struct coh_out o;
@@ -469,7 +494,7 @@ static int do_access(struct ctx *x, int n, int p, int write, int retry)
     if ((r = check_node(x, n, p)) != STEP_OK) return r;
     if (rc == COH_ACCESS_OK) {
         s->pend[n][p] &= (uint8_t)~bitk;
-        return complete(x, n, p, write);
+        return complete(x, n, p, write, t);
     }
     s->pend[n][p] |= (uint8_t)bitk;
     return STEP_OK;
@@ -567,7 +592,7 @@ int model_step(const struct mconfig *c, const struct mstate *in, unsigned label,
                struct stepinfo *info)
 {
     const unsigned kind = L_KIND(label);
-    const int n = (int)L_NODE(label), p = (int)L_PAGE(label);
+    const int n = (int)L_NODE(label), p = (int)L_PAGE(label), t = (int)L_THREAD(label);
     struct ctx x = {.c = c, .s = out, .info = info, .hsrc = -1};
     char ln[64];
     *out = *in;
@@ -578,21 +603,21 @@ int model_step(const struct mconfig *c, const struct mstate *in, unsigned label,
     case T_READ:
     case T_WRITE: {
         int w = kind == T_WRITE;
-        if (busy(c, in, n) || !op_allowed(c, in, n)) return STEP_DISABLED;
-        if (w ? written_byte(in, n) < 0 : !readable_bytes(c, in, n)) return STEP_DISABLED;
+        if (busy(c, in, n, t) || !op_allowed(c, in, n)) return STEP_DISABLED;
+        if (w ? written_byte(in, n, t) < 0 : !readable_bytes(c, in, n, t)) return STEP_DISABLED;
         if (c->bound >= 0) out->ops[n]++;
         logf_(info, "%s (%s)", ln, coh_nstate_name(in->ns[n][p]));
-        return do_access(&x, n, p, w, 0);
+        return do_access(&x, n, p, w, t, 0);
     }
     case T_RETRY_R:
     case T_RETRY_W: {
         int w = kind == T_RETRY_W;
-        if (!(in->pend[n][p] & (w ? PEND_W : PEND_R))) return STEP_DISABLED;
+        if (!(in->pend[n][p] & pend_bit(w, t))) return STEP_DISABLED;
         logf_(info, "%s (%s)", ln, coh_nstate_name(in->ns[n][p]));
-        return do_access(&x, n, p, w, 1);
+        return do_access(&x, n, p, w, t, 1);
     }
     case T_SYNC:
-        if (busy(c, in, n)) return STEP_DISABLED;
+        if (busy(c, in, n, 0)) return STEP_DISABLED;
         if (p == 3) { /* dsm_acquire alone, at any point of the program (mconfig.acquire_op) */
             if (!c->acquire_op || !op_allowed(c, in, n)) return STEP_DISABLED;
             if (c->bound >= 0) out->ops[n]++;
@@ -613,7 +638,8 @@ int model_step(const struct mconfig *c, const struct mstate *in, unsigned label,
             out->sync[n] = SY_UNLOCKING;
             return sync_pages(&x, n, 0);
         }
-        if (in->holder == n) return STEP_DISABLED; /* unlock first */
+        if (in->holder == n) return STEP_DISABLED;      /* unlock first */
+        if (waiting(c, in, n, 1)) return STEP_DISABLED; /* both threads enter the barrier */
         logf_(info, "%s: release", ln);
         out->sync[n] = SY_BAR_REL;
         return sync_pages(&x, n, 0);
@@ -882,13 +908,14 @@ static size_t node_page_str(const struct mconfig *c, const struct mstate *s, int
     vals_str(s->copy[n][p], nbytes(c), v, sizeof v);
     vals_str(s->twin[n][p], nbytes(c), t, sizeof t);
     return (size_t)snprintf(
-        buf, len, "node%d page %d %s writers=%#llx%s%s%s%s%s keep=%u%s copy=[%s]%s%s%s", n, p,
+        buf, len, "node%d page %d %s writers=%#llx%s%s%s%s%s%s keep=%u%s%s copy=[%s]%s%s%s", n, p,
         coh_nstate_name(s->ns[n][p]), (unsigned long long)s->x[n][p].writers,
         s->x[n][p].flags & RC_N_REG ? " REG" : "", s->x[n][p].flags & RC_N_TWIN ? " TWIN" : "",
         s->x[n][p].flags & RC_N_STALE ? " STALE" : "",
         s->x[n][p].flags & RC_N_OWNED ? " OWNED" : "",
-        s->x[n][p].flags & RC_N_AGAIN ? " AGAIN" : "", (unsigned)s->x[n][p].keep,
-        s->pend[n][p] ? " (waiting)" : "", s->map[n][p] ? v : "-",
+        s->x[n][p].flags & RC_N_AGAIN ? " AGAIN" : "", s->x[n][p].flags & RC_N_WREG ? " WREG" : "",
+        (unsigned)s->x[n][p].keep, s->pend[n][p] & (PEND_R | PEND_W) ? " (waiting)" : "",
+        s->pend[n][p] & (PEND_R2 | PEND_W2) ? " (thread 2 waiting)" : "", s->map[n][p] ? v : "-",
         s->hastwin[n][p] ? " twin=[" : "", s->hastwin[n][p] ? t : "", s->hastwin[n][p] ? "]" : "");
 }
 

@@ -14,8 +14,15 @@
  * (the lock holder may read every byte and write byte 0; lock and unlock are the program's
  * choice). Every access of this program is ordered by happens-before with every conflicting
  * access, so it is data-race-free, and release consistency promises it sequential
- * consistency: every read returns the last write of each byte, exactly. One application
- * thread per node (see README.md for what that leaves to tests/engine).
+ * consistency: every read returns the last write of each byte, exactly.
+ *
+ * Threads. One application thread per node by default. With --threads 2 (mconfig.threads) each
+ * node n has a second thread in the LOCK phase only, which reads and writes byte 1 + n of any
+ * page, without the lock: nobody else touches that byte in the LOCK phase, and the lock holder
+ * then reads byte 0 only, so the program stays data-race-free. The second thread waits for its
+ * own accesses (PEND_R2/PEND_W2) independently of the first, so a node can take the lock
+ * (an acquire) while its other thread waits for a page - which one thread never does. The
+ * barrier waits for the second thread to be idle, as a barrier of both threads would.
  */
 #ifndef DSM_RC_MODEL_H
 #define DSM_RC_MODEL_H
@@ -34,8 +41,11 @@
 #define MAXSEQ 31   /* ORDER_GLOBAL: most messages in flight at once (a model limit) */
 #define NOLOCK 0xff /* holder when the lock is free */
 
-#define PEND_R 1
-#define PEND_W 2
+/* Waiting accesses of a node on a page: the first thread's, and (--threads 2) the second's. */
+#define PEND_R  1
+#define PEND_W  2
+#define PEND_R2 4
+#define PEND_W2 8
 
 /* Mappings of a node's copy of a page. */
 enum { MAP_NONE = 0, MAP_RO = 1, MAP_RW = 2 };
@@ -102,12 +112,15 @@ struct mconfig {
     /* The program may also call dsm_acquire alone at any point (after writing, say: the
      * acquire then releases the node's changes to pages others write and drops them). */
     int acquire_op;
+    /* Application threads per node, 1 or 2: the second exists in the LOCK phase only (above). */
+    int threads;
 };
 
 enum { ORDER_PAIR = 0, ORDER_GLOBAL = 1, ORDER_NONE = 2 };
 
 /* Transition labels: kind | node << 3 | page << 5 | src << 7 | dst << 9 | index << 11.
- * T_SYNC's page field says which operation: 0 lock, 1 unlock, 2 barrier. */
+ * T_SYNC's page field says which operation: 0 lock, 1 unlock, 2 barrier. Accesses and their
+ * retries carry the thread (0 or 1) in the src field (L_THREAD). */
 enum {
     T_READ = 0,
     T_WRITE = 1,
@@ -122,12 +135,14 @@ enum {
 #define LABEL(k, n, p, s, d) ((unsigned)((k) | (n) << 3 | (p) << 5 | (s) << 7 | (d) << 9))
 #define LABEL_AT(l, i)       ((l) | (unsigned)(i) << 11)
 #define L_INDEX(l)           (((l) >> 11) & 15u)
-#define MAXLABELS            (MAXN * MAXP * 4 + MAXN * 5 + 1 + MAXN * MAXN * MAXQ)
+#define LABEL_T(k, n, p, t)  LABEL(k, n, p, t, 0)
+#define MAXLABELS            (2 * MAXN * MAXP * 4 + MAXN * 5 + 1 + MAXN * MAXN * MAXQ)
 #define L_KIND(l)            ((l)&7u)
 #define L_NODE(l)            (((l) >> 3) & 3u)
 #define L_PAGE(l)            (((l) >> 5) & 3u)
 #define L_SRC(l)             (((l) >> 7) & 3u)
 #define L_DST(l)             (((l) >> 9) & 3u)
+#define L_THREAD(l)          L_SRC(l)
 /* Progress without the program's help: what liveness may lean on. */
 #define L_PROGRESS(l)                                                                              \
     (L_KIND(l) == T_DELIVER || L_KIND(l) == T_RETRY_R || L_KIND(l) == T_RETRY_W ||                 \
