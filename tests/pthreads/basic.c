@@ -12,8 +12,18 @@
  * pthread_self/pthread_equal; pthread_once; a read-write lock; pthread_mutex_timedlock; a counter
  * under a spinlock; an unnamed semaphore posted by every thread and waited for by main; and that
  * the threads ran in at least K processes (getpid() of every thread; K = 1 natively, the node count
- * under dsmrun). --exit S makes main return S after the checks, to test that the status reaches the
- * caller.
+ * under dsmrun); that what a thread's creator wrote before pthread_create is seen by the new
+ * thread, and what a thread wrote after its last synchronisation is seen by the thread that joins
+ * it (in blocks homed on every node, which the reader has cached before: what release consistency
+ * must make visible at create and join). --exit S makes main return S after the checks, to test
+ * that the status reaches the caller.
+ *
+ * Two flags are C11 atomics that main polls without other synchronisation (the threads that
+ * reached the work queue, the detached thread's write). Under `DSM_PROTOCOL=rc` the program's
+ * memory is release-consistent, where atomics are not atomic across nodes and a node sees
+ * another's writes only after synchronising, so with DSM_PROTOCOL=rc in the environment those
+ * two flags are read and written under a mutex instead (the last line says "flags under a
+ * mutex"); everything else is data-race-free and checked the same way in both modes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
@@ -67,7 +77,37 @@ pthread_spinlock_t spin;
 long spin_counter;
 sem_t done_sem;
 int posted[NT];
-#define SPIN_ITER 20
+/* Visibility at thread start and end: a page-sized block per worker (homed where it runs
+ * under dsmrun), written by worker 0 before it creates a thread that reads them; and values
+ * each worker writes after its last synchronisation, read by main after joining it. */
+long *cblk[NT];
+long late[NT];
+sem_t go; /* main has read every cblk[i][1]: the workers may write them again */
+#define CBLK_LONGS 512
+#define SPIN_ITER  20
+/* DSM_PROTOCOL=rc: the polled flags are under flag_m, not atomics (see the top). */
+int locked_flags;
+pthread_mutex_t flag_m = PTHREAD_MUTEX_INITIALIZER;
+
+static void flag_add(int *f, int v)
+{
+    if (!locked_flags) {
+        __atomic_add_fetch(f, v, __ATOMIC_SEQ_CST);
+        return;
+    }
+    pthread_mutex_lock(&flag_m);
+    *f += v;
+    pthread_mutex_unlock(&flag_m);
+}
+
+static int flag_get(int *f)
+{
+    if (!locked_flags) return __atomic_load_n(f, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&flag_m);
+    int v = *f;
+    pthread_mutex_unlock(&flag_m);
+    return v;
+}
 
 struct arg {
     int id;
@@ -85,6 +125,10 @@ static void fail(const char *what, long got, long want)
 
 static void *child(void *a)
 {
+    for (int k = 0; k < NT; k++)
+        if (cblk[k][0] != 1000 + k)
+            fail("a block its creator wrote before pthread_create, read by the new thread",
+                 cblk[k][0], 1000 + k);
     return (void *)((intptr_t)a * 2);
 }
 
@@ -96,7 +140,7 @@ static void once_fn(void)
 static void *detached(void *a)
 {
     pids[NT + 1] = getpid();
-    __atomic_store_n(&detached_ran, (int)(intptr_t)a, __ATOMIC_SEQ_CST);
+    flag_add(&detached_ran, (int)(intptr_t)a);
     return NULL;
 }
 
@@ -178,6 +222,8 @@ static void *worker(void *p)
         pthread_rwlock_unlock(&rw);
     }
 
+    cblk[id] = calloc(CBLK_LONGS, sizeof(long));
+
     /* phased reduction */
     long part = 0;
     for (long i = id * 1000; i < (id + 1) * 1000; i++) part += i;
@@ -206,7 +252,7 @@ static void *worker(void *p)
 
     /* consume from the work queue: main produces only once every thread is here, so the
      * consumers really wait (a 10 s deadline turns a lost wake-up into a failure) */
-    __atomic_add_fetch(&at_queue, 1, __ATOMIC_SEQ_CST);
+    flag_add(&at_queue, 1);
     for (;;) {
         pthread_mutex_lock(&qm);
         while (qhead == qtail && !qdone) {
@@ -229,7 +275,8 @@ static void *worker(void *p)
     }
 consumed:
 
-    if (id == 0) { /* a thread created by a thread */
+    if (id == 0) {                                          /* a thread created by a thread */
+        for (int k = 0; k < NT; k++) cblk[k][0] = 1000 + k; /* the barriers published cblk */
         pthread_t c;
         void *rv;
         pthread_create(&c, NULL, child, (void *)(intptr_t)21);
@@ -237,7 +284,13 @@ consumed:
         if ((intptr_t)rv != 42) fail("join value of a thread's thread", (intptr_t)rv, 42);
     }
     __atomic_store_n(&posted[id], 1, __ATOMIC_SEQ_CST);
+    cblk[id][1] = 1;
     sem_post(&done_sem);
+    /* Once main has read cblk[id][1] (and holds a copy of its page), write it again with
+     * nothing but the thread's end between here and main's join. */
+    sem_wait(&go);
+    cblk[id][1] = id + 2;
+    late[id] = id + 2;
     if (id % 2) pthread_exit((void *)(intptr_t)(id * 3 + 1));
     return (void *)(intptr_t)(id * 3 + 1);
 }
@@ -251,6 +304,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--exit"))
             status = atoi(argv[i + 1]);
     }
+    const char *proto = getenv("DSM_PROTOCOL");
+    locked_flags = proto && !strcmp(proto, "rc");
     int main_local = 42;
     long main_slots[NT] = {0};
     struct arg args[NT];
@@ -258,6 +313,7 @@ int main(int argc, char **argv)
     pthread_barrier_init(&bar, NULL, NT);
     pthread_spin_init(&spin, PTHREAD_PROCESS_PRIVATE);
     sem_init(&done_sem, 0, 0);
+    sem_init(&go, 0, 0);
     pids[NT] = getpid();
     for (int i = 0; i < NT; i++) {
         args[i] = (struct arg){i, &main_local, main_slots};
@@ -273,7 +329,7 @@ int main(int argc, char **argv)
     if (pthread_create(&dt, &da, detached, (void *)(intptr_t)5)) fail("detached create", 1, 0);
     pthread_attr_destroy(&da);
     /* produce the work, once every consumer waits */
-    while (__atomic_load_n(&at_queue, __ATOMIC_SEQ_CST) < NT) usleep(1000);
+    while (flag_get(&at_queue) < NT) usleep(1000);
     usleep(20000);
     long produced = 0;
     for (int i = 1; i <= ITEMS; i++) {
@@ -296,16 +352,25 @@ int main(int argc, char **argv)
         if (!__atomic_load_n(&posted[i], __ATOMIC_SEQ_CST))
             fail("a thread had not posted when main's waits returned", i, -1);
     if (sem_trywait(&done_sem) == 0) fail("sem_trywait on an empty semaphore", 0, -1);
+    for (int i = 0; i < NT; i++)
+        if (cblk[i][1] != 1) fail("a thread's block before sem_post", cblk[i][1], 1);
+    for (int i = 0; i < NT; i++) sem_post(&go);
     for (int i = 0; i < NT; i++) {
         void *rv;
         if (pthread_join(th[i], &rv)) fail("pthread_join", 1, 0);
         if ((intptr_t)rv != i * 3 + 1) fail("join value", (intptr_t)rv, i * 3 + 1);
         if (main_slots[i] != 100 + i)
             fail("main's local written by a thread", main_slots[i], 100 + i);
+        if (cblk[i][1] != i + 2)
+            fail("a thread's block written after its last synchronisation, after join", cblk[i][1],
+                 i + 2);
+        if (late[i] != i + 2)
+            fail("a global written after a thread's last synchronisation, after join", late[i],
+                 i + 2);
+        free(cblk[i]);
     }
     pthread_barrier_destroy(&bar);
-    for (int i = 0; i < 3000 && !__atomic_load_n(&detached_ran, __ATOMIC_SEQ_CST); i++)
-        usleep(1000);
+    for (int i = 0; i < 3000 && !flag_get(&detached_ran); i++) usleep(1000);
     if (detached_ran != 5) fail("detached thread's write", detached_ran, 5);
     long want = (long)NT * (ITER + 2);
     if (counter != want) fail("mutex-protected counter", counter, want);
@@ -324,7 +389,9 @@ int main(int argc, char **argv)
         procs += !seen;
     }
     if (procs < min_procs) fail("processes the threads ran in", procs, min_procs);
-    printf("basic: %d threads in %d process(es), counter %ld, total %ld, queue %ld: %s\n", NT,
-           procs, counter, total, consumed_sum, failures ? "FAILED" : "ok");
+    printf("basic: %d threads in %d process(es), counter %ld, total %ld, queue %ld, flags %s: "
+           "%s\n",
+           NT, procs, counter, total, consumed_sum,
+           locked_flags ? "under a mutex (DSM_PROTOCOL=rc)" : "atomic", failures ? "FAILED" : "ok");
     return failures ? 1 : status;
 }
