@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
@@ -53,7 +52,9 @@
 
 struct pt_ctl *pt_ctl;
 struct pt_queue *pt_queues;
+struct pt_thread *pt_records;
 int pt_rank, pt_nodes;
+int pt_rc;
 int pt_ready;
 __thread int pt_internal;
 uintptr_t pt_lo, pt_hi;
@@ -86,19 +87,32 @@ _Noreturn void pt_exit_now(int status)
     for (;;) pause();
 }
 
-void pt_die(const char *fmt, ...)
+static void say(const char *fmt, va_list ap)
 {
     char buf[1024];
     int n = snprintf(buf, sizeof buf, "ufdsm pthreads (node %d): ", pt_rank);
-    va_list ap;
-    va_start(ap, fmt);
     n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
     buf[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
     (void)w;
+}
+
+void pt_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
     pt_exit_now(1);
+}
+
+void pt_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
 }
 
 void pt_backoff(unsigned *round)
@@ -176,6 +190,11 @@ static void resolve(void)
     pt_real.sem_trywait = must_sym("sem_trywait");
     pt_real.sem_timedwait = must_sym("sem_timedwait");
     pt_real.sem_getvalue = must_sym("sem_getvalue");
+    pt_real.spin_init = must_sym("pthread_spin_init");
+    pt_real.spin_destroy = must_sym("pthread_spin_destroy");
+    pt_real.spin_lock = must_sym("pthread_spin_lock");
+    pt_real.spin_trylock = must_sym("pthread_spin_trylock");
+    pt_real.spin_unlock = must_sym("pthread_spin_unlock");
     pt_real.usable_size = must_sym("malloc_usable_size");
     pt_real.exit_proc = must_sym("exit");
     pt_io_resolve(RTLD_NEXT);
@@ -434,15 +453,11 @@ static void start_runtime(void)
                "bug in ufdsm's pthreads support");
     struct seg s = seg;
     uint64_t mem = space;
-    /* The preload's own flags, the thread records, barriers and condition variables are
-     * polled with plain atomics, which only sequentially consistent memory makes visible
-     * across nodes; release consistency would need an acquire in every poll. */
+    /* Under DSM_PROTOCOL=rc the program's memory (globals, heap, stacks) is release-
+     * consistent, and every synchronisation call must release and/or acquire (pt_rc). The
+     * runtime checks the value itself. */
     const char *proto = getenv("DSM_PROTOCOL");
-    if (proto && *proto && strcasecmp(proto, "sc"))
-        pt_die("DSM_PROTOCOL=%s is not supported with --pthreads yet (its thread start, join, "
-               "barriers and condition variables need sequentially consistent memory); unset "
-               "DSM_PROTOCOL or set it to sc",
-               proto);
+    pt_rc = proto && !strcmp(proto, "rc");
     char buf[64];
     snprintf(buf, sizeof buf, "%#llx", (unsigned long long)s.lo);
     setenv("DSM_BASE", buf, 1);
@@ -472,12 +487,25 @@ static void start_runtime(void)
     /* Nothing may touch the globals from here until node 0 has copied them back and the
      * barrier in check_identity has passed. */
     pt_internal++;
+    /* The globals take the default protocol, like the rest of the program's memory. What
+     * the preload polls and decides with atomics across nodes (the control block, the start
+     * queues, the thread records) is SC whatever the default: C11 atomics are atomic across
+     * nodes only there. */
     void *d = pt_dsm.alloc_placed(dlen, DSM_PLACE_NODE, 0);
-    pt_ctl = pt_dsm.alloc_placed(sizeof *pt_ctl, DSM_PLACE_NODE, 0);
-    pt_queues = pt_dsm.alloc_placed((size_t)pt_nodes * sizeof *pt_queues, DSM_PLACE_CYCLIC,
+    pt_ctl = pt_dsm.alloc_placed(sizeof *pt_ctl, DSM_PLACE_NODE | DSM_SC, 0);
+    pt_queues = pt_dsm.alloc_placed((size_t)pt_nodes * sizeof *pt_queues, DSM_PLACE_CYCLIC | DSM_SC,
                                     sizeof *pt_queues);
+    pt_records = pt_dsm.alloc_placed((size_t)pt_nodes * PT_RECORDS * sizeof *pt_records,
+                                     DSM_PLACE_CYCLIC | DSM_SC, PT_RECORDS * sizeof *pt_records);
     pt_internal--;
-    if (d != (void *)s.lo || !pt_ctl || !pt_queues)
+    if (d == (void *)s.lo && (!pt_ctl || !pt_queues || !pt_records))
+        pt_die("no global memory for the preload's control block, start queues and %d thread "
+               "records per node (%zu bytes in all; the runtime's message above says more); "
+               "raise DSM_MEMORY",
+               PT_RECORDS,
+               sizeof *pt_ctl +
+                   (size_t)pt_nodes * (sizeof *pt_queues + PT_RECORDS * sizeof *pt_records));
+    if (d != (void *)s.lo)
         pt_die("the global space did not place the data segment at its address (%p, wanted "
                "%#lx); this is a bug in ufdsm's pthreads support",
                d, (unsigned long)s.lo);
@@ -584,6 +612,9 @@ static void at_exit(void)
 {
     if (!pt_ready || getpid() != pt_pid) return;
     fflush(NULL);
+    /* Under RC: what this node wrote (its exit handlers included) reaches the other nodes'
+     * exit handlers, which acquire when they see the status (poll_exit). */
+    pt_release();
     uint64_t zero = 0;
     atomic_compare_exchange_strong(&pt_ctl->exiting, &zero,
                                    (1ull << 32) | (uint64_t)(main_status & 0xff));
@@ -625,6 +656,7 @@ void _exit(int status)
     if (pt_ready && getpid() == pt_pid) {
         int no = 0;
         if (atomic_compare_exchange_strong(&exit_claimed, &no, 1)) {
+            pt_release(); /* as at_exit */
             uint64_t zero = 0;
             atomic_compare_exchange_strong(&pt_ctl->exiting, &zero,
                                            (1ull << 32) | (uint64_t)(status & 0xff));
@@ -646,8 +678,11 @@ static void poll_exit(void)
 {
     if (atomic_load(&exit_started)) finish();
     uint64_t v = atomic_load(&pt_ctl->exiting);
-    if (v && !atomic_load(&exit_claimed))
-        exit((int)(v & 0xff)); /* another node ended the job: run our exit handlers */
+    if (v && !atomic_load(&exit_claimed)) {
+        /* Another node ended the job: run our exit handlers, seeing what it wrote (RC). */
+        pt_acquire();
+        exit((int)(v & 0xff));
+    }
 }
 
 static void *watcher(void *arg)

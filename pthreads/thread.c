@@ -14,7 +14,14 @@
  * stay in the real thread's ordinary stack, which the kernel writes to (set_tid_address,
  * rseq) and which must therefore never be missing. Faults on the shared stack are taken on an
  * alternate signal stack. The record carries the return value and a state word that join,
- * detach and the thread's end decide with atomics (SC memory: atomic across nodes).
+ * detach and the thread's end decide with atomics. Records are slots of a pool in SC memory
+ * allocated at start (start.c), whatever the program's protocol: atomics are atomic across
+ * nodes only there, and dsm_malloc gives the default protocol.
+ *
+ * Release consistency (pt_rc): pthread_create releases before the record is published, the
+ * new thread acquires before its routine runs; the thread's end (return or pthread_exit)
+ * releases before it is marked done, and pthread_join acquires once it sees that. Between
+ * threads of one node nothing is needed: they share the node's copy of every page.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -22,6 +29,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -139,6 +147,42 @@ int pt_self_tid(void)
     return (int)(0x40000000u | (unsigned)gettid()); /* a thread the preload did not start */
 }
 
+/* This node's slots first, from where the last search stopped (threads of one node race
+ * only for the CAS), then the other nodes': a record is homed where it was created when it
+ * can be, so starting a local thread moves no page. */
+struct pt_thread *pt_record_alloc(void)
+{
+    static _Atomic unsigned cursor;
+    for (int k = 0; k < pt_nodes; k++) {
+        struct pt_thread *pool = pt_records + (size_t)((pt_rank + k) % pt_nodes) * PT_RECORDS;
+        unsigned from = k ? 0 : atomic_load_explicit(&cursor, memory_order_relaxed);
+        for (unsigned i = 0; i < PT_RECORDS; i++) {
+            unsigned at = (from + i) % PT_RECORDS;
+            int no = 0;
+            if (atomic_load_explicit(&pool[at].used, memory_order_relaxed) ||
+                !atomic_compare_exchange_strong(&pool[at].used, &no, 1))
+                continue;
+            if (!k) atomic_store_explicit(&cursor, at + 1, memory_order_relaxed);
+            struct pt_thread *t = &pool[at];
+            memset(t, 0, offsetof(struct pt_thread, used));
+            return t;
+        }
+    }
+    static _Atomic int warned;
+    if (!atomic_exchange(&warned, 1))
+        pt_warn("pthread_create: all %d thread records of every node are in use (threads "
+                "that were neither joined nor detached keep theirs), so it fails with EAGAIN; "
+                "join or detach finished threads",
+                PT_RECORDS);
+    return NULL;
+}
+
+void pt_record_free(struct pt_thread *t)
+{
+    t->magic = 0;
+    atomic_store(&t->used, 0);
+}
+
 static void run_thread(void)
 {
     struct pt_thread *t = pt_self;
@@ -151,13 +195,12 @@ static void *trampoline(void *arg)
     pt_self = t;
     int slot = pt_app_thread_register();
     pt_tls_prime();
+    pt_acquire(); /* what the creator wrote before pthread_create (RC) */
     pt_run_on_dsm_stack(run_thread, t->stacksize);
     pt_self = NULL;
+    pt_release(); /* what the thread wrote, before a joiner (or main's end) may see it done */
     atomic_fetch_sub(&pt_ctl->live, 1);
-    if (atomic_exchange(&t->state, PT_DONE) == PT_DETACHED) {
-        t->magic = 0;
-        pt_dsm_free(t);
-    }
+    if (atomic_exchange(&t->state, PT_DONE) == PT_DETACHED) pt_record_free(t);
     pt_app_thread_unregister(slot); /* touches the global space no more */
     return NULL;
 }
@@ -229,9 +272,8 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
         if (rc) __libc_free(s);
         return rc;
     }
-    struct pt_thread *t = pt_dsm_malloc(sizeof *t);
+    struct pt_thread *t = pt_record_alloc();
     if (!t) return EAGAIN;
-    memset(t, 0, sizeof *t);
     t->fn = fn;
     t->arg = arg;
     t->stacksize = DEFAULT_STACK;
@@ -251,6 +293,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     if (t->node == pt_rank) {
         start_here(t);
     } else {
+        pt_release(); /* the routine's argument and whatever else the creator wrote (RC) */
         struct pt_queue *q = &pt_queues[t->node];
         struct pt_thread *old = atomic_load(&q->head);
         do t->next = old;
@@ -278,9 +321,9 @@ int pthread_join(pthread_t th, void **ret)
         if (round > 200) round = 150;
     }
     if (s == PT_DETACHED) return EINVAL;
+    if (t->node != pt_rank) pt_acquire(); /* what the thread wrote, released at its end (RC) */
     if (ret) *ret = t->ret;
-    t->magic = 0;
-    pt_dsm_free(t);
+    pt_record_free(t);
     return 0;
 }
 
@@ -290,10 +333,7 @@ int pthread_detach(pthread_t th)
     if (!t) return pt_real.detach(th);
     int s = atomic_exchange(&t->state, PT_DETACHED);
     if (s == PT_DETACHED) return EINVAL;
-    if (s == PT_DONE) {
-        t->magic = 0;
-        pt_dsm_free(t);
-    }
+    if (s == PT_DONE) pt_record_free(t);
     return 0;
 }
 
@@ -307,6 +347,7 @@ void pthread_exit(void *ret)
             pt_backoff(&round);
             if (round > 200) round = 150;
         }
+        pt_acquire(); /* every thread released at its end: the exit handlers see it all */
         exit(0);
     }
     if (pt_ready && pt_self) {
