@@ -7,9 +7,10 @@
  *   exit_thread [STATUS]     (default 5; the test expects exactly this status)
  *
  * main's exit handler (which under dsmrun runs on node 0, once the exiting node has ended the
- * job) must see what the exiting thread wrote just before exit, in a heap block of the
- * exiting node that main has read (so node 0 holds a copy) before: with DSM_PROTOCOL=rc that
- * takes a release by the exiting node and an acquire by node 0. It prints "FAIL" otherwise.
+ * job) must see what the exiting thread wrote just before exit: in a heap block of the
+ * exiting node that main has read (so node 0 holds a copy) before, and in a global (homed on
+ * node 0). With DSM_PROTOCOL=rc the first takes an acquire by node 0, the second a release by
+ * the exiting node. It prints "FAIL" otherwise.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -23,15 +24,20 @@ pid_t main_pid;
 pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 long *block;
 int main_read;
+long last_global; /* written by the exiting thread just before exit */
 
 static void check_at_exit(void)
 {
     long want = status * 1000L + 7;
     if (!block) return; /* main failed before the handshake */
     if (*block != want)
-        printf("FAIL: the exit handler sees %ld written before exit, want %ld\n", *block, want);
+        printf("FAIL: the exit handler sees %ld in the block written before exit, want %ld\n",
+               *block, want);
+    else if (last_global != want)
+        printf("FAIL: the exit handler sees %ld in the global written before exit, want %ld\n",
+               last_global, want);
     else
-        printf("exit_thread: the exit handler sees the exiting thread's last write\n");
+        printf("exit_thread: the exit handler sees the exiting thread's last writes\n");
     fflush(stdout);
 }
 
@@ -63,6 +69,7 @@ static void *exiter(void *a)
     pthread_mutex_unlock(&m);
     while (!locked_get(&main_read)) usleep(1000);
     *b = status * 1000L + 7;
+    last_global = status * 1000L + 7;
     exit(status);
 }
 
