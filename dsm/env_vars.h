@@ -68,6 +68,10 @@ static const struct dsm_env_var dsm_env_vars[] = {
      "one: the pages a node homes are held once (Linux 6.4+); two: twice; auto: one if possible"},
     {"DSM_ONESIDED", "off",
      "auto: RC pages homed by a node on this host are read from its memory, no message; off"},
+    {"DSM_THREAD_PLACEMENT", "rr",
+     "--pthreads: where threads go: rr (round robin), fill or block:K (node by node)"},
+    {"DSM_THREADS_PER_NODE", "the node's CPUs",
+     "--pthreads, DSM_THREAD_PLACEMENT=fill: threads each node takes before the next"},
     {"DSM_TRACE", "off", "path: record coherence events into PATH.<rank> (%r: the rank)"},
 };
 #define DSM_ENV_VAR_COUNT (sizeof dsm_env_vars / sizeof dsm_env_vars[0])

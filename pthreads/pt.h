@@ -55,6 +55,7 @@ struct pt_ctl {
     _Atomic int64_t live;      /* threads started and not finished */
     _Atomic uint32_t next_tid; /* job-wide thread ids */
     struct pt_ident ident[PT_MAX_NODES];
+    uint32_t per_node[PT_MAX_NODES]; /* threads a node takes in turn (DSM_THREAD_PLACEMENT) */
 };
 
 /* Thread records: PT_RECORDS slots per node, node k's homed on node k. */
@@ -211,6 +212,12 @@ void pt_threads_start_queued(void); /* starts what this node's queue holds */
  * signal stack for the SIGBUS of faults on that stack. pt_exit_to_runner ends it early. */
 void pt_run_on_dsm_stack(void (*fn)(void), size_t size);
 void pt_exit_to_runner(void) __attribute__((noreturn));
+/* Placement (DSM_THREAD_PLACEMENT): pt_place_init reads the variables and publishes this
+ * node's share in the control block, before the start barrier; pt_place_ready takes every
+ * node's after it. pt_place(i) is the node of the i-th thread created in the job. */
+void pt_place_init(void);
+void pt_place_ready(void);
+int pt_place(uint64_t i);
 /* A free slot of the records pool (this node's first), zeroed; NULL when all are taken. */
 struct pt_thread *pt_record_alloc(void);
 void pt_record_free(struct pt_thread *t);

@@ -514,7 +514,9 @@ static void start_runtime(void)
         atomic_store(&pt_ctl->next_tid, 1);
     }
     munmap(saved, dlen);
+    pt_place_init();
     check_identity(&s);
+    pt_place_ready();
 }
 
 /* ---------------------------------------------------------------- ending */

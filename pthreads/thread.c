@@ -1,8 +1,10 @@
 /*
  * thread.c - threads placed on nodes: pthread_create, join, detach, exit, self.
  *
- * pthread_create picks a node (round robin over all nodes, node 0 included, from a cursor in
- * the control block, so threads created by threads continue the same rotation), writes a
+ * pthread_create picks a node from a job-wide count of the threads created so far (in the
+ * control block, so threads created by threads continue the same sequence) and the placement
+ * (DSM_THREAD_PLACEMENT: round robin over all nodes, node 0 included, by default; or node by
+ * node, so many per node: pt_place), writes a
  * thread record into the global space and either starts it here or pushes it onto the chosen
  * node's start queue (a lock-free list on a page that node homes; its poller starts what it
  * finds). The start routine and its argument mean the same on every node: the executable is
@@ -28,6 +30,7 @@
 #endif
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -146,6 +149,78 @@ int pt_self_tid(void)
     if (pt_self) return (int)pt_self->tid;
     return (int)(0x40000000u | (unsigned)gettid()); /* a thread the preload did not start */
 }
+
+/* ---------------------------------------------------------------- placement */
+
+/* Round robin (rr): node i % nodes. Otherwise nodes are filled in order, each taking
+ * per_node[k] consecutive threads, and past the last node it starts again at node 0. */
+static int place_rr = 1;
+static uint64_t place_end[PT_MAX_NODES]; /* threads up to and including node k's share */
+
+/* The threads this node takes in turn: DSM_THREADS_PER_NODE, else its CPUs (those this
+ * process may run on: a container's or cpuset's limit, not the host's). */
+static uint32_t threads_per_node(void)
+{
+    const char *v = getenv("DSM_THREADS_PER_NODE");
+    if (v && *v) {
+        char *end;
+        unsigned long k = strtoul(v, &end, 10);
+        if (*end || !k || k > 1000000)
+            pt_die("DSM_THREADS_PER_NODE=%s is not a number of threads from 1 to 1000000; it "
+                   "says how many threads DSM_THREAD_PLACEMENT=fill puts on each node",
+                   v);
+        return (uint32_t)k;
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (uint32_t)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+void pt_place_init(void)
+{
+    const char *v = getenv("DSM_THREAD_PLACEMENT");
+    uint32_t k = 1;
+    if (!v || !*v || !strcmp(v, "rr")) {
+        place_rr = 1;
+    } else if (!strcmp(v, "fill")) {
+        place_rr = 0;
+        k = threads_per_node();
+    } else if (!strncmp(v, "block:", 6)) {
+        char *end;
+        unsigned long b = strtoul(v + 6, &end, 10);
+        if (*end || !b || b > 1000000)
+            pt_die("DSM_THREAD_PLACEMENT=%s: block:K needs K, the threads per node, from 1 to "
+                   "1000000 (e.g. block:4)",
+                   v);
+        place_rr = 0;
+        k = (uint32_t)b;
+    } else {
+        pt_die("DSM_THREAD_PLACEMENT=%s is not a placement; use rr (round robin over the nodes, "
+               "the default), fill (DSM_THREADS_PER_NODE threads per node, else its CPUs, node "
+               "by node) or block:K (K threads per node, node by node)",
+               v);
+    }
+    pt_ctl->per_node[pt_rank] = k;
+}
+
+void pt_place_ready(void)
+{
+    uint64_t sum = 0;
+    for (int k = 0; k < pt_nodes; k++) place_end[k] = sum += pt_ctl->per_node[k];
+}
+
+int pt_place(uint64_t i)
+{
+    if (place_rr) return (int)(i % (uint64_t)pt_nodes);
+    i %= place_end[pt_nodes - 1];
+    int k = 0;
+    while (i >= place_end[k]) k++;
+    return k;
+}
+
+/* ---------------------------------------------------------------- thread records */
 
 /* This node's slots first, from where the last search stopped (threads of one node race
  * only for the CAS), then the other nodes': a record is homed where it was created when it
@@ -285,7 +360,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
         if (!pthread_attr_getdetachstate(attr, &ds) && ds == PTHREAD_CREATE_DETACHED) detached = 1;
     }
     t->tid = atomic_fetch_add(&pt_ctl->next_tid, 1) + 1;
-    t->node = (int)(atomic_fetch_add(&pt_ctl->rr, 1) % (uint64_t)pt_nodes);
+    t->node = pt_place(atomic_fetch_add(&pt_ctl->rr, 1));
     atomic_store(&t->state, detached ? PT_DETACHED : PT_RUNNING);
     t->magic = PT_MAGIC;
     atomic_fetch_add(&pt_ctl->live, 1);
