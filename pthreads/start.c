@@ -25,6 +25,8 @@
  * system calls (read, write, ...) are forwarded by io.c, since a dlopen'd library comes after
  * libc in the symbol search order.
  *
+ * A crashing thread is named before its node dies (crash_handler).
+ *
  * Ending: exit() on any node (or main returning) runs that node's exit handlers, flushes its
  * stdio, and publishes the status in the control block; every node's poller (node 0: a
  * watcher thread; others: the main thread) sees it, and calls dsm_finalize and _exit with the
@@ -556,9 +558,24 @@ void pt_park_now(void)
     for (;;) pause();
 }
 
-static void park_handler(int sig)
+/* A handler taking siginfo, run on the thread's alternate stack: a thread on a stack in the
+ * global space (whose page may be missing or read-only, or which overflowed) has one
+ * (thread.c). */
+static struct sigaction altstack_action(void (*fn)(int, siginfo_t *, void *), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fn;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | flags;
+    sigemptyset(&sa.sa_mask);
+    return sa;
+}
+
+static void park_handler(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
+    (void)si;
+    (void)ctx;
     if (pt_internal) {
         pt_park_pending = 1;
         return;
@@ -568,10 +585,7 @@ static void park_handler(int sig)
 
 static void install_park(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = park_handler;
-    sa.sa_flags = SA_ONSTACK | SA_RESTART;
+    struct sigaction sa = altstack_action(park_handler, SA_RESTART);
     sigfillset(&sa.sa_mask);
     if (sigaction(PARK_SIG, &sa, NULL))
         pt_die("cannot install the handler of signal %d: %s", PARK_SIG, strerror(errno));
@@ -714,6 +728,79 @@ static _Noreturn void worker_loop(void)
     }
 }
 
+/* ---------------------------------------------------------------- crashes */
+
+/*
+ * A fatal signal in a program thread ends its node, and the other nodes then report only
+ * "lost node N". So before the process dies, the thread that took the signal is named: its
+ * job-wide number (main is 1, then in creation order), its pthread_t, its start routine (by
+ * name when the executable exports it, else as file+offset for addr2line) and the faulting
+ * address. Installed before the runtime starts, so that the runtime's SIGBUS handler passes
+ * bus errors outside the global space on to this one. dladdr and snprintf are not
+ * async-signal-safe; the process is dying, and at worst the message is lost.
+ */
+static const struct {
+    int sig;
+    const char *name;
+} crash_sigs[] = {{SIGSEGV, "SIGSEGV"},
+                  {SIGBUS, "SIGBUS"},
+                  {SIGABRT, "SIGABRT"},
+                  {SIGFPE, "SIGFPE"},
+                  {SIGILL, "SIGILL"}};
+
+static void name_code(char *buf, size_t len, void *p)
+{
+    Dl_info di;
+    if (dladdr(p, &di) && di.dli_sname)
+        snprintf(buf, len, "%s", di.dli_sname);
+    else if (dladdr(p, &di) && di.dli_fname)
+        snprintf(buf, len, "%s+%#lx", di.dli_fname,
+                 (unsigned long)((uintptr_t)p - (uintptr_t)di.dli_fbase));
+    else
+        snprintf(buf, len, "%p", p);
+}
+
+static void crash_handler(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    const char *sname = "a fatal signal";
+    for (size_t i = 0; i < sizeof crash_sigs / sizeof crash_sigs[0]; i++)
+        if (crash_sigs[i].sig == sig) sname = crash_sigs[i].name;
+    char who[512], where[64] = "";
+    struct pt_thread *t = pt_self;
+    if (pt_internal) {
+        snprintf(who, sizeof who, "a thread inside ufdsm's runtime (kernel tid %d)", (int)gettid());
+    } else if (t == &main_rec) {
+        snprintf(who, sizeof who, "main (thread 1, kernel tid %d)", (int)gettid());
+    } else if (t) {
+        char fn[256];
+        name_code(fn, sizeof fn, (void *)t->fn);
+        snprintf(who, sizeof who, "thread %u (pthread_t %p, start routine %s, kernel tid %d)",
+                 t->tid, (void *)t, fn, (int)gettid());
+    } else {
+        snprintf(who, sizeof who,
+                 "a thread not created by the program's pthread_create (kernel tid %d)",
+                 (int)gettid());
+    }
+    if (sig != SIGABRT && si) snprintf(where, sizeof where, " at address %p", si->si_addr);
+    pt_warn("%s was killed by %s (%s)%s; node %d ends, and with it the job", who, sname,
+            strsignal(sig), where, pt_rank);
+    signal(sig, SIG_DFL);
+    raise(sig); /* blocked in here: delivered, with its default action, on return */
+}
+
+static void install_crash_report(void)
+{
+    struct sigaction sa = altstack_action(crash_handler, 0);
+    for (size_t i = 0; i < sizeof crash_sigs / sizeof crash_sigs[0]; i++) {
+        struct sigaction old;
+        /* A handler someone installed before us (a sanitizer, a library) stays. */
+        if (sigaction(crash_sigs[i].sig, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+            old.sa_handler == SIG_DFL)
+            sigaction(crash_sigs[i].sig, &sa, NULL);
+    }
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void run_main(void)
@@ -757,6 +844,7 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
     resolve();
     start_main_fn real = (start_main_fn)must_sym("__libc_start_main");
     check_startup(argv);
+    install_crash_report();
     start_runtime();
     atexit(at_exit);
     install_park();
