@@ -70,6 +70,10 @@ static const struct dsm_env_var dsm_env_vars[] = {
      "auto: RC pages homed by a node on this host are read from its memory, no message; off"},
     {"DSM_PTHREADS", "(dsmrun --pthreads: the program's name)",
      "--pthreads: the program the preload makes a node of; other processes stay plain"},
+    {"DSM_THREAD_PLACEMENT", "rr",
+     "--pthreads: where threads go: rr (round robin), fill or block:K (node by node)"},
+    {"DSM_THREADS_PER_NODE", "the node's CPUs",
+     "--pthreads, DSM_THREAD_PLACEMENT=fill: threads each node takes before the next"},
     {"DSM_TRACE", "off", "path: record coherence events into PATH.<rank> (%r: the rank)"},
 };
 #define DSM_ENV_VAR_COUNT (sizeof dsm_env_vars / sizeof dsm_env_vars[0])

@@ -13,6 +13,12 @@
  * Each block carries a 16-byte header in front of what the program gets: the start of the
  * dsm_malloc block (differs from the header's place for aligned blocks) and the size asked
  * for, which malloc_usable_size and realloc need.
+ *
+ * Release consistency: the blocks (and their headers) are the program's memory, RC under
+ * DSM_PROTOCOL=rc. The allocator's own metadata is not: dsm_malloc keeps it in each node's
+ * local memory, and a block of another node's arena is freed by a message to that node. The
+ * header is written by the allocating node before malloc returns, so any thread that got the
+ * pointer through synchronisation (as a data-race-free program does) sees it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -79,6 +85,10 @@ void free(void *p)
         return;
     }
     struct hdr *h = (struct hdr *)p - 1;
+    /* Under RC, this node's writes to the block still unreleased would reach its home at a
+     * later release, over whatever the block's next owner wrote there: they go now, while
+     * the block is still ours (one atomic load when nothing is dirty). */
+    pt_release();
     pt_dsm_free(h->block);
 }
 

@@ -19,9 +19,9 @@
 #define PT_MAX_NODES 256
 #define PT_MAGIC     0x7074687265616431ull /* "pthread1": marks a thread record */
 
-/* One thread started through the interposed pthread_create: lives in the global space (from
- * dsm_malloc on the creating node), so any node can join or detach it. Its address is the
- * pthread_t the program sees. */
+/* One thread started through the interposed pthread_create: lives in the global space (a
+ * slot of the records pool, SC memory, preferably homed on the creating node), so any node
+ * can join or detach it. Its address is the pthread_t the program sees. */
 struct pt_thread {
     uint64_t magic;
     void *(*fn)(void *);
@@ -32,7 +32,8 @@ struct pt_thread {
     uint32_t tid;           /* job-wide thread id (mutex owners) */
     int node;               /* where it runs */
     _Atomic int state;      /* PT_RUNNING, PT_DONE or PT_DETACHED */
-};
+    _Atomic int used;       /* the pool slot is taken (thread.c) */
+} __attribute__((aligned(64)));
 enum { PT_RUNNING = 0, PT_DONE = 1, PT_DETACHED = 2 };
 
 /* One node's queue of threads to start: a page of its own, homed on that node, so that the
@@ -54,11 +55,21 @@ struct pt_ctl {
     _Atomic int64_t live;      /* threads started and not finished */
     _Atomic uint32_t next_tid; /* job-wide thread ids */
     struct pt_ident ident[PT_MAX_NODES];
+    uint32_t per_node[PT_MAX_NODES]; /* threads a node takes in turn (DSM_THREAD_PLACEMENT) */
 };
+
+/* Thread records: PT_RECORDS slots per node, node k's homed on node k. */
+#define PT_RECORDS 4096
 
 extern struct pt_ctl *pt_ctl;
 extern struct pt_queue *pt_queues;
+extern struct pt_thread *pt_records;
 extern int pt_rank, pt_nodes;
+/* 1 when the program's memory is release-consistent (DSM_PROTOCOL=rc): every
+ * synchronisation call then also releases and/or acquires, and the objects that keep state
+ * in themselves (barriers, conditions, semaphores, once, rwlocks, spinlocks) guard it with
+ * the runtime's mutex on their address (sync.c). Chosen once at start. */
+extern int pt_rc;
 /* 1 once the global space serves the program (malloc from it, threads placed on nodes). */
 extern int pt_ready;
 /* >0 while this thread runs the runtime's code, or for the runtime's own threads: their
@@ -103,6 +114,11 @@ struct pt_real {
     int (*sem_trywait)(sem_t *);
     int (*sem_timedwait)(sem_t *, const struct timespec *);
     int (*sem_getvalue)(sem_t *, int *);
+    int (*spin_init)(pthread_spinlock_t *, int);
+    int (*spin_destroy)(pthread_spinlock_t *);
+    int (*spin_lock)(pthread_spinlock_t *);
+    int (*spin_trylock)(pthread_spinlock_t *);
+    int (*spin_unlock)(pthread_spinlock_t *);
     size_t (*usable_size)(void *);
     void (*exit_proc)(int) __attribute__((noreturn));
 };
@@ -152,10 +168,13 @@ static inline int pt_in_dsm(const void *p)
 _Noreturn void pt_exit_now(int status);
 /* Prints "ufdsm pthreads: ..." and exits the process with status 1. */
 void pt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Prints "ufdsm pthreads: ..." and goes on. */
+void pt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Waits a little, longer the longer it has waited (round: how often it has been called). */
 void pt_backoff(unsigned *round);
-/* Global-space memory for the preload itself (thread records, stacks): dsm_malloc with the
- * runtime's allocations kept in glibc. NULL when the space is exhausted. */
+/* Global-space memory of the program's kind (the default protocol: thread stacks, the heap):
+ * dsm_malloc with the runtime's allocations kept in glibc. NULL when the space is exhausted.
+ * The preload's own shared state is SC memory allocated at start instead (start.c). */
 void *pt_dsm_malloc(size_t size);
 void pt_dsm_free(void *p);
 
@@ -166,6 +185,18 @@ long pt_rt_call(void *fn, long a0, long a1, long a2, long a3, long a4, long a5);
 #define PT_RT0(fn)          pt_rt_call((void *)(fn), 0, 0, 0, 0, 0, 0)
 #define PT_RT1(fn, a)       pt_rt_call((void *)(fn), (long)(a), 0, 0, 0, 0, 0)
 #define PT_RT3(fn, a, b, c) pt_rt_call((void *)(fn), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
+/* Under RC: makes this node's writes visible to the next acquirer (pt_release) or the
+ * writes released by others visible here (pt_acquire). Nothing under SC, where every write
+ * is visible at once. */
+#define pt_release()                                                                               \
+    do {                                                                                           \
+        if (pt_rc) PT_RT0(pt_dsm.release);                                                         \
+    } while (0)
+#define pt_acquire()                                                                               \
+    do {                                                                                           \
+        if (pt_rc) PT_RT0(pt_dsm.acquire);                                                         \
+    } while (0)
 
 /* start.c: the end of the job stops the program's threads of this node first (they would
  * fault on the global space while dsm_finalize unmaps it). A thread inside the runtime
@@ -181,6 +212,15 @@ void pt_threads_start_queued(void); /* starts what this node's queue holds */
  * signal stack for the SIGBUS of faults on that stack. pt_exit_to_runner ends it early. */
 void pt_run_on_dsm_stack(void (*fn)(void), size_t size);
 void pt_exit_to_runner(void) __attribute__((noreturn));
+/* Placement (DSM_THREAD_PLACEMENT): pt_place_init reads the variables and publishes this
+ * node's share in the control block, before the start barrier; pt_place_ready takes every
+ * node's after it. pt_place(i) is the node of the i-th thread created in the job. */
+void pt_place_init(void);
+void pt_place_ready(void);
+int pt_place(uint64_t i);
+/* A free slot of the records pool (this node's first), zeroed; NULL when all are taken. */
+struct pt_thread *pt_record_alloc(void);
+void pt_record_free(struct pt_thread *t);
 int pt_self_tid(void);
 
 #endif /* UFDSM_PT_H */

@@ -26,6 +26,8 @@
  * system calls (read, write, ...) are forwarded by io.c, since a dlopen'd library comes after
  * libc in the symbol search order.
  *
+ * A crashing thread is named before its node dies (crash_handler).
+ *
  * Ending: exit() on any node (or main returning) runs that node's exit handlers, flushes its
  * stdio, and publishes the status in the control block; every node's poller (node 0: a
  * watcher thread; others: the main thread) sees it, and calls dsm_finalize and _exit with the
@@ -43,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
@@ -54,7 +55,9 @@
 
 struct pt_ctl *pt_ctl;
 struct pt_queue *pt_queues;
+struct pt_thread *pt_records;
 int pt_rank, pt_nodes;
+int pt_rc;
 int pt_ready;
 __thread int pt_internal;
 uintptr_t pt_lo, pt_hi;
@@ -87,19 +90,32 @@ _Noreturn void pt_exit_now(int status)
     for (;;) pause();
 }
 
-void pt_die(const char *fmt, ...)
+static void say(const char *fmt, va_list ap)
 {
     char buf[1024];
     int n = snprintf(buf, sizeof buf, "ufdsm pthreads (node %d): ", pt_rank);
-    va_list ap;
-    va_start(ap, fmt);
     n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
     buf[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
     (void)w;
+}
+
+void pt_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
     pt_exit_now(1);
+}
+
+void pt_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
 }
 
 void pt_backoff(unsigned *round)
@@ -177,6 +193,11 @@ static void resolve(void)
     pt_real.sem_trywait = must_sym("sem_trywait");
     pt_real.sem_timedwait = must_sym("sem_timedwait");
     pt_real.sem_getvalue = must_sym("sem_getvalue");
+    pt_real.spin_init = must_sym("pthread_spin_init");
+    pt_real.spin_destroy = must_sym("pthread_spin_destroy");
+    pt_real.spin_lock = must_sym("pthread_spin_lock");
+    pt_real.spin_trylock = must_sym("pthread_spin_trylock");
+    pt_real.spin_unlock = must_sym("pthread_spin_unlock");
     pt_real.usable_size = must_sym("malloc_usable_size");
     pt_real.exit_proc = must_sym("exit");
     pt_io_resolve(RTLD_NEXT);
@@ -467,15 +488,11 @@ static void start_runtime(void)
                "bug in ufdsm's pthreads support");
     struct seg s = seg;
     uint64_t mem = space;
-    /* The preload's own flags, the thread records, barriers and condition variables are
-     * polled with plain atomics, which only sequentially consistent memory makes visible
-     * across nodes; release consistency would need an acquire in every poll. */
+    /* Under DSM_PROTOCOL=rc the program's memory (globals, heap, stacks) is release-
+     * consistent, and every synchronisation call must release and/or acquire (pt_rc). The
+     * runtime checks the value itself. */
     const char *proto = getenv("DSM_PROTOCOL");
-    if (proto && *proto && strcasecmp(proto, "sc"))
-        pt_die("DSM_PROTOCOL=%s is not supported with --pthreads yet (its thread start, join, "
-               "barriers and condition variables need sequentially consistent memory); unset "
-               "DSM_PROTOCOL or set it to sc",
-               proto);
+    pt_rc = proto && !strcmp(proto, "rc");
     char buf[64];
     snprintf(buf, sizeof buf, "%#llx", (unsigned long long)s.lo);
     setenv("DSM_BASE", buf, 1);
@@ -505,12 +522,25 @@ static void start_runtime(void)
     /* Nothing may touch the globals from here until node 0 has copied them back and the
      * barrier in check_identity has passed. */
     pt_internal++;
+    /* The globals take the default protocol, like the rest of the program's memory. What
+     * the preload polls and decides with atomics across nodes (the control block, the start
+     * queues, the thread records) is SC whatever the default: C11 atomics are atomic across
+     * nodes only there. */
     void *d = pt_dsm.alloc_placed(dlen, DSM_PLACE_NODE, 0);
-    pt_ctl = pt_dsm.alloc_placed(sizeof *pt_ctl, DSM_PLACE_NODE, 0);
-    pt_queues = pt_dsm.alloc_placed((size_t)pt_nodes * sizeof *pt_queues, DSM_PLACE_CYCLIC,
+    pt_ctl = pt_dsm.alloc_placed(sizeof *pt_ctl, DSM_PLACE_NODE | DSM_SC, 0);
+    pt_queues = pt_dsm.alloc_placed((size_t)pt_nodes * sizeof *pt_queues, DSM_PLACE_CYCLIC | DSM_SC,
                                     sizeof *pt_queues);
+    pt_records = pt_dsm.alloc_placed((size_t)pt_nodes * PT_RECORDS * sizeof *pt_records,
+                                     DSM_PLACE_CYCLIC | DSM_SC, PT_RECORDS * sizeof *pt_records);
     pt_internal--;
-    if (d != (void *)s.lo || !pt_ctl || !pt_queues)
+    if (d == (void *)s.lo && (!pt_ctl || !pt_queues || !pt_records))
+        pt_die("no global memory for the preload's control block, start queues and %d thread "
+               "records per node (%zu bytes in all; the runtime's message above says more); "
+               "raise DSM_MEMORY",
+               PT_RECORDS,
+               sizeof *pt_ctl +
+                   (size_t)pt_nodes * (sizeof *pt_queues + PT_RECORDS * sizeof *pt_records));
+    if (d != (void *)s.lo)
         pt_die("the global space did not place the data segment at its address (%p, wanted "
                "%#lx); this is a bug in ufdsm's pthreads support",
                d, (unsigned long)s.lo);
@@ -519,7 +549,9 @@ static void start_runtime(void)
         atomic_store(&pt_ctl->next_tid, 1);
     }
     munmap(saved, dlen);
+    pt_place_init();
     check_identity(&s);
+    pt_place_ready();
 }
 
 /* ---------------------------------------------------------------- ending */
@@ -559,9 +591,24 @@ void pt_park_now(void)
     for (;;) pause();
 }
 
-static void park_handler(int sig)
+/* A handler taking siginfo, run on the thread's alternate stack: a thread on a stack in the
+ * global space (whose page may be missing or read-only, or which overflowed) has one
+ * (thread.c). */
+static struct sigaction altstack_action(void (*fn)(int, siginfo_t *, void *), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fn;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | flags;
+    sigemptyset(&sa.sa_mask);
+    return sa;
+}
+
+static void park_handler(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
+    (void)si;
+    (void)ctx;
     if (pt_internal) {
         pt_park_pending = 1;
         return;
@@ -571,10 +618,7 @@ static void park_handler(int sig)
 
 static void install_park(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = park_handler;
-    sa.sa_flags = SA_ONSTACK | SA_RESTART;
+    struct sigaction sa = altstack_action(park_handler, SA_RESTART);
     sigfillset(&sa.sa_mask);
     if (sigaction(PARK_SIG, &sa, NULL))
         pt_die("cannot install the handler of signal %d: %s", PARK_SIG, strerror(errno));
@@ -617,6 +661,9 @@ static void at_exit(void)
 {
     if (!pt_ready || getpid() != pt_pid) return;
     fflush(NULL);
+    /* Under RC: what this node wrote (its exit handlers included) reaches the other nodes'
+     * exit handlers, which acquire when they see the status (poll_exit). */
+    pt_release();
     uint64_t zero = 0;
     atomic_compare_exchange_strong(&pt_ctl->exiting, &zero,
                                    (1ull << 32) | (uint64_t)(main_status & 0xff));
@@ -658,6 +705,7 @@ void _exit(int status)
     if (pt_ready && getpid() == pt_pid) {
         int no = 0;
         if (atomic_compare_exchange_strong(&exit_claimed, &no, 1)) {
+            pt_release(); /* as at_exit */
             uint64_t zero = 0;
             atomic_compare_exchange_strong(&pt_ctl->exiting, &zero,
                                            (1ull << 32) | (uint64_t)(status & 0xff));
@@ -679,8 +727,11 @@ static void poll_exit(void)
 {
     if (atomic_load(&exit_started)) finish();
     uint64_t v = atomic_load(&pt_ctl->exiting);
-    if (v && !atomic_load(&exit_claimed))
-        exit((int)(v & 0xff)); /* another node ended the job: run our exit handlers */
+    if (v && !atomic_load(&exit_claimed)) {
+        /* Another node ended the job: run our exit handlers, seeing what it wrote (RC). */
+        pt_acquire();
+        exit((int)(v & 0xff));
+    }
 }
 
 static void *watcher(void *arg)
@@ -707,6 +758,79 @@ static _Noreturn void worker_loop(void)
             pt_backoff(&round);
             if (round > 200) round = 150; /* stay at 1 ms */
         }
+    }
+}
+
+/* ---------------------------------------------------------------- crashes */
+
+/*
+ * A fatal signal in a program thread ends its node, and the other nodes then report only
+ * "lost node N". So before the process dies, the thread that took the signal is named: its
+ * job-wide number (main is 1, then in creation order), its pthread_t, its start routine (by
+ * name when the executable exports it, else as file+offset for addr2line) and the faulting
+ * address. Installed before the runtime starts, so that the runtime's SIGBUS handler passes
+ * bus errors outside the global space on to this one. dladdr and snprintf are not
+ * async-signal-safe; the process is dying, and at worst the message is lost.
+ */
+static const struct {
+    int sig;
+    const char *name;
+} crash_sigs[] = {{SIGSEGV, "SIGSEGV"},
+                  {SIGBUS, "SIGBUS"},
+                  {SIGABRT, "SIGABRT"},
+                  {SIGFPE, "SIGFPE"},
+                  {SIGILL, "SIGILL"}};
+
+static void name_code(char *buf, size_t len, void *p)
+{
+    Dl_info di;
+    if (dladdr(p, &di) && di.dli_sname)
+        snprintf(buf, len, "%s", di.dli_sname);
+    else if (dladdr(p, &di) && di.dli_fname)
+        snprintf(buf, len, "%s+%#lx", di.dli_fname,
+                 (unsigned long)((uintptr_t)p - (uintptr_t)di.dli_fbase));
+    else
+        snprintf(buf, len, "%p", p);
+}
+
+static void crash_handler(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    const char *sname = "a fatal signal";
+    for (size_t i = 0; i < sizeof crash_sigs / sizeof crash_sigs[0]; i++)
+        if (crash_sigs[i].sig == sig) sname = crash_sigs[i].name;
+    char who[512], where[64] = "";
+    struct pt_thread *t = pt_self;
+    if (pt_internal) {
+        snprintf(who, sizeof who, "a thread inside ufdsm's runtime (kernel tid %d)", (int)gettid());
+    } else if (t == &main_rec) {
+        snprintf(who, sizeof who, "main (thread 1, kernel tid %d)", (int)gettid());
+    } else if (t) {
+        char fn[256];
+        name_code(fn, sizeof fn, (void *)t->fn);
+        snprintf(who, sizeof who, "thread %u (pthread_t %p, start routine %s, kernel tid %d)",
+                 t->tid, (void *)t, fn, (int)gettid());
+    } else {
+        snprintf(who, sizeof who,
+                 "a thread not created by the program's pthread_create (kernel tid %d)",
+                 (int)gettid());
+    }
+    if (sig != SIGABRT && si) snprintf(where, sizeof where, " at address %p", si->si_addr);
+    pt_warn("%s was killed by %s (%s)%s; node %d ends, and with it the job", who, sname,
+            strsignal(sig), where, pt_rank);
+    signal(sig, SIG_DFL);
+    raise(sig); /* blocked in here: delivered, with its default action, on return */
+}
+
+static void install_crash_report(void)
+{
+    struct sigaction sa = altstack_action(crash_handler, 0);
+    for (size_t i = 0; i < sizeof crash_sigs / sizeof crash_sigs[0]; i++) {
+        struct sigaction old;
+        /* A handler someone installed before us (a sanitizer, a library) stays. */
+        if (sigaction(crash_sigs[i].sig, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+            old.sa_handler == SIG_DFL)
+            sigaction(crash_sigs[i].sig, &sa, NULL);
     }
 }
 
@@ -754,6 +878,7 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
     start_main_fn real = (start_main_fn)must_sym("__libc_start_main");
     if (!the_program()) return real(main, argc, argv, init, fini, rtld_fini, stack_end);
     check_startup(argv);
+    install_crash_report();
     start_runtime();
     atexit(at_exit);
     install_park();

@@ -1,5 +1,6 @@
 /*
- * sync.c - pthread mutexes, barriers and condition variables across nodes.
+ * sync.c - pthread mutexes, barriers, condition variables, once, semaphores, read-write locks
+ * and (under release consistency) spinlocks across nodes.
  *
  * Only objects in the global space (the program's globals, heap and stacks) take these paths;
  * others (glibc's, the runtime's, a library's own statics outside the executable) keep the
@@ -21,6 +22,21 @@
  * waiter wakes (POSIX allows spurious wake-ups; programs loop on their predicate).
  * pthread_once, read-write locks and unnamed semaphores are the same kind of atomics; glibc's
  * versions would sleep on a futex, whose wake-up does not reach another node.
+ *
+ * Release consistency (pt_rc, DSM_PROTOCOL=rc): the objects are in the program's memory,
+ * which is then RC, where atomics are atomic only among one node's threads and a node sees
+ * another's writes only after their release and its own acquire. So on that path every
+ * object's fields are read and written only while holding the runtime's mutex on the
+ * object's own address ("guard" below): a free mutex costs nothing, lock is an acquire and
+ * unlock a release, so what is read inside is current, and every synchronisation call is an
+ * acquire and/or a release as the program's data needs: a barrier releases at arrival and
+ * acquires when it sees the generation move, signal/broadcast/sem_post/rwlock unlock release,
+ * a successful wait/lock acquires. Waiters poll by lock, read, unlock, with the usual
+ * backoff. Each object is a different address from every other, user mutexes included (the
+ * kinds that keep owner and count in the pthread_mutex_t only touch them while holding that
+ * mutex), so no runtime mutex serves two purposes. Spinlocks are interposed on this path
+ * only: glibc's are plain atomics, right on SC memory. The SC path is chosen at start and
+ * stays as it was.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -36,6 +52,52 @@
 static inline int shared(const void *o)
 {
     return pt_ready && !pt_internal && pt_in_dsm(o);
+}
+
+/* Waits before the next poll: longer and longer, up to 1 ms. */
+static void pause_poll(unsigned *round)
+{
+    pt_backoff(round);
+    if (*round > 200) *round = 150;
+}
+
+/* RC path: the runtime's mutex on the object's address guards its fields. */
+static void guard(void *o)
+{
+    int rc = (int)PT_RT1(pt_dsm.mutex_lock, o);
+    if (rc)
+        pt_die("cannot lock the runtime's mutex that guards the synchronisation object at %p "
+               "(%s); keep pthread objects in the program's globals, heap or stacks",
+               o, pt_dsm.strerror(rc));
+}
+
+static void unguard(void *o)
+{
+    int rc = (int)PT_RT1(pt_dsm.mutex_unlock, o);
+    if (rc)
+        pt_die("cannot unlock the runtime's mutex that guards the synchronisation object at "
+               "%p (%s); this is a bug in ufdsm's pthreads support",
+               o, pt_dsm.strerror(rc));
+}
+
+/* A 32-bit field `f` of the object `o`, read (or added to, returning the new value) as one
+ * step that other nodes see: an SC atomic, or under the object's guard (RC). */
+static uint32_t load32(void *o, uint32_t *f)
+{
+    if (!pt_rc) return __atomic_load_n(f, __ATOMIC_SEQ_CST);
+    guard(o);
+    uint32_t v = *(volatile uint32_t *)f;
+    unguard(o);
+    return v;
+}
+
+static uint32_t add32(void *o, uint32_t *f, uint32_t d)
+{
+    if (!pt_rc) return __atomic_add_fetch(f, d, __ATOMIC_SEQ_CST);
+    guard(o);
+    uint32_t v = *(volatile uint32_t *)f += d;
+    unguard(o);
+    return v;
 }
 
 /* ---------------------------------------------------------------- mutexes */
@@ -110,8 +172,7 @@ int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
         int rc = lock(m, 1);
         if (rc != EBUSY) return rc;
         if (past(abstime)) return ETIMEDOUT;
-        pt_backoff(&round);
-        if (round > 200) round = 150;
+        pause_poll(&round);
     }
 }
 
@@ -152,10 +213,29 @@ int pthread_barrier_destroy(pthread_barrier_t *b)
     return 0;
 }
 
+/* RC: arrival is one guarded step (its unlock releases what this node wrote); a waiter's
+ * poll that sees the generation move has acquired what every arrival released. */
+static int barrier_wait_rc(struct pt_barrier *p)
+{
+    guard(p);
+    uint32_t gen = p->gen;
+    int last = ++p->arrived == p->count;
+    if (last) {
+        p->arrived = 0;
+        p->gen++;
+    }
+    unguard(p);
+    if (last) return PTHREAD_BARRIER_SERIAL_THREAD;
+    unsigned round = 0;
+    while (load32(p, &p->gen) == gen) pause_poll(&round);
+    return 0;
+}
+
 int pthread_barrier_wait(pthread_barrier_t *b)
 {
     if (!shared(b)) return pt_real.barrier_wait(b);
     struct pt_barrier *p = (struct pt_barrier *)b;
+    if (pt_rc) return barrier_wait_rc(p);
     PT_RT0(pt_dsm.release);
     uint32_t gen = __atomic_load_n(&p->gen, __ATOMIC_SEQ_CST);
     uint32_t count = __atomic_load_n(&p->count, __ATOMIC_SEQ_CST);
@@ -168,10 +248,7 @@ int pthread_barrier_wait(pthread_barrier_t *b)
         rc = PTHREAD_BARRIER_SERIAL_THREAD;
     } else {
         unsigned round = 0;
-        while (__atomic_load_n(&p->gen, __ATOMIC_SEQ_CST) == gen) {
-            pt_backoff(&round);
-            if (round > 200) round = 150;
-        }
+        while (__atomic_load_n(&p->gen, __ATOMIC_SEQ_CST) == gen) pause_poll(&round);
     }
     PT_RT0(pt_dsm.acquire);
     return rc;
@@ -203,23 +280,18 @@ static int wait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *ab
         pt_die("pthread_cond_wait(%p, %p): the condition variable is in the program's shared "
                "memory but the mutex is not; keep both in globals, heap or stack",
                (void *)c, (void *)m);
-    uint32_t seq = __atomic_load_n(seq_of(c), __ATOMIC_SEQ_CST);
+    /* The mutex's unlock releases; its lock again at the end acquires. */
+    uint32_t seq = load32(c, seq_of(c));
     int rc = pthread_mutex_unlock(m);
     if (rc) return rc;
     unsigned round = 0;
     int timed_out = 0;
-    while (__atomic_load_n(seq_of(c), __ATOMIC_SEQ_CST) == seq) {
-        if (abstime) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            if (now.tv_sec > abstime->tv_sec ||
-                (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec)) {
-                timed_out = 1;
-                break;
-            }
+    while (load32(c, seq_of(c)) == seq) {
+        if (abstime && past(abstime)) {
+            timed_out = 1;
+            break;
         }
-        pt_backoff(&round);
-        if (round > 200) round = 150;
+        pause_poll(&round);
     }
     rc = pthread_mutex_lock(m);
     return rc ? rc : timed_out ? ETIMEDOUT : 0;
@@ -237,26 +309,51 @@ int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct t
     return wait(c, m, t);
 }
 
+/* RC: the guard's unlock releases what the signaller wrote. */
 int pthread_cond_signal(pthread_cond_t *c)
 {
     if (!shared(c)) return pt_real.cond_signal(c);
-    __atomic_add_fetch(seq_of(c), 1, __ATOMIC_SEQ_CST);
+    add32(c, seq_of(c), 1);
     return 0;
 }
 
 int pthread_cond_broadcast(pthread_cond_t *c)
 {
     if (!shared(c)) return pt_real.cond_broadcast(c);
-    __atomic_add_fetch(seq_of(c), 1, __ATOMIC_SEQ_CST);
+    add32(c, seq_of(c), 1);
     return 0;
 }
 
 /* ---------------------------------------------------------------- pthread_once */
 
+/* RC: the runner claims and completes under the guard (completion's unlock releases what fn
+ * wrote); the others poll under it, so seeing "done" has acquired that. */
+static int once_rc(uint32_t *st, void (*fn)(void))
+{
+    guard(st);
+    uint32_t s = *st;
+    if (s == 0) *st = 1;
+    unguard(st);
+    if (s == 0) {
+        fn(); /* a cancelled or exiting fn is not handled: the others would wait for ever */
+        guard(st);
+        *st = 2;
+        unguard(st);
+        return 0;
+    }
+    unsigned round = 0;
+    while (s != 2) {
+        pause_poll(&round);
+        s = load32(st, st);
+    }
+    return 0;
+}
+
 /* 0: not run; 1: running; 2: done (glibc's initialiser PTHREAD_ONCE_INIT is 0). */
 int pthread_once(pthread_once_t *o, void (*fn)(void))
 {
     if (!shared(o)) return pt_real.once(o, fn);
+    if (pt_rc) return once_rc((uint32_t *)o, fn);
     int *st = (int *)o;
     int s = __atomic_load_n(st, __ATOMIC_SEQ_CST);
     if (s == 2) return 0;
@@ -268,10 +365,7 @@ int pthread_once(pthread_once_t *o, void (*fn)(void))
         return 0;
     }
     unsigned round = 0;
-    while (__atomic_load_n(st, __ATOMIC_SEQ_CST) != 2) {
-        pt_backoff(&round);
-        if (round > 200) round = 150;
-    }
+    while (__atomic_load_n(st, __ATOMIC_SEQ_CST) != 2) pause_poll(&round);
     return 0;
 }
 
@@ -302,12 +396,19 @@ int sem_post(sem_t *s)
 {
     if (!shared(s)) return pt_real.sem_post(s);
     PT_RT0(pt_dsm.release);
-    __atomic_add_fetch(count_of(s), 1, __ATOMIC_SEQ_CST);
+    add32(s, count_of(s), 1); /* RC: the guard's unlock releases too */
     return 0;
 }
 
 static int sem_take(sem_t *s)
 {
+    if (pt_rc) { /* a successful take has acquired with the guard's lock */
+        guard(s);
+        unsigned v = *count_of(s);
+        if (v) *count_of(s) = v - 1;
+        unguard(s);
+        return v > 0;
+    }
     unsigned v = __atomic_load_n(count_of(s), __ATOMIC_SEQ_CST);
     while (v > 0)
         if (__atomic_compare_exchange_n(count_of(s), &v, v - 1, 0, __ATOMIC_SEQ_CST,
@@ -330,17 +431,11 @@ static int sem_wait_until(sem_t *s, const struct timespec *abstime)
 {
     unsigned round = 0;
     while (!sem_take(s)) {
-        if (abstime) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            if (now.tv_sec > abstime->tv_sec ||
-                (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec)) {
-                errno = ETIMEDOUT;
-                return -1;
-            }
+        if (abstime && past(abstime)) {
+            errno = ETIMEDOUT;
+            return -1;
         }
-        pt_backoff(&round);
-        if (round > 200) round = 150;
+        pause_poll(&round);
     }
     return 0;
 }
@@ -360,7 +455,7 @@ int sem_timedwait(sem_t *s, const struct timespec *abstime)
 int sem_getvalue(sem_t *s, int *v)
 {
     if (!shared(s)) return pt_real.sem_getvalue(s, v);
-    *v = (int)__atomic_load_n(count_of(s), __ATOMIC_SEQ_CST);
+    *v = (int)load32(s, count_of(s));
     return 0;
 }
 
@@ -386,11 +481,23 @@ int pthread_rwlock_init(pthread_rwlock_t *l, const pthread_rwlockattr_t *a)
 int pthread_rwlock_destroy(pthread_rwlock_t *l)
 {
     if (!shared(l)) return pt_real.rwlock_destroy(l);
-    return __atomic_load_n(rw_of(l), __ATOMIC_SEQ_CST) ? EBUSY : 0;
+    return load32(l, rw_of(l)) ? EBUSY : 0;
+}
+
+/* RC: taking it acquires with the guard's lock, giving it back releases with its unlock. */
+static int rw_try_rc(pthread_rwlock_t *l, int write)
+{
+    guard(l);
+    unsigned v = *rw_of(l);
+    int busy = write ? v != 0 : (v & RW_WRITER) != 0;
+    if (!busy) *rw_of(l) = write ? RW_WRITER : v + 1;
+    unguard(l);
+    return busy ? EBUSY : 0;
 }
 
 static int rw_try(pthread_rwlock_t *l, int write)
 {
+    if (pt_rc) return rw_try_rc(l, write);
     unsigned v = __atomic_load_n(rw_of(l), __ATOMIC_SEQ_CST);
     for (;;) {
         if (write ? v != 0 : (v & RW_WRITER) != 0) return EBUSY;
@@ -403,10 +510,7 @@ static int rw_try(pthread_rwlock_t *l, int write)
 static int rw_lock(pthread_rwlock_t *l, int write)
 {
     unsigned round = 0;
-    while (rw_try(l, write)) {
-        pt_backoff(&round);
-        if (round > 200) round = 150;
-    }
+    while (rw_try(l, write)) pause_poll(&round);
     return 0;
 }
 
@@ -437,6 +541,13 @@ int pthread_rwlock_trywrlock(pthread_rwlock_t *l)
 int pthread_rwlock_unlock(pthread_rwlock_t *l)
 {
     if (!shared(l)) return pt_real.rwlock_unlock(l);
+    if (pt_rc) {
+        guard(l);
+        unsigned v = *rw_of(l);
+        if (v) *rw_of(l) = v & RW_WRITER ? 0 : v - 1;
+        unguard(l);
+        return v ? 0 : EPERM;
+    }
     unsigned v = __atomic_load_n(rw_of(l), __ATOMIC_SEQ_CST);
     if (!v) return EPERM;
     if (v & RW_WRITER)
@@ -444,4 +555,47 @@ int pthread_rwlock_unlock(pthread_rwlock_t *l)
     else
         __atomic_sub_fetch(rw_of(l), 1, __ATOMIC_SEQ_CST);
     return 0;
+}
+
+/* ---------------------------------------------------------------- spinlocks */
+
+/* glibc's spinlocks are plain atomics on the lock word, atomic across nodes on SC memory, so
+ * they run unchanged there. On RC memory they would not exclude another node, and the data
+ * they protect would not travel: there, a spinlock is the runtime's mutex on its address
+ * (lock an acquire, unlock a release), like a normal pthread mutex. */
+static int rc_spin(pthread_spinlock_t *l)
+{
+    return pt_rc && shared((const void *)l);
+}
+
+int pthread_spin_init(pthread_spinlock_t *l, int pshared)
+{
+    if (!rc_spin(l)) return pt_real.spin_init(l, pshared);
+    *l = 0;
+    return 0;
+}
+
+int pthread_spin_destroy(pthread_spinlock_t *l)
+{
+    if (!rc_spin(l)) return pt_real.spin_destroy(l);
+    return 0;
+}
+
+int pthread_spin_lock(pthread_spinlock_t *l)
+{
+    if (!rc_spin(l)) return pt_real.spin_lock(l);
+    return PT_RT1(pt_dsm.mutex_lock, l) ? EINVAL : 0;
+}
+
+int pthread_spin_trylock(pthread_spinlock_t *l)
+{
+    if (!rc_spin(l)) return pt_real.spin_trylock(l);
+    int rc = (int)PT_RT1(pt_dsm.mutex_trylock, l);
+    return rc == DSM_EBUSY ? EBUSY : rc ? EINVAL : 0;
+}
+
+int pthread_spin_unlock(pthread_spinlock_t *l)
+{
+    if (!rc_spin(l)) return pt_real.spin_unlock(l);
+    return PT_RT1(pt_dsm.mutex_unlock, l) ? EPERM : 0;
 }

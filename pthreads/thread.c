@@ -1,8 +1,10 @@
 /*
  * thread.c - threads placed on nodes: pthread_create, join, detach, exit, self.
  *
- * pthread_create picks a node (round robin over all nodes, node 0 included, from a cursor in
- * the control block, so threads created by threads continue the same rotation), writes a
+ * pthread_create picks a node from a job-wide count of the threads created so far (in the
+ * control block, so threads created by threads continue the same sequence) and the placement
+ * (DSM_THREAD_PLACEMENT: round robin over all nodes, node 0 included, by default; or node by
+ * node, so many per node: pt_place), writes a
  * thread record into the global space and either starts it here or pushes it onto the chosen
  * node's start queue (a lock-free list on a page that node homes; its poller starts what it
  * finds). The start routine and its argument mean the same on every node: the executable is
@@ -14,14 +16,23 @@
  * stay in the real thread's ordinary stack, which the kernel writes to (set_tid_address,
  * rseq) and which must therefore never be missing. Faults on the shared stack are taken on an
  * alternate signal stack. The record carries the return value and a state word that join,
- * detach and the thread's end decide with atomics (SC memory: atomic across nodes).
+ * detach and the thread's end decide with atomics. Records are slots of a pool in SC memory
+ * allocated at start (start.c), whatever the program's protocol: atomics are atomic across
+ * nodes only there, and dsm_malloc gives the default protocol.
+ *
+ * Release consistency (pt_rc): pthread_create releases before the record is published, the
+ * new thread acquires before its routine runs; the thread's end (return or pthread_exit)
+ * releases before it is marked done, and pthread_join acquires once it sees that. Between
+ * threads of one node nothing is needed: they share the node's copy of every page.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -139,6 +150,114 @@ int pt_self_tid(void)
     return (int)(0x40000000u | (unsigned)gettid()); /* a thread the preload did not start */
 }
 
+/* ---------------------------------------------------------------- placement */
+
+/* Round robin (rr): node i % nodes. Otherwise nodes are filled in order, each taking
+ * per_node[k] consecutive threads, and past the last node it starts again at node 0. */
+static int place_rr = 1;
+static uint64_t place_end[PT_MAX_NODES]; /* threads up to and including node k's share */
+
+/* The threads this node takes in turn: DSM_THREADS_PER_NODE, else its CPUs (those this
+ * process may run on: a container's or cpuset's limit, not the host's). */
+static uint32_t threads_per_node(void)
+{
+    const char *v = getenv("DSM_THREADS_PER_NODE");
+    if (v && *v) {
+        char *end;
+        unsigned long k = strtoul(v, &end, 10);
+        if (*end || !k || k > 1000000)
+            pt_die("DSM_THREADS_PER_NODE=%s is not a number of threads from 1 to 1000000; it "
+                   "says how many threads DSM_THREAD_PLACEMENT=fill puts on each node",
+                   v);
+        return (uint32_t)k;
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (uint32_t)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+void pt_place_init(void)
+{
+    const char *v = getenv("DSM_THREAD_PLACEMENT");
+    uint32_t k = 1;
+    if (!v || !*v || !strcmp(v, "rr")) {
+        place_rr = 1;
+    } else if (!strcmp(v, "fill")) {
+        place_rr = 0;
+        k = threads_per_node();
+    } else if (!strncmp(v, "block:", 6)) {
+        char *end;
+        unsigned long b = strtoul(v + 6, &end, 10);
+        if (*end || !b || b > 1000000)
+            pt_die("DSM_THREAD_PLACEMENT=%s: block:K needs K, the threads per node, from 1 to "
+                   "1000000 (e.g. block:4)",
+                   v);
+        place_rr = 0;
+        k = (uint32_t)b;
+    } else {
+        pt_die("DSM_THREAD_PLACEMENT=%s is not a placement; use rr (round robin over the nodes, "
+               "the default), fill (DSM_THREADS_PER_NODE threads per node, else its CPUs, node "
+               "by node) or block:K (K threads per node, node by node)",
+               v);
+    }
+    pt_ctl->per_node[pt_rank] = k;
+}
+
+void pt_place_ready(void)
+{
+    uint64_t sum = 0;
+    for (int k = 0; k < pt_nodes; k++) place_end[k] = sum += pt_ctl->per_node[k];
+}
+
+int pt_place(uint64_t i)
+{
+    if (place_rr) return (int)(i % (uint64_t)pt_nodes);
+    i %= place_end[pt_nodes - 1];
+    int k = 0;
+    while (i >= place_end[k]) k++;
+    return k;
+}
+
+/* ---------------------------------------------------------------- thread records */
+
+/* This node's slots first, from where the last search stopped (threads of one node race
+ * only for the CAS), then the other nodes': a record is homed where it was created when it
+ * can be, so starting a local thread moves no page. */
+struct pt_thread *pt_record_alloc(void)
+{
+    static _Atomic unsigned cursor;
+    for (int k = 0; k < pt_nodes; k++) {
+        struct pt_thread *pool = pt_records + (size_t)((pt_rank + k) % pt_nodes) * PT_RECORDS;
+        unsigned from = k ? 0 : atomic_load_explicit(&cursor, memory_order_relaxed);
+        for (unsigned i = 0; i < PT_RECORDS; i++) {
+            unsigned at = (from + i) % PT_RECORDS;
+            int no = 0;
+            if (atomic_load_explicit(&pool[at].used, memory_order_relaxed) ||
+                !atomic_compare_exchange_strong(&pool[at].used, &no, 1))
+                continue;
+            if (!k) atomic_store_explicit(&cursor, at + 1, memory_order_relaxed);
+            struct pt_thread *t = &pool[at];
+            memset(t, 0, offsetof(struct pt_thread, used));
+            return t;
+        }
+    }
+    static _Atomic int warned;
+    if (!atomic_exchange(&warned, 1))
+        pt_warn("pthread_create: all %d thread records of every node are in use (threads "
+                "that were neither joined nor detached keep theirs), so it fails with EAGAIN; "
+                "join or detach finished threads",
+                PT_RECORDS);
+    return NULL;
+}
+
+void pt_record_free(struct pt_thread *t)
+{
+    t->magic = 0;
+    atomic_store(&t->used, 0);
+}
+
 static void run_thread(void)
 {
     struct pt_thread *t = pt_self;
@@ -151,13 +270,12 @@ static void *trampoline(void *arg)
     pt_self = t;
     int slot = pt_app_thread_register();
     pt_tls_prime();
+    pt_acquire(); /* what the creator wrote before pthread_create (RC) */
     pt_run_on_dsm_stack(run_thread, t->stacksize);
     pt_self = NULL;
+    pt_release(); /* what the thread wrote, before a joiner (or main's end) may see it done */
     atomic_fetch_sub(&pt_ctl->live, 1);
-    if (atomic_exchange(&t->state, PT_DONE) == PT_DETACHED) {
-        t->magic = 0;
-        pt_dsm_free(t);
-    }
+    if (atomic_exchange(&t->state, PT_DONE) == PT_DETACHED) pt_record_free(t);
     pt_app_thread_unregister(slot); /* touches the global space no more */
     return NULL;
 }
@@ -229,9 +347,8 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
         if (rc) __libc_free(s);
         return rc;
     }
-    struct pt_thread *t = pt_dsm_malloc(sizeof *t);
+    struct pt_thread *t = pt_record_alloc();
     if (!t) return EAGAIN;
-    memset(t, 0, sizeof *t);
     t->fn = fn;
     t->arg = arg;
     t->stacksize = DEFAULT_STACK;
@@ -243,7 +360,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
         if (!pthread_attr_getdetachstate(attr, &ds) && ds == PTHREAD_CREATE_DETACHED) detached = 1;
     }
     t->tid = atomic_fetch_add(&pt_ctl->next_tid, 1) + 1;
-    t->node = (int)(atomic_fetch_add(&pt_ctl->rr, 1) % (uint64_t)pt_nodes);
+    t->node = pt_place(atomic_fetch_add(&pt_ctl->rr, 1));
     atomic_store(&t->state, detached ? PT_DETACHED : PT_RUNNING);
     t->magic = PT_MAGIC;
     atomic_fetch_add(&pt_ctl->live, 1);
@@ -251,6 +368,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     if (t->node == pt_rank) {
         start_here(t);
     } else {
+        pt_release(); /* the routine's argument and whatever else the creator wrote (RC) */
         struct pt_queue *q = &pt_queues[t->node];
         struct pt_thread *old = atomic_load(&q->head);
         do t->next = old;
@@ -278,9 +396,9 @@ int pthread_join(pthread_t th, void **ret)
         if (round > 200) round = 150;
     }
     if (s == PT_DETACHED) return EINVAL;
+    if (t->node != pt_rank) pt_acquire(); /* what the thread wrote, released at its end (RC) */
     if (ret) *ret = t->ret;
-    t->magic = 0;
-    pt_dsm_free(t);
+    pt_record_free(t);
     return 0;
 }
 
@@ -290,10 +408,7 @@ int pthread_detach(pthread_t th)
     if (!t) return pt_real.detach(th);
     int s = atomic_exchange(&t->state, PT_DETACHED);
     if (s == PT_DETACHED) return EINVAL;
-    if (s == PT_DONE) {
-        t->magic = 0;
-        pt_dsm_free(t);
-    }
+    if (s == PT_DONE) pt_record_free(t);
     return 0;
 }
 
@@ -307,6 +422,7 @@ void pthread_exit(void *ret)
             pt_backoff(&round);
             if (round > 200) round = 150;
         }
+        pt_acquire(); /* every thread released at its end: the exit handlers see it all */
         exit(0);
     }
     if (pt_ready && pt_self) {

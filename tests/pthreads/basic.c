@@ -9,11 +9,24 @@
  * by another; a counter under a statically initialised mutex, a recursive mutex and trylock;
  * a reduction in barrier-separated phases; a work queue with a condition variable; a thread
  * created by a thread; join values, half of them through pthread_exit; a detached thread;
- * pthread_self/pthread_equal; pthread_once; a read-write lock; pthread_mutex_timedlock; a counter
- * under a spinlock; an unnamed semaphore posted by every thread and waited for by main; and that
- * the threads ran in at least K processes (getpid() of every thread; K = 1 natively, the node count
- * under dsmrun). --exit S makes main return S after the checks, to test that the status reaches the
- * caller.
+ * pthread_self/pthread_equal; pthread_once (once, and once called by every thread at the same
+ * moment: one run, whose writes every caller sees); a read-write lock; pthread_mutex_timedlock;
+ * a counter under a spinlock; an unnamed semaphore posted by every thread and waited for by
+ * main; that the threads ran in at least K processes (getpid() of every thread; K = 1
+ * natively, the node count under dsmrun); that what a thread's creator wrote before
+ * pthread_create is seen by the new thread, and what a thread wrote after its last
+ * synchronisation is seen by the thread that joins it (handoff(): blocks homed on every node,
+ * which the reader has cached before, with node 0 running main alone: what release
+ * consistency must make visible at create and join, and no other thread's synchronisation
+ * does it by chance). --exit S makes main return S after the checks, to test that the status
+ * reaches the caller.
+ *
+ * Two flags are C11 atomics that main polls without other synchronisation (the threads that
+ * reached the work queue, the detached thread's write). Under `DSM_PROTOCOL=rc` the program's
+ * memory is release-consistent, where atomics are not atomic across nodes and a node sees
+ * another's writes only after synchronising, so with DSM_PROTOCOL=rc in the environment those
+ * two flags are read and written under a mutex instead (the last line says "flags under a
+ * mutex"); everything else is data-race-free and checked the same way in both modes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
@@ -62,12 +75,48 @@ int detached_ran; /* set by the detached thread */
 pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
 int rw_data[4];
 pthread_once_t once = PTHREAD_ONCE_INIT;
+/* A second once, called by every thread at the same moment (right after a barrier), whose
+ * function takes a while: the others really wait for it, and must then see what it wrote. */
+pthread_once_t once2 = PTHREAD_ONCE_INIT;
+int once2_runs; /* under mtx */
+long once2_value;
 int once_runs;
 pthread_spinlock_t spin;
 long spin_counter;
 sem_t done_sem;
 int posted[NT];
-#define SPIN_ITER 20
+/* Visibility at thread start and end: a page-sized block per worker (homed where it ran
+ * under dsmrun), written by a creator before pthread_create and read by the new threads, then
+ * written by those and read after joining them (see handoff()); and values each worker
+ * writes after its last synchronisation, read by main after joining it. */
+long *cblk[NT];
+long late[NT];
+#define CBLK_LONGS 512
+#define NY         4 /* handoff threads: with 8 + 2 threads before, some land on every node */
+#define SPIN_ITER  20
+/* DSM_PROTOCOL=rc: the polled flags are under flag_m, not atomics (see the top). */
+int locked_flags;
+pthread_mutex_t flag_m = PTHREAD_MUTEX_INITIALIZER;
+
+static void flag_add(int *f, int v)
+{
+    if (!locked_flags) {
+        __atomic_add_fetch(f, v, __ATOMIC_SEQ_CST);
+        return;
+    }
+    pthread_mutex_lock(&flag_m);
+    *f += v;
+    pthread_mutex_unlock(&flag_m);
+}
+
+static int flag_get(int *f)
+{
+    if (!locked_flags) return __atomic_load_n(f, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&flag_m);
+    int v = *f;
+    pthread_mutex_unlock(&flag_m);
+    return v;
+}
 
 struct arg {
     int id;
@@ -85,18 +134,34 @@ static void fail(const char *what, long got, long want)
 
 static void *child(void *a)
 {
+    for (int k = 0; k < NT; k++)
+        if (cblk[k][0] != 1000 + k)
+            fail("a block its creator wrote before pthread_create, read by the new thread",
+                 cblk[k][0], 1000 + k);
     return (void *)((intptr_t)a * 2);
+}
+
+static void once2_fn(void)
+{
+    usleep(20000);
+    pthread_mutex_lock(&mtx);
+    once2_runs++;
+    pthread_mutex_unlock(&mtx);
+    once2_value = 0x0dce;
 }
 
 static void once_fn(void)
 {
-    __atomic_add_fetch(&once_runs, 1, __ATOMIC_SEQ_CST);
+    /* Under a mutex, not an atomic: two runs on two nodes must add up on RC memory too. */
+    pthread_mutex_lock(&mtx);
+    once_runs++;
+    pthread_mutex_unlock(&mtx);
 }
 
 static void *detached(void *a)
 {
     pids[NT + 1] = getpid();
-    __atomic_store_n(&detached_ran, (int)(intptr_t)a, __ATOMIC_SEQ_CST);
+    flag_add(&detached_ran, (int)(intptr_t)a);
     return NULL;
 }
 
@@ -139,8 +204,10 @@ static void *worker(void *p)
     if (pthread_mutex_unlock(&rmtx)) fail("recursive mutex: inner unlock", 1, 0);
     if (pthread_mutex_unlock(&rmtx)) fail("recursive mutex: outer unlock", 1, 0);
     pthread_once(&once, once_fn);
-    if (__atomic_load_n(&once_runs, __ATOMIC_SEQ_CST) != 1)
-        fail("pthread_once: runs seen after it returned", once_runs, 1);
+    pthread_mutex_lock(&mtx);
+    int runs = once_runs;
+    pthread_mutex_unlock(&mtx);
+    if (runs != 1) fail("pthread_once: runs seen after it returned", runs, 1);
     for (int i = 0; i < SPIN_ITER; i++) {
         pthread_spin_lock(&spin);
         spin_counter++;
@@ -178,11 +245,16 @@ static void *worker(void *p)
         pthread_rwlock_unlock(&rw);
     }
 
+    cblk[id] = calloc(CBLK_LONGS, sizeof(long));
+
     /* phased reduction */
     long part = 0;
     for (long i = id * 1000; i < (id + 1) * 1000; i++) part += i;
     partial[id] = part;
     int r = pthread_barrier_wait(&bar);
+    pthread_once(&once2, once2_fn);
+    if (once2_value != 0x0dce)
+        fail("what the once function wrote, after pthread_once", once2_value, 0x0dce);
     if (r == PTHREAD_BARRIER_SERIAL_THREAD) {
         long t = 0;
         for (int i = 0; i < NT; i++) t += partial[i];
@@ -206,7 +278,7 @@ static void *worker(void *p)
 
     /* consume from the work queue: main produces only once every thread is here, so the
      * consumers really wait (a 10 s deadline turns a lost wake-up into a failure) */
-    __atomic_add_fetch(&at_queue, 1, __ATOMIC_SEQ_CST);
+    flag_add(&at_queue, 1);
     for (;;) {
         pthread_mutex_lock(&qm);
         while (qhead == qtail && !qdone) {
@@ -229,7 +301,8 @@ static void *worker(void *p)
     }
 consumed:
 
-    if (id == 0) { /* a thread created by a thread */
+    if (id == 0) {                                          /* a thread created by a thread */
+        for (int k = 0; k < NT; k++) cblk[k][0] = 1000 + k; /* the barriers published cblk */
         pthread_t c;
         void *rv;
         pthread_create(&c, NULL, child, (void *)(intptr_t)21);
@@ -238,8 +311,44 @@ consumed:
     }
     __atomic_store_n(&posted[id], 1, __ATOMIC_SEQ_CST);
     sem_post(&done_sem);
+    late[id] = id + 2; /* only the thread's end between here and main's join */
     if (id % 2) pthread_exit((void *)(intptr_t)(id * 3 + 1));
     return (void *)(intptr_t)(id * 3 + 1);
+}
+
+/* A handoff thread: reads what main wrote before creating it, then writes with nothing but
+ * its end between that and main's join. */
+static void *handoff_thread(void *p)
+{
+    long j = (intptr_t)p;
+    for (int i = 0; i < NT; i++) {
+        if (cblk[i][0] != 2000 + i)
+            fail("a block main wrote before pthread_create, read by the new thread", cblk[i][0],
+                 2000 + i);
+        cblk[i][1 + j] = 3000 + j;
+    }
+    return NULL;
+}
+
+/* Once every worker has ended, node 0 runs main alone, so no other thread's synchronisation
+ * does main's release or acquire for it: main writes the workers' blocks (homed on every
+ * node, and cached here once written), creates NY threads that check them and write them
+ * again, and checks that after joining. */
+static void handoff(void)
+{
+    pthread_t y[NY];
+    for (int i = 0; i < NT; i++) cblk[i][0] = 2000 + i;
+    for (long j = 0; j < NY; j++)
+        if (pthread_create(&y[j], NULL, handoff_thread, (void *)(intptr_t)j))
+            fail("pthread_create of a handoff thread", 1, 0);
+    for (int j = 0; j < NY; j++) pthread_join(y[j], NULL);
+    for (int i = 0; i < NT; i++) {
+        for (int j = 0; j < NY; j++)
+            if (cblk[i][1 + j] != 3000 + j)
+                fail("a block a thread wrote after its last synchronisation, after join",
+                     cblk[i][1 + j], 3000 + j);
+        free(cblk[i]);
+    }
 }
 
 int main(int argc, char **argv)
@@ -251,6 +360,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--exit"))
             status = atoi(argv[i + 1]);
     }
+    const char *proto = getenv("DSM_PROTOCOL");
+    locked_flags = proto && !strcmp(proto, "rc");
     int main_local = 42;
     long main_slots[NT] = {0};
     struct arg args[NT];
@@ -273,7 +384,7 @@ int main(int argc, char **argv)
     if (pthread_create(&dt, &da, detached, (void *)(intptr_t)5)) fail("detached create", 1, 0);
     pthread_attr_destroy(&da);
     /* produce the work, once every consumer waits */
-    while (__atomic_load_n(&at_queue, __ATOMIC_SEQ_CST) < NT) usleep(1000);
+    while (flag_get(&at_queue) < NT) usleep(1000);
     usleep(20000);
     long produced = 0;
     for (int i = 1; i <= ITEMS; i++) {
@@ -302,16 +413,20 @@ int main(int argc, char **argv)
         if ((intptr_t)rv != i * 3 + 1) fail("join value", (intptr_t)rv, i * 3 + 1);
         if (main_slots[i] != 100 + i)
             fail("main's local written by a thread", main_slots[i], 100 + i);
+        if (late[i] != i + 2)
+            fail("a global written after a thread's last synchronisation, after join", late[i],
+                 i + 2);
     }
     pthread_barrier_destroy(&bar);
-    for (int i = 0; i < 3000 && !__atomic_load_n(&detached_ran, __ATOMIC_SEQ_CST); i++)
-        usleep(1000);
+    for (int i = 0; i < 3000 && !flag_get(&detached_ran); i++) usleep(1000);
     if (detached_ran != 5) fail("detached thread's write", detached_ran, 5);
+    handoff();
     long want = (long)NT * (ITER + 2);
     if (counter != want) fail("mutex-protected counter", counter, want);
     if (rcounter != (long)NT * 1000)
         fail("counter under the recursive mutex", rcounter, (long)NT * 1000);
     if (once_runs != 1) fail("pthread_once runs", once_runs, 1);
+    if (once2_runs != 1) fail("runs of a pthread_once called at the same time", once2_runs, 1);
     sem_getvalue(&done_sem, &sv);
     if (sv != 0) fail("semaphore value after every thread ended", sv, 0);
     if (spin_counter != (long)NT * SPIN_ITER)
@@ -324,7 +439,9 @@ int main(int argc, char **argv)
         procs += !seen;
     }
     if (procs < min_procs) fail("processes the threads ran in", procs, min_procs);
-    printf("basic: %d threads in %d process(es), counter %ld, total %ld, queue %ld: %s\n", NT,
-           procs, counter, total, consumed_sum, failures ? "FAILED" : "ok");
+    printf("basic: %d threads in %d process(es), counter %ld, total %ld, queue %ld, flags %s: "
+           "%s\n",
+           NT, procs, counter, total, consumed_sum,
+           locked_flags ? "under a mutex (DSM_PROTOCOL=rc)" : "atomic", failures ? "FAILED" : "ok");
     return failures ? 1 : status;
 }
