@@ -734,6 +734,8 @@ static void poll_exit(void)
     }
 }
 
+/* Node 0's poller: main runs the program, so this thread watches for the job's end and
+ * starts the threads other nodes place here (a thread created by a thread on another node). */
 static void *watcher(void *arg)
 {
     (void)arg;
@@ -742,6 +744,7 @@ static void *watcher(void *arg)
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
         poll_exit();
+        if (atomic_load(&pt_queues[pt_rank].head)) pt_threads_start_queued();
     }
     return NULL;
 }

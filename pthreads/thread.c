@@ -360,7 +360,10 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
         if (!pthread_attr_getdetachstate(attr, &ds) && ds == PTHREAD_CREATE_DETACHED) detached = 1;
     }
     t->tid = atomic_fetch_add(&pt_ctl->next_tid, 1) + 1;
-    t->node = pt_place(atomic_fetch_add(&pt_ctl->rr, 1));
+    /* main is the job's thread 0, on node 0: the first thread created is thread 1, so that
+     * rr puts it on node 1, and a program whose main works beside its T - 1 threads (the
+     * usual SPMD-in-pthreads shape) has one thread per node at T = N. */
+    t->node = pt_place(atomic_fetch_add(&pt_ctl->rr, 1) + 1);
     atomic_store(&t->state, detached ? PT_DETACHED : PT_RUNNING);
     t->magic = PT_MAGIC;
     atomic_fetch_add(&pt_ctl->live, 1);

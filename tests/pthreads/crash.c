@@ -5,8 +5,9 @@
  *
  *   crash segv|abort
  *
- * main (thread 1) creates a thread that waits (thread 2: node 0 with round robin) and then
- * crasher (thread 3: node 1), which writes through a null pointer or calls abort().
+ * main (thread 1, node 0) creates crasher (thread 2: node 1 with round robin), which writes
+ * through a null pointer or calls abort(), and a thread that waits (thread 3: node 0), so
+ * that the crashing node is not alone.
  * crasher is exported (the test links with ENABLE_EXPORTS) so that the message can name it.
  */
 #include <pthread.h>
@@ -41,7 +42,7 @@ int main(int argc, char **argv)
     }
     mode_abort = !strcmp(argv[1], "abort");
     pthread_t w, c;
-    if (pthread_create(&w, NULL, waiter, NULL) || pthread_create(&c, NULL, crasher, NULL)) {
+    if (pthread_create(&c, NULL, crasher, NULL) || pthread_create(&w, NULL, waiter, NULL)) {
         fprintf(stderr, "FAIL: pthread_create\n");
         return 1;
     }

@@ -45,7 +45,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "FAIL: bad arguments: fill NODES THREADS (1 to %d threads)\n", MAXT);
             return 1;
         }
-        for (int i = 0; i < n; i++) want[i] = (i % (nodes * cpus)) / cpus;
+        /* main is thread 0 of node 0: created thread i is the job's thread i + 1 */
+        for (int i = 0; i < n; i++) want[i] = ((i + 1) % (nodes * cpus)) / cpus;
         printf("placement: %d CPUs per node\n", cpus);
     } else if (argc == 2) {
         for (char *p = argv[1]; *p && n < MAXT; n++) {
