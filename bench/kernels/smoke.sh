@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # smoke.sh - ctest kernels.run.smoke: runs `bench/run kernels --quick` on the fft kernel (its
-# pthreads build at T=1,2 and ufdsm at P=1,2 under sc and rc, one launch each) into a
+# pthreads build at T=1,2, ufdsm at P=1,2 under sc and rc, and the pthreads build across
+# P=1,2 nodes under dsmrun --pthreads, sc and rc; one launch each) into a
 # temporary directory and checks that the runner wrote a JSON file per launch, the summary and
 # the table. Proves the runner works end to end; never judges timing.
 #
@@ -13,9 +14,10 @@ trap 'rm -rf "$out"' EXIT
   --out "$out" --no-plots
 fail() { echo "smoke: FAILED: $*" >&2; exit 1; }
 n=$(find "$out/runs" -name '*.json' | wc -l)
-[ "$n" -eq 6 ] || fail "expected 6 JSON files (pthreads t1 t2, sc p1 p2, rc p1 p2) in $out/runs, found $n"
+[ "$n" -eq 10 ] || fail "expected 10 JSON files (pthreads t1 t2, sc p1 p2, rc p1 p2, pt-sc p1 p2, pt-rc p1 p2) in $out/runs, found $n"
 [ -s "$out/summary.json" ] || fail "no summary.json"
 grep -q '^| fft | 4096 |' "$out/results.md" || fail "results.md has no row for fft"
-"$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["results"]; assert len(r) == 6 and all(x["median"] for x in r), r' \
-  "$out/summary.json" || fail "summary.json does not hold a median for each of the 6 configurations"
+grep -q '^| fft (--pthreads) |' "$out/results.md" || fail "results.md has no rc/sc row for fft under --pthreads"
+"$python" -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["results"]; assert len(r) == 10 and all(x["median"] for x in r), r' \
+  "$out/summary.json" || fail "summary.json does not hold a median for each of the 10 configurations"
 echo "smoke: OK ($n launches; JSON, summary, table written)"
