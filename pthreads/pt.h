@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <ucontext.h>
 
 #include "dsm.h"
@@ -76,6 +77,13 @@ extern int pt_ready;
  * allocations go to glibc and their threads stay local. */
 extern __thread int pt_internal;
 extern __thread struct pt_thread *pt_self;
+/* The thread record behind a pthread_t the preload handed out, or NULL (a glibc thread). */
+struct pt_thread *pt_ours(pthread_t th);
+int pt_join(struct pt_thread *t, void **ret, int try, clockid_t clk,
+            const struct timespec *abstime);
+/* The calling thread's stack in the global space (NULL, 0 outside one). */
+extern __thread void *pt_stack_lo;
+extern __thread size_t pt_stack_size;
 
 /* The real functions behind the interposed ones (resolved once at start, start.c). */
 struct pt_real {

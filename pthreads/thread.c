@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pt.h"
@@ -48,6 +49,9 @@ extern struct pt_thread *pt_main_rec;
 #define PREFAULT      (64ul << 10)
 
 static __thread ucontext_t back; /* where a thread's start routine returns to */
+/* The stack in the global space this thread runs on (pthread_getattr_np reports it). */
+__thread void *pt_stack_lo;
+__thread size_t pt_stack_size;
 /* While this thread runs on a stack in the global space: a 16-byte aligned place on its real
  * stack, below the frame suspended in swapcontext, for calls into the runtime. */
 static __thread uintptr_t real_sp;
@@ -126,12 +130,14 @@ void pt_run_on_dsm_stack(void (*fn)(void), size_t size)
     /* 16 KiB below this frame: room for swapcontext's own frame above it. */
     real_sp = ((uintptr_t)&uc - (16u << 10)) & ~(uintptr_t)15;
     if (getcontext(&uc)) pt_die("getcontext failed: %s", strerror(errno));
-    uc.uc_stack.ss_sp = stack;
-    uc.uc_stack.ss_size = size;
+    uc.uc_stack.ss_sp = pt_stack_lo = stack;
+    uc.uc_stack.ss_size = pt_stack_size = size;
     uc.uc_link = &back;
     makecontext(&uc, fn, 0);
     if (swapcontext(&back, &uc)) pt_die("swapcontext failed: %s", strerror(errno));
     real_sp = 0;
+    pt_stack_lo = NULL;
+    pt_stack_size = 0;
     pt_dsm_free(stack);
     ss.ss_flags = SS_DISABLE;
     sigaltstack(&ss, NULL);
@@ -380,21 +386,29 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     return 0;
 }
 
-static struct pt_thread *ours(pthread_t th)
+struct pt_thread *pt_ours(pthread_t th)
 {
     struct pt_thread *t = (struct pt_thread *)th;
     if (!pt_ready || !pt_in_dsm(t) || t->magic != PT_MAGIC) return NULL;
     return t;
 }
 
-int pthread_join(pthread_t th, void **ret)
+/* Joins a placed thread: waits for its end (try: not at all, returning EBUSY; abstime:
+ * until then on clock clk, returning ETIMEDOUT), then takes its return value. */
+int pt_join(struct pt_thread *t, void **ret, int try, clockid_t clk, const struct timespec *abstime)
 {
-    struct pt_thread *t = ours(th);
-    if (!t) return pt_real.join(th, ret);
     if (t == pt_self) return EDEADLK;
     unsigned round = 0;
     int s;
     while ((s = atomic_load(&t->state)) == PT_RUNNING) {
+        if (try) return EBUSY;
+        if (abstime) {
+            struct timespec now;
+            clock_gettime(clk, &now);
+            if (now.tv_sec > abstime->tv_sec ||
+                (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec))
+                return ETIMEDOUT;
+        }
         pt_backoff(&round);
         if (round > 200) round = 150;
     }
@@ -405,9 +419,16 @@ int pthread_join(pthread_t th, void **ret)
     return 0;
 }
 
+int pthread_join(pthread_t th, void **ret)
+{
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return pt_real.join(th, ret);
+    return pt_join(t, ret, 0, CLOCK_REALTIME, NULL);
+}
+
 int pthread_detach(pthread_t th)
 {
-    struct pt_thread *t = ours(th);
+    struct pt_thread *t = pt_ours(th);
     if (!t) return pt_real.detach(th);
     int s = atomic_exchange(&t->state, PT_DETACHED);
     if (s == PT_DETACHED) return EINVAL;

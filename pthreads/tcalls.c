@@ -1,0 +1,216 @@
+/*
+ * tcalls.c - the other calls that take a pthread_t, on threads the preload placed.
+ *
+ * A placed thread's pthread_t is its record in the global space, not a glibc descriptor, so
+ * glibc's versions of these calls must never see it (they would read the record as a
+ * descriptor: undefined, likely a crash). Each call is therefore interposed and does one of:
+ *   - what the program asked, where it can be done: the timed and non-blocking joins (the
+ *     same wait as pthread_join); pthread_kill with signal 0 (is the thread there?); and
+ *     every call on the calling thread itself (its name, affinity, scheduling, a signal to
+ *     itself, its attributes with its stack in the global space), done on its real thread;
+ *   - stop the job naming the call and what to do instead, where the program's logic
+ *     depends on it and no node-local substitute keeps it right: pthread_cancel, and a
+ *     signal sent to another thread (it may be on another node);
+ *   - return ENOTSUP after saying so once, where a program can go on without it: names,
+ *     affinity and scheduling of another thread.
+ * Threads the preload did not place (glibc's own, the runtime's) get glibc's versions.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pt.h"
+
+/* glibc's version of a call, looked up at its first use. */
+#define REAL(fn)                                                                                   \
+    static __typeof__(&fn) real_fn;                                                                \
+    if (!real_fn) real_fn = (__typeof__(&fn))dlsym(RTLD_NEXT, #fn);                                \
+    if (!real_fn) pt_die("cannot find glibc's " #fn ": %s", dlerror())
+
+/* Once per call name: the program asked for something about another thread that the
+ * preload cannot do across nodes; the call returns ENOTSUP. */
+static int unsupported(const char *call, _Atomic int *said)
+{
+    if (!atomic_exchange(said, 1))
+        fprintf(stderr,
+                "ufdsm pthreads (node %d): %s on another thread is not supported under dsmrun "
+                "--pthreads (the thread may run on another node); it returns ENOTSUP. Call it "
+                "from the thread itself (docs/pthreads.md, limits)\n",
+                pt_rank, call);
+    return ENOTSUP;
+}
+
+static int self(const struct pt_thread *t)
+{
+    return t == pt_self;
+}
+
+/* ---------------------------------------------------------------- joins */
+
+int pthread_tryjoin_np(pthread_t th, void **ret)
+{
+    struct pt_thread *t = pt_ours(th);
+    if (!t) {
+        REAL(pthread_tryjoin_np);
+        return real_fn(th, ret);
+    }
+    return pt_join(t, ret, 1, CLOCK_REALTIME, NULL);
+}
+
+int pthread_timedjoin_np(pthread_t th, void **ret, const struct timespec *abstime)
+{
+    struct pt_thread *t = pt_ours(th);
+    if (!t) {
+        REAL(pthread_timedjoin_np);
+        return real_fn(th, ret, abstime);
+    }
+    return pt_join(t, ret, 0, CLOCK_REALTIME, abstime);
+}
+
+int pthread_clockjoin_np(pthread_t th, void **ret, clockid_t clk, const struct timespec *abstime)
+{
+    struct pt_thread *t = pt_ours(th);
+    if (!t) {
+        REAL(pthread_clockjoin_np);
+        return real_fn(th, ret, clk, abstime);
+    }
+    if (clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC) return EINVAL;
+    return pt_join(t, ret, 0, clk, abstime);
+}
+
+/* ---------------------------------------------------------------- signals, cancellation */
+
+int pthread_kill(pthread_t th, int sig)
+{
+    REAL(pthread_kill);
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, sig);
+    if (sig == 0) return atomic_load(&t->state) == PT_DONE ? ESRCH : 0;
+    if (self(t)) return real_fn(pt_real.self(), sig);
+    pt_die("pthread_kill(thread %u, signal %d): a signal to another thread cannot be delivered "
+           "under dsmrun --pthreads (the thread may run on another node). Send it to the thread "
+           "from itself (raise), to a process with kill(2), or set a flag the thread polls",
+           t->tid, sig);
+}
+
+int pthread_sigqueue(pthread_t th, int sig, const union sigval value)
+{
+    REAL(pthread_sigqueue);
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, sig, value);
+    if (self(t)) return real_fn(pt_real.self(), sig, value);
+    pt_die("pthread_sigqueue(thread %u, signal %d): a signal to another thread cannot be "
+           "delivered under dsmrun --pthreads (the thread may run on another node); set a flag "
+           "the thread polls instead",
+           t->tid, sig);
+}
+
+int pthread_cancel(pthread_t th)
+{
+    struct pt_thread *t = pt_ours(th);
+    if (!t) {
+        REAL(pthread_cancel);
+        return real_fn(th);
+    }
+    pt_die("pthread_cancel(thread %u): cancellation is not supported under dsmrun --pthreads "
+           "(the thread runs its routine on a stack of the global space, which glibc's "
+           "unwinding does not know). End the thread with a flag it polls and pthread_exit or "
+           "a return",
+           t->tid);
+}
+
+/* ---------------------------------------------------------------- names */
+
+int pthread_setname_np(pthread_t th, const char *name)
+{
+    REAL(pthread_setname_np);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, name);
+    return self(t) ? real_fn(pt_real.self(), name) : unsupported("pthread_setname_np", &said);
+}
+
+int pthread_getname_np(pthread_t th, char *name, size_t len)
+{
+    REAL(pthread_getname_np);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, name, len);
+    return self(t) ? real_fn(pt_real.self(), name, len) : unsupported("pthread_getname_np", &said);
+}
+
+/* ---------------------------------------------------------------- affinity, scheduling */
+
+int pthread_setaffinity_np(pthread_t th, size_t size, const cpu_set_t *set)
+{
+    REAL(pthread_setaffinity_np);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, size, set);
+    return self(t) ? real_fn(pt_real.self(), size, set)
+                   : unsupported("pthread_setaffinity_np", &said);
+}
+
+int pthread_getaffinity_np(pthread_t th, size_t size, cpu_set_t *set)
+{
+    REAL(pthread_getaffinity_np);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, size, set);
+    return self(t) ? real_fn(pt_real.self(), size, set)
+                   : unsupported("pthread_getaffinity_np", &said);
+}
+
+int pthread_setschedparam(pthread_t th, int policy, const struct sched_param *param)
+{
+    REAL(pthread_setschedparam);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, policy, param);
+    return self(t) ? real_fn(pt_real.self(), policy, param)
+                   : unsupported("pthread_setschedparam", &said);
+}
+
+int pthread_getschedparam(pthread_t th, int *policy, struct sched_param *param)
+{
+    REAL(pthread_getschedparam);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, policy, param);
+    return self(t) ? real_fn(pt_real.self(), policy, param)
+                   : unsupported("pthread_getschedparam", &said);
+}
+
+int pthread_setschedprio(pthread_t th, int prio)
+{
+    REAL(pthread_setschedprio);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, prio);
+    return self(t) ? real_fn(pt_real.self(), prio) : unsupported("pthread_setschedprio", &said);
+}
+
+/* The calling thread's attributes are its real thread's, with the stack it runs on: the one
+ * in the global space (a program that looks for its stack's bounds, as garbage collectors
+ * and stack-overflow handlers do, finds the right ones). Another thread's: ENOTSUP. */
+int pthread_getattr_np(pthread_t th, pthread_attr_t *attr)
+{
+    REAL(pthread_getattr_np);
+    static _Atomic int said;
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return real_fn(th, attr);
+    if (!self(t)) return unsupported("pthread_getattr_np", &said);
+    int rc = real_fn(pt_real.self(), attr);
+    if (!rc && pt_stack_lo) rc = pthread_attr_setstack(attr, pt_stack_lo, pt_stack_size);
+    return rc;
+}
