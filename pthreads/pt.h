@@ -175,6 +175,13 @@ static inline int pt_in_dsm(const void *p)
 
 _Noreturn void pt_exit_now(int status);
 /* Prints "ufdsm pthreads: ..." and exits the process with status 1. */
+/* glibc's version of fn (an interposed call), looked up at its first use: for the calls that
+ * are not in pt_real (start.c resolves those eagerly). Declares real_fn. */
+#define PT_REAL(fn)                                                                                \
+    static __typeof__(&fn) real_fn;                                                                \
+    if (!real_fn) real_fn = (__typeof__(&fn))dlsym(RTLD_NEXT, #fn);                                \
+    if (!real_fn) pt_die("cannot find glibc's " #fn ": %s", dlerror())
+
 void pt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* Prints "ufdsm pthreads: ..." and goes on. */
 void pt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -41,6 +41,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -155,25 +156,47 @@ int pthread_mutex_trylock(pthread_mutex_t *m)
     return lock(m, 1);
 }
 
-static int past(const struct timespec *abstime)
+/* Whether the deadline abstime on clock clk has passed. */
+static int past(clockid_t clk, const struct timespec *abstime)
 {
     struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
+    clock_gettime(clk, &now);
     return now.tv_sec > abstime->tv_sec ||
            (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec);
 }
 
-/* The runtime's mutexes have no timed wait: try until the deadline. */
-int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
+/* The clocks a deadline may be given on (the _clock variants take one; POSIX asks for these
+ * two at least). */
+static int bad_clock(clockid_t clk)
 {
-    if (!shared(m)) return pt_real.mutex_timedlock(m, abstime);
+    return clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC;
+}
+
+/* The runtime's mutexes have no timed wait: try until the deadline. */
+static int timedlock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
+{
     unsigned round = 0;
     for (;;) {
         int rc = lock(m, 1);
         if (rc != EBUSY) return rc;
-        if (past(abstime)) return ETIMEDOUT;
+        if (past(clk, abstime)) return ETIMEDOUT;
         pause_poll(&round);
     }
+}
+
+int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abstime)
+{
+    if (!shared(m)) return pt_real.mutex_timedlock(m, abstime);
+    return timedlock(m, CLOCK_REALTIME, abstime);
+}
+
+int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abstime)
+{
+    if (!shared(m)) {
+        PT_REAL(pthread_mutex_clocklock);
+        return real_fn(m, clk, abstime);
+    }
+    return bad_clock(clk) ? EINVAL : timedlock(m, clk, abstime);
 }
 
 int pthread_mutex_unlock(pthread_mutex_t *m)
@@ -261,10 +284,21 @@ static uint32_t *seq_of(pthread_cond_t *c)
     return (uint32_t *)c;
 }
 
+/* The clock of a condition's timedwait (pthread_condattr_setclock), kept in the object next
+ * to the sequence number; 0 (PTHREAD_COND_INITIALIZER) is CLOCK_REALTIME. */
+static uint32_t *clock_of(pthread_cond_t *c)
+{
+    return seq_of(c) + 1;
+}
+
 int pthread_cond_init(pthread_cond_t *c, const pthread_condattr_t *a)
 {
     if (!shared(c)) return pt_real.cond_init(c, a);
+    clockid_t clk = CLOCK_REALTIME;
+    if (a) pthread_condattr_getclock(a, &clk);
+    if (bad_clock(clk)) return EINVAL;
     memset(c, 0, sizeof *c);
+    *clock_of(c) = (uint32_t)clk;
     return 0;
 }
 
@@ -274,7 +308,8 @@ int pthread_cond_destroy(pthread_cond_t *c)
     return 0;
 }
 
-static int wait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abstime)
+static int wait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
+                const struct timespec *abstime)
 {
     if (!pt_in_dsm(m))
         pt_die("pthread_cond_wait(%p, %p): the condition variable is in the program's shared "
@@ -287,7 +322,7 @@ static int wait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *ab
     unsigned round = 0;
     int timed_out = 0;
     while (load32(c, seq_of(c)) == seq) {
-        if (abstime && past(abstime)) {
+        if (abstime && past(clk, abstime)) {
             timed_out = 1;
             break;
         }
@@ -300,13 +335,24 @@ static int wait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *ab
 int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
     if (!shared(c)) return pt_real.cond_wait(c, m);
-    return wait(c, m, NULL);
+    return wait(c, m, CLOCK_REALTIME, NULL);
 }
 
 int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *t)
 {
     if (!shared(c)) return pt_real.cond_timedwait(c, m, t);
-    return wait(c, m, t);
+    /* Written once at init, before any thread can wait: a plain read is current. */
+    return wait(c, m, (clockid_t)*clock_of(c), t);
+}
+
+int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
+                           const struct timespec *t)
+{
+    if (!shared(c)) {
+        PT_REAL(pthread_cond_clockwait);
+        return real_fn(c, m, clk, t);
+    }
+    return bad_clock(clk) ? EINVAL : wait(c, m, clk, t);
 }
 
 /* RC: the guard's unlock releases what the signaller wrote. */
@@ -427,11 +473,11 @@ int sem_trywait(sem_t *s)
     return -1;
 }
 
-static int sem_wait_until(sem_t *s, const struct timespec *abstime)
+static int sem_wait_until(sem_t *s, clockid_t clk, const struct timespec *abstime)
 {
     unsigned round = 0;
     while (!sem_take(s)) {
-        if (abstime && past(abstime)) {
+        if (abstime && past(clk, abstime)) {
             errno = ETIMEDOUT;
             return -1;
         }
@@ -443,13 +489,26 @@ static int sem_wait_until(sem_t *s, const struct timespec *abstime)
 int sem_wait(sem_t *s)
 {
     if (!shared(s)) return pt_real.sem_wait(s);
-    return sem_wait_until(s, NULL);
+    return sem_wait_until(s, CLOCK_REALTIME, NULL);
 }
 
 int sem_timedwait(sem_t *s, const struct timespec *abstime)
 {
     if (!shared(s)) return pt_real.sem_timedwait(s, abstime);
-    return sem_wait_until(s, abstime);
+    return sem_wait_until(s, CLOCK_REALTIME, abstime);
+}
+
+int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abstime)
+{
+    if (!shared(s)) {
+        PT_REAL(sem_clockwait);
+        return real_fn(s, clk, abstime);
+    }
+    if (bad_clock(clk)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return sem_wait_until(s, clk, abstime);
 }
 
 int sem_getvalue(sem_t *s, int *v)
@@ -507,23 +566,63 @@ static int rw_try(pthread_rwlock_t *l, int write)
     }
 }
 
-static int rw_lock(pthread_rwlock_t *l, int write)
+/* Waits for the lock (until abstime on clk, if given: then ETIMEDOUT). */
+static int rw_lock(pthread_rwlock_t *l, int write, clockid_t clk, const struct timespec *abstime)
 {
     unsigned round = 0;
-    while (rw_try(l, write)) pause_poll(&round);
+    while (rw_try(l, write)) {
+        if (abstime && past(clk, abstime)) return ETIMEDOUT;
+        pause_poll(&round);
+    }
     return 0;
 }
 
 int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
     if (!shared(l)) return pt_real.rwlock_rdlock(l);
-    return rw_lock(l, 0);
+    return rw_lock(l, 0, CLOCK_REALTIME, NULL);
 }
 
 int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
     if (!shared(l)) return pt_real.rwlock_wrlock(l);
-    return rw_lock(l, 1);
+    return rw_lock(l, 1, CLOCK_REALTIME, NULL);
+}
+
+int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *abstime)
+{
+    if (!shared(l)) {
+        PT_REAL(pthread_rwlock_timedrdlock);
+        return real_fn(l, abstime);
+    }
+    return rw_lock(l, 0, CLOCK_REALTIME, abstime);
+}
+
+int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *abstime)
+{
+    if (!shared(l)) {
+        PT_REAL(pthread_rwlock_timedwrlock);
+        return real_fn(l, abstime);
+    }
+    return rw_lock(l, 1, CLOCK_REALTIME, abstime);
+}
+
+int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t clk, const struct timespec *abstime)
+{
+    if (!shared(l)) {
+        PT_REAL(pthread_rwlock_clockrdlock);
+        return real_fn(l, clk, abstime);
+    }
+    return bad_clock(clk) ? EINVAL : rw_lock(l, 0, clk, abstime);
+}
+
+int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t clk, const struct timespec *abstime)
+{
+    if (!shared(l)) {
+        PT_REAL(pthread_rwlock_clockwrlock);
+        return real_fn(l, clk, abstime);
+    }
+    return bad_clock(clk) ? EINVAL : rw_lock(l, 1, clk, abstime);
 }
 
 int pthread_rwlock_tryrdlock(pthread_rwlock_t *l)

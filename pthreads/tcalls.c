@@ -31,12 +31,6 @@
 
 #include "pt.h"
 
-/* glibc's version of a call, looked up at its first use. */
-#define REAL(fn)                                                                                   \
-    static __typeof__(&fn) real_fn;                                                                \
-    if (!real_fn) real_fn = (__typeof__(&fn))dlsym(RTLD_NEXT, #fn);                                \
-    if (!real_fn) pt_die("cannot find glibc's " #fn ": %s", dlerror())
-
 /* Once per call name: the program asked for something about another thread that the
  * preload cannot do across nodes; the call returns ENOTSUP. */
 static int unsupported(const char *call, _Atomic int *said)
@@ -61,7 +55,7 @@ int pthread_tryjoin_np(pthread_t th, void **ret)
 {
     struct pt_thread *t = pt_ours(th);
     if (!t) {
-        REAL(pthread_tryjoin_np);
+        PT_REAL(pthread_tryjoin_np);
         return real_fn(th, ret);
     }
     return pt_join(t, ret, 1, CLOCK_REALTIME, NULL);
@@ -71,7 +65,7 @@ int pthread_timedjoin_np(pthread_t th, void **ret, const struct timespec *abstim
 {
     struct pt_thread *t = pt_ours(th);
     if (!t) {
-        REAL(pthread_timedjoin_np);
+        PT_REAL(pthread_timedjoin_np);
         return real_fn(th, ret, abstime);
     }
     return pt_join(t, ret, 0, CLOCK_REALTIME, abstime);
@@ -81,7 +75,7 @@ int pthread_clockjoin_np(pthread_t th, void **ret, clockid_t clk, const struct t
 {
     struct pt_thread *t = pt_ours(th);
     if (!t) {
-        REAL(pthread_clockjoin_np);
+        PT_REAL(pthread_clockjoin_np);
         return real_fn(th, ret, clk, abstime);
     }
     if (clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC) return EINVAL;
@@ -92,7 +86,7 @@ int pthread_clockjoin_np(pthread_t th, void **ret, clockid_t clk, const struct t
 
 int pthread_kill(pthread_t th, int sig)
 {
-    REAL(pthread_kill);
+    PT_REAL(pthread_kill);
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, sig);
     if (sig == 0) return atomic_load(&t->state) == PT_DONE ? ESRCH : 0;
@@ -105,7 +99,7 @@ int pthread_kill(pthread_t th, int sig)
 
 int pthread_sigqueue(pthread_t th, int sig, const union sigval value)
 {
-    REAL(pthread_sigqueue);
+    PT_REAL(pthread_sigqueue);
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, sig, value);
     if (self(t)) return real_fn(pt_real.self(), sig, value);
@@ -119,7 +113,7 @@ int pthread_cancel(pthread_t th)
 {
     struct pt_thread *t = pt_ours(th);
     if (!t) {
-        REAL(pthread_cancel);
+        PT_REAL(pthread_cancel);
         return real_fn(th);
     }
     pt_die("pthread_cancel(thread %u): cancellation is not supported under dsmrun --pthreads "
@@ -133,7 +127,7 @@ int pthread_cancel(pthread_t th)
 
 int pthread_setname_np(pthread_t th, const char *name)
 {
-    REAL(pthread_setname_np);
+    PT_REAL(pthread_setname_np);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, name);
@@ -142,7 +136,7 @@ int pthread_setname_np(pthread_t th, const char *name)
 
 int pthread_getname_np(pthread_t th, char *name, size_t len)
 {
-    REAL(pthread_getname_np);
+    PT_REAL(pthread_getname_np);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, name, len);
@@ -153,7 +147,7 @@ int pthread_getname_np(pthread_t th, char *name, size_t len)
 
 int pthread_setaffinity_np(pthread_t th, size_t size, const cpu_set_t *set)
 {
-    REAL(pthread_setaffinity_np);
+    PT_REAL(pthread_setaffinity_np);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, size, set);
@@ -163,7 +157,7 @@ int pthread_setaffinity_np(pthread_t th, size_t size, const cpu_set_t *set)
 
 int pthread_getaffinity_np(pthread_t th, size_t size, cpu_set_t *set)
 {
-    REAL(pthread_getaffinity_np);
+    PT_REAL(pthread_getaffinity_np);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, size, set);
@@ -173,7 +167,7 @@ int pthread_getaffinity_np(pthread_t th, size_t size, cpu_set_t *set)
 
 int pthread_setschedparam(pthread_t th, int policy, const struct sched_param *param)
 {
-    REAL(pthread_setschedparam);
+    PT_REAL(pthread_setschedparam);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, policy, param);
@@ -183,7 +177,7 @@ int pthread_setschedparam(pthread_t th, int policy, const struct sched_param *pa
 
 int pthread_getschedparam(pthread_t th, int *policy, struct sched_param *param)
 {
-    REAL(pthread_getschedparam);
+    PT_REAL(pthread_getschedparam);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, policy, param);
@@ -193,7 +187,7 @@ int pthread_getschedparam(pthread_t th, int *policy, struct sched_param *param)
 
 int pthread_setschedprio(pthread_t th, int prio)
 {
-    REAL(pthread_setschedprio);
+    PT_REAL(pthread_setschedprio);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, prio);
@@ -205,7 +199,7 @@ int pthread_setschedprio(pthread_t th, int prio)
  * and stack-overflow handlers do, finds the right ones). Another thread's: ENOTSUP. */
 int pthread_getattr_np(pthread_t th, pthread_attr_t *attr)
 {
-    REAL(pthread_getattr_np);
+    PT_REAL(pthread_getattr_np);
     static _Atomic int said;
     struct pt_thread *t = pt_ours(th);
     if (!t) return real_fn(th, attr);
