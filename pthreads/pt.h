@@ -175,6 +175,9 @@ static inline int pt_in_dsm(const void *p)
 
 _Noreturn void pt_exit_now(int status);
 /* Prints "ufdsm pthreads: ..." and exits the process with status 1. */
+/* A thread's end: the free small blocks it keeps (malloc.c) go back to the arena. */
+void pt_malloc_thread_end(void);
+
 /* glibc's version of fn (an interposed call), looked up at its first use: for the calls that
  * are not in pt_real (start.c resolves those eagerly). Declares real_fn. */
 #define PT_REAL(fn)                                                                                \

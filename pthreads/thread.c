@@ -279,6 +279,7 @@ static void *trampoline(void *arg)
     pt_acquire(); /* what the creator wrote before pthread_create (RC) */
     pt_run_on_dsm_stack(run_thread, t->stacksize);
     pt_self = NULL;
+    pt_malloc_thread_end(); /* its cached free blocks back to the arena */
     pt_release(); /* what the thread wrote, before a joiner (or main's end) may see it done */
     atomic_fetch_sub(&pt_ctl->live, 1);
     if (atomic_exchange(&t->state, PT_DONE) == PT_DETACHED) pt_record_free(t);
