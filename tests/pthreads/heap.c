@@ -4,7 +4,8 @@
  * pattern of its own, checks it before freeing or growing it, and hands every fourth block
  * to the next thread through a mailbox, which checks and frees it (a block of another node,
  * under dsmrun --pthreads). Two live blocks that overlap, a block handed out twice, a
- * calloc block that is not zero or a realloc that loses bytes breaks a pattern. An ordinary
+ * calloc block that is not zero or a realloc that loses bytes breaks a pattern. With
+ * --min-procs N the workers must have run in at least N processes (nodes). An ordinary
  * pthreads program (no ufdsm). Prints "heap: ok" or "FAIL ..." (status 1).
  */
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NT     4
 #define LIVE   48
@@ -27,6 +29,7 @@ static pthread_mutex_t box_m[NT];
 static struct blk box[NT][LIVE]; /* box[i]: blocks handed to thread i */
 static int box_n[NT];
 static int bad;
+static pid_t pids[NT];
 
 static void fail(const char *what, long a)
 {
@@ -68,6 +71,7 @@ static void take_mail(int me)
 static void *worker(void *arg)
 {
     int me = (int)(intptr_t)arg;
+    pids[me] = getpid(); /* read by main after the join */
     unsigned seed = 12345u + (unsigned)me;
     struct blk live[LIVE] = {{0}};
     for (int r = 0; r < ROUNDS && !__atomic_load_n(&bad, __ATOMIC_SEQ_CST); r++) {
@@ -139,12 +143,20 @@ static void *brief(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int min_procs = argc == 3 && !strcmp(argv[1], "--min-procs") ? atoi(argv[2]) : 1;
     pthread_t t[NT];
     for (int i = 0; i < NT; i++) pthread_mutex_init(&box_m[i], NULL);
     for (intptr_t i = 0; i < NT; i++) pthread_create(&t[i], NULL, worker, (void *)i);
     for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
+    int procs = 0;
+    for (int i = 0; i < NT; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= pids[j] == pids[i];
+        procs += !seen;
+    }
+    if (procs < min_procs) fail("processes the workers ran in", procs);
     for (int i = 0; i < NT; i++) take_mail(i);
     for (int k = 0; k < 40; k++) {
         pthread_t b;

@@ -7,6 +7,7 @@
  *                     itself (setname/getname, getaffinity/setaffinity, getschedparam,
  *                     a signal to itself, getattr_np's stack holding one of its locals).
  *                     Prints "tcalls: ok" or "FAIL ..." (status 1).
+ *   tcalls --min-procs N   the same, and the waiters ran in at least N processes (nodes)
  *   tcalls cancel     pthread_cancel on a waiting thread (under dsmrun --pthreads the job
  *                     must stop, naming the call)
  *   tcalls kill       pthread_kill(SIGUSR1) to another thread (likewise)
@@ -29,6 +30,7 @@ static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
 static int go;  /* under m: the waiting threads may end */
 static int bad; /* under m: a check in a thread failed */
 static volatile sig_atomic_t got_usr1;
+static pid_t pids[3]; /* each waiter's, read by main after the joins */
 
 static void fail(const char *what, long got, long want)
 {
@@ -55,6 +57,7 @@ static void on_usr1(int sig)
 /* Waits until main says go, then checks the calls a thread makes on itself. */
 static void *waiter(void *arg)
 {
+    pids[(intptr_t)arg] = getpid();
     while (!released()) usleep(1000);
     pthread_t me = pthread_self();
     char name[16] = "";
@@ -127,6 +130,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
         return 0;
     }
+    int min_procs = argc == 3 && !strcmp(argv[1], "--min-procs") ? atoi(argv[2]) : 1;
     void *rv;
     int rc;
     if ((rc = pthread_kill(t[0], 0))) fail("pthread_kill(a running thread, 0)", rc, 0);
@@ -150,6 +154,8 @@ int main(int argc, char **argv)
         fail("pthread_clockjoin_np, 30 s: value", (intptr_t)rv, 17);
     while ((rc = pthread_tryjoin_np(t[2], &rv)) == EBUSY) usleep(1000);
     if (rc || (intptr_t)rv != 27) fail("pthread_tryjoin_np once ended: value", (intptr_t)rv, 27);
+    int procs = 1 + (pids[1] != pids[0]) + (pids[2] != pids[0] && pids[2] != pids[1]);
+    if (procs < min_procs) fail("processes the waiters ran in", procs, min_procs);
     pthread_mutex_lock(&m);
     int b = bad;
     pthread_mutex_unlock(&m);

@@ -6,7 +6,8 @@
  * with ETIMEDOUT, and not before its deadline (a deadline read on the wrong clock passes at
  * once), while the holder (another thread: another node under dsmrun --pthreads) keeps the
  * object; a clock that is not allowed gives EINVAL; and each succeeds once the holder lets
- * go. An ordinary pthreads program (no ufdsm). Prints "timed: ok" or "FAIL ..." (status 1).
+ * go. With --min-procs 2 the holder must have run in another process than main (another
+ * node). An ordinary pthreads program (no ufdsm). Prints "timed: ok" or "FAIL ..." (status 1).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +30,7 @@ static pthread_mutex_t cm = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv; /* CLOCK_MONOTONIC */
 static int ready;         /* under cm */
 static int bad;
+static pid_t holder_pid; /* under ctl, with step 1 */
 
 static void fail(const char *what, int got, int want)
 {
@@ -55,6 +58,9 @@ static void *holder(void *a)
     (void)a;
     pthread_mutex_lock(&mx);
     pthread_rwlock_wrlock(&rw);
+    pthread_mutex_lock(&ctl);
+    holder_pid = getpid();
+    pthread_mutex_unlock(&ctl);
     set_step(1);
     while (get_step() != 2) usleep(1000);
     pthread_mutex_unlock(&mx);
@@ -100,8 +106,9 @@ static int sem_rc(int r)
     return r ? errno : 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int min_procs = argc == 3 && !strcmp(argv[1], "--min-procs") ? atoi(argv[2]) : 1;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -114,6 +121,13 @@ int main(void)
         return 1;
     }
     while (get_step() != 1) usleep(1000);
+    pthread_mutex_lock(&ctl);
+    int procs = 1 + (holder_pid != getpid());
+    pthread_mutex_unlock(&ctl);
+    if (procs < min_procs) {
+        fprintf(stderr, "FAIL: the holder ran in main's process, want %d processes\n", min_procs);
+        bad = 1;
+    }
 
     TIMES_OUT("pthread_mutex_timedlock", CLOCK_REALTIME, pthread_mutex_timedlock(&mx, &d));
     TIMES_OUT("pthread_mutex_clocklock", CLOCK_MONOTONIC,
