@@ -8,6 +8,7 @@
 #define UFDSM_PT_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -34,6 +35,13 @@ struct pt_thread {
     int node;               /* where it runs */
     _Atomic int state;      /* PT_RUNNING, PT_DONE or PT_DETACHED */
     _Atomic int used;       /* the pool slot is taken (thread.c) */
+    /* Attributes the creator set, applied where the thread runs (thread.c). */
+    void *ustack;       /* pthread_attr_setstack: the program's own stack, or NULL */
+    int has_cpus;       /* pthread_attr_setaffinity_np */
+    int sched_explicit; /* PTHREAD_EXPLICIT_SCHED: policy and param below */
+    int policy;
+    struct sched_param param;
+    cpu_set_t cpus;
 } __attribute__((aligned(64)));
 enum { PT_RUNNING = 0, PT_DONE = 1, PT_DETACHED = 2 };
 
@@ -228,7 +236,7 @@ void pt_app_thread_unregister(int slot);
 void pt_threads_start_queued(void); /* starts what this node's queue holds */
 /* Runs fn on a stack of `size` bytes in the global space (homed here), with an alternate
  * signal stack for the SIGBUS of faults on that stack. pt_exit_to_runner ends it early. */
-void pt_run_on_dsm_stack(void (*fn)(void), size_t size);
+void pt_run_on_dsm_stack(void (*fn)(void), size_t size, void *given);
 void pt_exit_to_runner(void) __attribute__((noreturn));
 /* Placement (DSM_THREAD_PLACEMENT): pt_place_init reads the variables and publishes this
  * node's share in the control block, before the start barrier; pt_place_ready takes every

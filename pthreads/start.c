@@ -865,7 +865,7 @@ static int pt_main(int argc, char **argv, char **envp)
     pt_self = &main_rec;
     pt_app_thread_register();
     pt_tls_prime();
-    pt_run_on_dsm_stack(run_main, MAIN_STACK);
+    pt_run_on_dsm_stack(run_main, MAIN_STACK, NULL);
     exit(main_status);
 }
 

@@ -33,6 +33,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -109,14 +110,15 @@ long pt_rt_call(void *fn, long a0, long a1, long a2, long a3, long a4, long a5)
     return c.r;
 }
 
-void pt_run_on_dsm_stack(void (*fn)(void), size_t size)
+/* Runs fn on a stack of the global space: given (the program's own, size bytes), or one of
+ * size bytes from this node's arena. */
+static void run_on_stack(void (*fn)(void), size_t size, void *given)
 {
-    size = (size + 4095) & ~4095ul;
     void *alt = mmap(NULL, ALT_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (alt == MAP_FAILED) pt_die("cannot map an alternate signal stack: %s", strerror(errno));
     stack_t ss = {.ss_sp = alt, .ss_size = ALT_STACK, .ss_flags = 0};
     if (sigaltstack(&ss, NULL)) pt_die("sigaltstack failed: %s", strerror(errno));
-    char *stack = pt_dsm_malloc(size);
+    char *stack = given ? given : pt_dsm_malloc(size);
     if (!stack)
         pt_die("no global memory left for a %zu-byte thread stack; raise DSM_MEMORY (each "
                "node's heap and stacks get half of it divided by the nodes)",
@@ -138,10 +140,15 @@ void pt_run_on_dsm_stack(void (*fn)(void), size_t size)
     real_sp = 0;
     pt_stack_lo = NULL;
     pt_stack_size = 0;
-    pt_dsm_free(stack);
+    if (!given) pt_dsm_free(stack);
     ss.ss_flags = SS_DISABLE;
     sigaltstack(&ss, NULL);
     munmap(alt, ALT_STACK);
+}
+
+void pt_run_on_dsm_stack(void (*fn)(void), size_t size, void *given)
+{
+    run_on_stack(fn, given ? size : (size + 4095) & ~4095ul, given);
 }
 
 void pt_exit_to_runner(void)
@@ -270,6 +277,28 @@ static void run_thread(void)
     t->ret = t->fn(t->arg);
 }
 
+/* Once per kind: an attribute that could not be applied where the thread runs. */
+static void attr_warn(const char *what, int err, _Atomic int *said)
+{
+    if (!atomic_exchange(said, 1))
+        fprintf(stderr,
+                "ufdsm pthreads (node %d): the thread attribute %s could not be applied on this "
+                "node (%s); the thread runs without it\n",
+                pt_rank, what, strerror(err));
+}
+
+/* The affinity and scheduling the creator set, on the thread's real thread here. A CPU set
+ * names CPUs of the node the thread runs on (every node's CPUs are numbered from 0). */
+static void apply_attrs(const struct pt_thread *t)
+{
+    static _Atomic int said_cpus, said_sched;
+    int rc;
+    if (t->has_cpus && (rc = pthread_setaffinity_np(pt_real.self(), sizeof t->cpus, &t->cpus)))
+        attr_warn("affinity (pthread_attr_setaffinity_np)", rc, &said_cpus);
+    if (t->sched_explicit && (rc = pthread_setschedparam(pt_real.self(), t->policy, &t->param)))
+        attr_warn("scheduling (PTHREAD_EXPLICIT_SCHED)", rc, &said_sched);
+}
+
 static void *trampoline(void *arg)
 {
     struct pt_thread *t = arg;
@@ -277,7 +306,8 @@ static void *trampoline(void *arg)
     int slot = pt_app_thread_register();
     pt_tls_prime();
     pt_acquire(); /* what the creator wrote before pthread_create (RC) */
-    pt_run_on_dsm_stack(run_thread, t->stacksize);
+    apply_attrs(t);
+    pt_run_on_dsm_stack(run_thread, t->stacksize, t->ustack);
     pt_self = NULL;
     pt_malloc_thread_end(); /* its cached free blocks back to the arena */
     pt_release(); /* what the thread wrote, before a joiner (or main's end) may see it done */
@@ -343,6 +373,40 @@ static void *internal_trampoline(void *arg)
     return s.fn(s.arg);
 }
 
+/* The attributes pthread_create takes besides stack size and detach state: the program's
+ * own stack if it lies in the global space (any node can run on it; glibc's guard size
+ * does not apply to it, as natively), an affinity other than every CPU, explicit
+ * scheduling. A stack elsewhere (the program's own mmap: that node's memory only) is left
+ * out, and said so once. */
+static void copy_attrs(struct pt_thread *t, const pthread_attr_t *attr)
+{
+    static _Atomic int said_stack;
+    void *sa;
+    size_t ss;
+    t->ustack = NULL;
+    if (!pthread_attr_getstack(attr, &sa, &ss) && sa) {
+        if (pt_in_dsm(sa) && pt_in_dsm((char *)sa + ss - 1)) {
+            t->ustack = sa;
+            t->stacksize = ss;
+        } else if (!atomic_exchange(&said_stack, 1)) {
+            fprintf(stderr,
+                    "ufdsm pthreads (node %d): pthread_attr_setstack gave a stack at %p outside "
+                    "the program's shared memory (not from malloc or a global), which other "
+                    "nodes cannot use; the thread gets a stack of its own instead\n",
+                    pt_rank, sa);
+        }
+    }
+    cpu_set_t all;
+    memset(&all, 0xff, sizeof all);
+    t->has_cpus = !pthread_attr_getaffinity_np(attr, sizeof t->cpus, &t->cpus) &&
+                  CPU_COUNT(&t->cpus) && !CPU_EQUAL(&t->cpus, &all);
+    int inh;
+    t->sched_explicit = !pthread_attr_getinheritsched(attr, &inh) &&
+                        inh == PTHREAD_EXPLICIT_SCHED &&
+                        !pthread_attr_getschedpolicy(attr, &t->policy) &&
+                        !pthread_attr_getschedparam(attr, &t->param);
+}
+
 int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
     if (!pt_ready || pt_internal) {
@@ -365,6 +429,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
         if (!pthread_attr_getstacksize(attr, &sz) && sz > t->stacksize) t->stacksize = sz;
         int ds;
         if (!pthread_attr_getdetachstate(attr, &ds) && ds == PTHREAD_CREATE_DETACHED) detached = 1;
+        copy_attrs(t, attr);
     }
     t->tid = atomic_fetch_add(&pt_ctl->next_tid, 1) + 1;
     /* main is the job's thread 0, on node 0: the first thread created is thread 1, so that
