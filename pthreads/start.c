@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
@@ -233,6 +234,63 @@ static int the_program(void)
     else
         yes = !strcmp(want, base);
     return yes;
+}
+
+/* ---------------------------------------------------------------- the environment */
+
+/*
+ * A program that names `environ` itself (posix_spawn(..., environ), execve) gets a copy
+ * relocation: the variable every libc function reads moves into the executable's .bss, which
+ * is in the global space. Two things follow. The runtime may not read it: its threads (and
+ * program threads inside a call into it) must never fault on the global space, and libraries
+ * it calls read their settings with getenv (libibverbs, liburing) long after it started. And
+ * its value is node 0's: a pointer into node 0's own memory, meaningless elsewhere. So:
+ *   - pt_env is this node's environment as it was just before the space was mapped (its
+ *     array and strings are node-local), and getenv/secure_getenv read it from inside the
+ *     runtime; the program's own calls read `environ` as usual;
+ *   - node 0 then copies its environment into the global space and points `environ` there,
+ *     so the program sees node 0's environment (the job's, as dsmrun gives every node the
+ *     same but for DSM_RANK) from any node (share_environ).
+ */
+extern char **environ;
+static char **pt_env;
+
+static char *env_find(char **env, const char *name)
+{
+    size_t n = strlen(name);
+    for (; env && *env; env++)
+        if (!strncmp(*env, name, n) && (*env)[n] == '=') return *env + n + 1;
+    return NULL;
+}
+
+char *getenv(const char *name)
+{
+    if (pt_env && pt_internal) return env_find(pt_env, name);
+    return env_find(environ, name);
+}
+
+char *secure_getenv(const char *name)
+{
+    return getauxval(AT_SECURE) ? NULL : getenv(name);
+}
+
+/* Node 0, once the globals are back: when `environ` itself is in the global space, its
+ * contents move there too. */
+static void share_environ(void)
+{
+    if (!pt_in_dsm(&environ)) return;
+    size_t n = 0, bytes = 0;
+    for (char **e = pt_env; e && *e; e++, n++) bytes += strlen(*e) + 1;
+    char **copy = pt_dsm_malloc((n + 1) * sizeof *copy + bytes);
+    if (!copy) pt_die("no global memory for a copy of the environment (%zu bytes)", bytes);
+    char *at = (char *)(copy + n + 1);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(pt_env[i]) + 1;
+        copy[i] = memcpy(at, pt_env[i], len);
+        at += len;
+    }
+    copy[n] = NULL;
+    environ = copy;
 }
 
 __attribute__((constructor)) static void pt_constructor(void)
@@ -505,6 +563,7 @@ static void start_runtime(void)
     if (saved == MAP_FAILED) pt_die("cannot save the data segments: %s", strerror(errno));
     memcpy(saved, (void *)s.lo, dlen);
 
+    pt_env = environ; /* before `environ` itself may move into the global space */
     pt_internal++;
     load_runtime();
     pt_dsm.map_over(s.lo, mem);
@@ -546,6 +605,7 @@ static void start_runtime(void)
                d, (unsigned long)s.lo);
     if (pt_rank == 0) {
         memcpy(d, saved, dlen);
+        share_environ(); /* published by check_identity's barrier */
         atomic_store(&pt_ctl->next_tid, 1);
     }
     munmap(saved, dlen);
@@ -804,6 +864,20 @@ static void crash_handler(int sig, siginfo_t *si, void *ctx)
         if (crash_sigs[i].sig == sig) sname = crash_sigs[i].name;
     char who[512], where[64] = "";
     struct pt_thread *t = pt_self;
+    if (sig != SIGABRT && si) snprintf(where, sizeof where, " at address %p", si->si_addr);
+    if (pt_ready && getpid() != pt_pid) {
+        /* A child of fork(): the runtime maps the global space MADV_DONTFORK, so the child
+         * has none of it, not even the stack fork() returns on, and dies at once. */
+        pt_warn("a process fork()ed on node %d (pid %d) was killed by %s (%s)%s: a child of "
+                "fork() has none of the program's shared memory (globals, heap, thread "
+                "stacks, the one fork() returned on included). Under dsmrun --pthreads start "
+                "programs with posix_spawn, system or popen instead of fork and exec "
+                "(docs/pthreads.md, limits)",
+                pt_rank, (int)getpid(), sname, strsignal(sig), where);
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     if (pt_internal) {
         snprintf(who, sizeof who, "a thread inside ufdsm's runtime (kernel tid %d)", (int)gettid());
     } else if (t == &main_rec) {
@@ -818,7 +892,6 @@ static void crash_handler(int sig, siginfo_t *si, void *ctx)
                  "a thread not created by the program's pthread_create (kernel tid %d)",
                  (int)gettid());
     }
-    if (sig != SIGABRT && si) snprintf(where, sizeof where, " at address %p", si->si_addr);
     pt_warn("%s was killed by %s (%s)%s; node %d ends, and with it the job", who, sname,
             strsignal(sig), where, pt_rank);
     signal(sig, SIG_DFL);

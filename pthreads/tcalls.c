@@ -1,5 +1,6 @@
 /*
- * tcalls.c - the other calls that take a pthread_t, on threads the preload placed.
+ * tcalls.c - the other calls that take a pthread_t, on threads the preload placed; and the
+ * calls that start programs (at the end).
  *
  * A placed thread's pthread_t is its record in the global space, not a glibc descriptor, so
  * glibc's versions of these calls must never see it (they would read the record as a
@@ -23,6 +24,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +32,8 @@
 #include <unistd.h>
 
 #include "pt.h"
+
+extern char **environ;
 
 /* Once per call name: the program asked for something about another thread that the
  * preload cannot do across nodes; the call returns ENOTSUP. */
@@ -207,4 +211,81 @@ int pthread_getattr_np(pthread_t th, pthread_attr_t *attr)
     int rc = real_fn(pt_real.self(), attr);
     if (!rc && pt_stack_lo) rc = pthread_attr_setstack(attr, pt_stack_lo, pt_stack_size);
     return rc;
+}
+
+/* ---------------------------------------------------------------- starting programs */
+
+/*
+ * The kernel reads an exec's arguments and environment itself, and a page of the global
+ * space that is not present on this node is not fetched for it: execve fails with EFAULT
+ * (dsm/fault.c: the runtime runs in SIGBUS mode). The program's argv, envp and the strings
+ * they point to may well be there (a thread's stack, the heap, node 0's `environ`), so each
+ * way of starting a program first reads every one of them, which makes them present.
+ */
+static void touch_str(const char *s)
+{
+    if (!s || !pt_in_dsm(s)) return;
+    while (*(volatile const char *)s) s++;
+}
+
+static void touch_vec(char *const *v)
+{
+    if (!v) return;
+    for (; *(char *volatile const *)v; v++) touch_str(*v);
+}
+
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                const posix_spawnattr_t *at, char *const argv[], char *const envp[])
+{
+    PT_REAL(posix_spawn);
+    touch_str(path), touch_vec(argv), touch_vec(envp);
+    return real_fn(pid, path, fa, at, argv, envp);
+}
+
+int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                 const posix_spawnattr_t *at, char *const argv[], char *const envp[])
+{
+    PT_REAL(posix_spawnp);
+    touch_str(file), touch_vec(argv), touch_vec(envp);
+    return real_fn(pid, file, fa, at, argv, envp);
+}
+
+int execve(const char *path, char *const argv[], char *const envp[])
+{
+    PT_REAL(execve);
+    touch_str(path), touch_vec(argv), touch_vec(envp);
+    return real_fn(path, argv, envp);
+}
+
+int execv(const char *path, char *const argv[])
+{
+    return execve(path, argv, environ);
+}
+
+int execvp(const char *file, char *const argv[])
+{
+    PT_REAL(execvp);
+    touch_str(file), touch_vec(argv), touch_vec(environ);
+    return real_fn(file, argv);
+}
+
+int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    PT_REAL(execvpe);
+    touch_str(file), touch_vec(argv), touch_vec(envp);
+    return real_fn(file, argv, envp);
+}
+
+int system(const char *command)
+{
+    PT_REAL(system);
+    touch_str(command), touch_vec(environ);
+    return real_fn(command);
+}
+
+FILE *popen(const char *command, const char *mode)
+{
+    PT_REAL(popen);
+    touch_str(command), touch_vec(environ);
+    return real_fn(command, mode);
 }
