@@ -198,6 +198,8 @@ void pt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 void pt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Waits a little, longer the longer it has waited (round: how often it has been called). */
 void pt_backoff(unsigned *round);
+/* Whether the deadline abstime on clock clk has passed. */
+int pt_past(clockid_t clk, const struct timespec *abstime);
 /* Global-space memory of the program's kind (the default protocol: thread stacks, the heap):
  * dsm_malloc with the runtime's allocations kept in glibc. NULL when the space is exhausted.
  * The preload's own shared state is SC memory allocated at start instead (start.c). */

@@ -122,6 +122,7 @@ void pt_warn(const char *fmt, ...)
 void pt_backoff(unsigned *round)
 {
     unsigned r = (*round)++;
+    if (*round > 200) *round = 150; /* stays at 1 ms, and never wraps */
     if (r < 50) {
         __builtin_ia32_pause();
     } else if (r < 100) {
@@ -133,6 +134,14 @@ void pt_backoff(unsigned *round)
         struct timespec ts = {0, (long)us * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+int pt_past(clockid_t clk, const struct timespec *abstime)
+{
+    struct timespec now;
+    clock_gettime(clk, &now);
+    return now.tv_sec > abstime->tv_sec ||
+           (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec);
 }
 
 void *pt_dsm_malloc(size_t size)
@@ -225,14 +234,13 @@ static int the_program(void)
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) pt_die("cannot read /proc/self/exe: %s", strerror(errno));
     exe[n] = 0;
-    const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
-    const char *wbase = strrchr(want, '/') ? strrchr(want, '/') + 1 : want;
-    /* A path names one file (symbolic links resolved, as /proc/self/exe is); a bare name
-     * matches the executable's name, wherever it lies. */
-    if (strchr(want, '/'))
-        yes = realpath(want, real) ? !strcmp(real, exe) : !strcmp(wbase, base);
+    /* A path names one file (symbolic links resolved, as /proc/self/exe is); a bare name, or
+     * a path that does not resolve here, matches the executable's name, wherever it lies
+     * (GNU basename: what follows the last '/'). */
+    if (strchr(want, '/') && realpath(want, real))
+        yes = !strcmp(real, exe);
     else
-        yes = !strcmp(want, base);
+        yes = !strcmp(basename(want), basename(exe));
     return yes;
 }
 
@@ -819,7 +827,6 @@ static _Noreturn void worker_loop(void)
             round = 0;
         } else {
             pt_backoff(&round);
-            if (round > 200) round = 150; /* stay at 1 ms */
         }
     }
 }
@@ -856,28 +863,11 @@ static void name_code(char *buf, size_t len, void *p)
         snprintf(buf, len, "%p", p);
 }
 
-static void crash_handler(int sig, siginfo_t *si, void *ctx)
+/* Names the program thread (or runtime thread) that took the fatal signal. */
+static void report_thread(int sig, const char *sname, const char *where)
 {
-    (void)ctx;
-    const char *sname = "a fatal signal";
-    for (size_t i = 0; i < sizeof crash_sigs / sizeof crash_sigs[0]; i++)
-        if (crash_sigs[i].sig == sig) sname = crash_sigs[i].name;
-    char who[512], where[64] = "";
+    char who[512];
     struct pt_thread *t = pt_self;
-    if (sig != SIGABRT && si) snprintf(where, sizeof where, " at address %p", si->si_addr);
-    if (pt_ready && getpid() != pt_pid) {
-        /* A child of fork(): the runtime maps the global space MADV_DONTFORK, so the child
-         * has none of it, not even the stack fork() returns on, and dies at once. */
-        pt_warn("a process fork()ed on node %d (pid %d) was killed by %s (%s)%s: a child of "
-                "fork() has none of the program's shared memory (globals, heap, thread "
-                "stacks, the one fork() returned on included). Under dsmrun --pthreads start "
-                "programs with posix_spawn, system or popen instead of fork and exec "
-                "(docs/pthreads.md, limits)",
-                pt_rank, (int)getpid(), sname, strsignal(sig), where);
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
     if (pt_internal) {
         snprintf(who, sizeof who, "a thread inside ufdsm's runtime (kernel tid %d)", (int)gettid());
     } else if (t == &main_rec) {
@@ -894,6 +884,28 @@ static void crash_handler(int sig, siginfo_t *si, void *ctx)
     }
     pt_warn("%s was killed by %s (%s)%s; node %d ends, and with it the job", who, sname,
             strsignal(sig), where, pt_rank);
+}
+
+static void crash_handler(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    const char *sname = "a fatal signal";
+    for (size_t i = 0; i < sizeof crash_sigs / sizeof crash_sigs[0]; i++)
+        if (crash_sigs[i].sig == sig) sname = crash_sigs[i].name;
+    char where[64] = "";
+    if (sig != SIGABRT && si) snprintf(where, sizeof where, " at address %p", si->si_addr);
+    if (pt_ready && getpid() != pt_pid) {
+        /* A child of fork(): the runtime maps the global space MADV_DONTFORK, so the child
+         * has none of it, not even the stack fork() returns on, and dies at once. */
+        pt_warn("a process fork()ed on node %d (pid %d) was killed by %s (%s)%s: a child of "
+                "fork() has none of the program's shared memory (globals, heap, thread "
+                "stacks, the one fork() returned on included). Under dsmrun --pthreads start "
+                "programs with posix_spawn, system or popen instead of fork and exec "
+                "(docs/pthreads.md, limits)",
+                pt_rank, (int)getpid(), sname, strsignal(sig), where);
+    } else {
+        report_thread(sig, sname, where);
+    }
     signal(sig, SIG_DFL);
     raise(sig); /* blocked in here: delivered, with its default action, on return */
 }

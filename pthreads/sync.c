@@ -55,13 +55,6 @@ static inline int shared(const void *o)
     return pt_ready && !pt_internal && pt_in_dsm(o);
 }
 
-/* Waits before the next poll: longer and longer, up to 1 ms. */
-static void pause_poll(unsigned *round)
-{
-    pt_backoff(round);
-    if (*round > 200) *round = 150;
-}
-
 /* RC path: the runtime's mutex on the object's address guards its fields. */
 static void guard(void *o)
 {
@@ -156,15 +149,6 @@ int pthread_mutex_trylock(pthread_mutex_t *m)
     return lock(m, 1);
 }
 
-/* Whether the deadline abstime on clock clk has passed. */
-static int past(clockid_t clk, const struct timespec *abstime)
-{
-    struct timespec now;
-    clock_gettime(clk, &now);
-    return now.tv_sec > abstime->tv_sec ||
-           (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec);
-}
-
 /* The clocks a deadline may be given on (the _clock variants take one; POSIX asks for these
  * two at least). */
 static int bad_clock(clockid_t clk)
@@ -179,8 +163,8 @@ static int timedlock(pthread_mutex_t *m, clockid_t clk, const struct timespec *a
     for (;;) {
         int rc = lock(m, 1);
         if (rc != EBUSY) return rc;
-        if (past(clk, abstime)) return ETIMEDOUT;
-        pause_poll(&round);
+        if (pt_past(clk, abstime)) return ETIMEDOUT;
+        pt_backoff(&round);
     }
 }
 
@@ -250,7 +234,7 @@ static int barrier_wait_rc(struct pt_barrier *p)
     unguard(p);
     if (last) return PTHREAD_BARRIER_SERIAL_THREAD;
     unsigned round = 0;
-    while (load32(p, &p->gen) == gen) pause_poll(&round);
+    while (load32(p, &p->gen) == gen) pt_backoff(&round);
     return 0;
 }
 
@@ -271,7 +255,7 @@ int pthread_barrier_wait(pthread_barrier_t *b)
         rc = PTHREAD_BARRIER_SERIAL_THREAD;
     } else {
         unsigned round = 0;
-        while (__atomic_load_n(&p->gen, __ATOMIC_SEQ_CST) == gen) pause_poll(&round);
+        while (__atomic_load_n(&p->gen, __ATOMIC_SEQ_CST) == gen) pt_backoff(&round);
     }
     PT_RT0(pt_dsm.acquire);
     return rc;
@@ -322,11 +306,11 @@ static int wait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
     unsigned round = 0;
     int timed_out = 0;
     while (load32(c, seq_of(c)) == seq) {
-        if (abstime && past(clk, abstime)) {
+        if (abstime && pt_past(clk, abstime)) {
             timed_out = 1;
             break;
         }
-        pause_poll(&round);
+        pt_backoff(&round);
     }
     rc = pthread_mutex_lock(m);
     return rc ? rc : timed_out ? ETIMEDOUT : 0;
@@ -389,7 +373,7 @@ static int once_rc(uint32_t *st, void (*fn)(void))
     }
     unsigned round = 0;
     while (s != 2) {
-        pause_poll(&round);
+        pt_backoff(&round);
         s = load32(st, st);
     }
     return 0;
@@ -411,7 +395,7 @@ int pthread_once(pthread_once_t *o, void (*fn)(void))
         return 0;
     }
     unsigned round = 0;
-    while (__atomic_load_n(st, __ATOMIC_SEQ_CST) != 2) pause_poll(&round);
+    while (__atomic_load_n(st, __ATOMIC_SEQ_CST) != 2) pt_backoff(&round);
     return 0;
 }
 
@@ -477,11 +461,11 @@ static int sem_wait_until(sem_t *s, clockid_t clk, const struct timespec *abstim
 {
     unsigned round = 0;
     while (!sem_take(s)) {
-        if (abstime && past(clk, abstime)) {
+        if (abstime && pt_past(clk, abstime)) {
             errno = ETIMEDOUT;
             return -1;
         }
-        pause_poll(&round);
+        pt_backoff(&round);
     }
     return 0;
 }
@@ -571,8 +555,8 @@ static int rw_lock(pthread_rwlock_t *l, int write, clockid_t clk, const struct t
 {
     unsigned round = 0;
     while (rw_try(l, write)) {
-        if (abstime && past(clk, abstime)) return ETIMEDOUT;
-        pause_poll(&round);
+        if (abstime && pt_past(clk, abstime)) return ETIMEDOUT;
+        pt_backoff(&round);
     }
     return 0;
 }

@@ -40,11 +40,10 @@ extern char **environ;
 static int unsupported(const char *call, _Atomic int *said)
 {
     if (!atomic_exchange(said, 1))
-        fprintf(stderr,
-                "ufdsm pthreads (node %d): %s on another thread is not supported under dsmrun "
-                "--pthreads (the thread may run on another node); it returns ENOTSUP. Call it "
-                "from the thread itself (docs/pthreads.md, limits)\n",
-                pt_rank, call);
+        pt_warn("%s on another thread is not supported under dsmrun --pthreads (the thread may "
+                "run on another node); it returns ENOTSUP. Call it from the thread itself "
+                "(docs/pthreads.md, limits)",
+                call);
     return ENOTSUP;
 }
 

@@ -33,7 +33,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -281,10 +280,9 @@ static void run_thread(void)
 static void attr_warn(const char *what, int err, _Atomic int *said)
 {
     if (!atomic_exchange(said, 1))
-        fprintf(stderr,
-                "ufdsm pthreads (node %d): the thread attribute %s could not be applied on this "
-                "node (%s); the thread runs without it\n",
-                pt_rank, what, strerror(err));
+        pt_warn("the thread attribute %s could not be applied on this node (%s); the thread "
+                "runs without it",
+                what, strerror(err));
 }
 
 /* The affinity and scheduling the creator set, on the thread's real thread here. A CPU set
@@ -389,11 +387,10 @@ static void copy_attrs(struct pt_thread *t, const pthread_attr_t *attr)
             t->ustack = sa;
             t->stacksize = ss;
         } else if (!atomic_exchange(&said_stack, 1)) {
-            fprintf(stderr,
-                    "ufdsm pthreads (node %d): pthread_attr_setstack gave a stack at %p outside "
-                    "the program's shared memory (not from malloc or a global), which other "
-                    "nodes cannot use; the thread gets a stack of its own instead\n",
-                    pt_rank, sa);
+            pt_warn("pthread_attr_setstack gave a stack at %p outside the program's shared memory "
+                    "(not from malloc or a global), which other nodes cannot use; the thread "
+                    "gets a stack of its own instead",
+                    sa);
         }
     }
     cpu_set_t all;
@@ -468,15 +465,8 @@ int pt_join(struct pt_thread *t, void **ret, int try, clockid_t clk, const struc
     int s;
     while ((s = atomic_load(&t->state)) == PT_RUNNING) {
         if (try) return EBUSY;
-        if (abstime) {
-            struct timespec now;
-            clock_gettime(clk, &now);
-            if (now.tv_sec > abstime->tv_sec ||
-                (now.tv_sec == abstime->tv_sec && now.tv_nsec >= abstime->tv_nsec))
-                return ETIMEDOUT;
-        }
+        if (abstime && pt_past(clk, abstime)) return ETIMEDOUT;
         pt_backoff(&round);
-        if (round > 200) round = 150;
     }
     if (s == PT_DETACHED) return EINVAL;
     if (t->node != pt_rank) pt_acquire(); /* what the thread wrote, released at its end (RC) */
@@ -510,7 +500,6 @@ void pthread_exit(void *ret)
         unsigned round = 0;
         while (atomic_load(&pt_ctl->live) > 0) {
             pt_backoff(&round);
-            if (round > 200) round = 150;
         }
         pt_acquire(); /* every thread released at its end: the exit handlers see it all */
         exit(0);

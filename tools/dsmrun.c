@@ -460,8 +460,7 @@ static void add_pthreads_vars(void)
     /* The preload makes a node of the program only (pthreads/start.c, the_program): a wrapper
      * in between (dsmrun --pthreads timeout 60 ./prog) must say which with -x DSM_PTHREADS. */
     if (!getenv("DSM_PTHREADS")) {
-        const char *base = strrchr(g.prog[0], '/') ? strrchr(g.prog[0], '/') + 1 : g.prog[0];
-        if (asprintf(&kv, "DSM_PTHREADS=%s", base) < 0) die("out of memory");
+        if (asprintf(&kv, "DSM_PTHREADS=%s", basename(g.prog[0])) < 0) die("out of memory");
         add_xvar(kv);
         free(kv);
     }
