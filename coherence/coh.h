@@ -103,6 +103,9 @@ enum coh_akind {
     COH_A_TWIN = 8,      /* keep a copy (twin) of the page as it is now */
     COH_A_DROP_TWIN = 9, /* forget the twin */
     COH_A_APPLY = 10,    /* home: apply the handled message's diff (or whole page) to the store */
+    COH_A_REFRESH = 12,  /* overwrite this node's read-only copy of `page` in place with its
+                            home's store (no mapping change, no fault): offered at an acquire
+                            with COH_ACC_REFRESH */
     COH_A_FETCH = 11,    /* install `page` read-only from its home's store, read in place: no
                             message (offered by the engine with COH_ACC_FETCH) */
 };
@@ -113,6 +116,13 @@ enum coh_akind {
     0x2 /* the home's store can be read in place from this node and holds every write-back         \
            this node sent (one-sided page service: the page may be taken without asking the        \
            home, COH_A_FETCH, where the protocol allows it) */
+#define COH_ACC_REFRESH                                                                            \
+    0x8 /* at an acquire (node_acquire's `how`): as COH_ACC_FETCH, and this node's copy can be     \
+           overwritten in place from the home's store (COH_A_REFRESH) */
+#define COH_ACC_INPLACE                                                                            \
+    0x4 /* this node homes the page and its view of it is the home store itself (one copy at       \
+           the home, dsm_mem_ops.map_home): what other nodes release lands in what this node's     \
+           threads see, and what they write is in the store as they write it */
 
 struct coh_action {
     uint8_t kind;       /* enum coh_akind */

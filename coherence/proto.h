@@ -35,7 +35,8 @@ struct coh_protocol {
     /* Synchronisation points (NULL: the protocol needs none). */
     void (*node_release)(uint8_t *st, void *x, int self, int home, uint64_t page,
                          struct coh_out *out);
-    void (*node_acquire)(uint8_t *st, void *x, int self, int home, uint64_t page,
+    /* how: COH_ACC_REFRESH or 0 */
+    void (*node_acquire)(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,
                          struct coh_out *out);
     void (*dir_init)(void *d);
     /* The directory receives a node -> home message. 0, or COH_EPROTO with *why set. */

@@ -60,7 +60,9 @@ static void send(struct coh_out *out, uint8_t type, uint8_t flags, int src, int 
 static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                           struct coh_out *out)
 {
-    if (x->writers & ~bit(self)) {
+    if (x->flags & RC_N_INPLACE) {
+        x->flags |= RC_N_OWNED; /* writes land in the store itself: nothing ever to send */
+    } else if (x->writers & ~bit(self)) {
         act(out, COH_A_TWIN, page);
         x->flags |= RC_N_TWIN;
     } else if (home == self) {
@@ -68,7 +70,7 @@ static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, ui
     } else if (x->flags & RC_N_AGAIN) { /* written again right after a release: keep it */
         x->keep = RC_KEEP_RELEASES;
     }
-    x->flags &= (uint8_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
+    x->flags &= (uint16_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
     act(out, COH_A_UNPROTECT, page);
     *st = COH_M;
 }
@@ -82,8 +84,17 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
                    struct coh_out *out)
 {
     const int write = (how & COH_ACC_WRITE) != 0;
+    if (how & COH_ACC_INPLACE) x->flags |= RC_N_INPLACE;
+#if UFDSM_INJECT_RC_BUG ==                                                                         \
+    4 /* self-test of the checkers: the home trusts a copy that is not its store */
+    if (home == self) x->flags |= RC_N_INPLACE;
+#endif
     switch (*st) {
     case COH_I:
+        if (x->flags & RC_N_DROPPED) { /* read again after an acquire dropped it */
+            x->flags &= (uint16_t)~RC_N_DROPPED;
+            x->hot = RC_REFRESHES;
+        }
         /* One-sided: the home would only answer with its store and the writer set, which this
          * node already tracks (RC_N_READER); a writer must be registered already (RC_N_REG). */
         if ((how & COH_ACC_FETCH) && (x->flags & RC_N_READER) &&
@@ -95,7 +106,7 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
         }
         send(out, RC_GET, write ? RC_F_WRITE : 0, self, home, page, 0);
         *st = write ? COH_IM_AD : COH_IS_D;
-        x->flags &= (uint8_t)~RC_N_STALE;
+        x->flags &= (uint16_t)~RC_N_STALE;
         return COH_ACCESS_WAIT;
     case COH_S:
         if (!write) return COH_ACCESS_OK;
@@ -105,7 +116,7 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
         }
         send(out, RC_WREG, 0, self, home, page, 0);
         *st = COH_SM_A;
-        x->flags &= (uint8_t)~RC_N_STALE;
+        x->flags &= (uint16_t)~RC_N_STALE;
         return COH_ACCESS_WAIT;
     case COH_M:
         return COH_ACCESS_OK;
@@ -127,7 +138,7 @@ static void write_back(struct rc_node *x, int self, int home, uint64_t page, str
 #endif
             send(out, RC_DIFF, 0, self, home, page, 0);
         act(out, COH_A_DROP_TWIN, page);
-        x->flags &= (uint8_t)~RC_N_TWIN;
+        x->flags &= (uint16_t)~RC_N_TWIN;
     } else {
         send(out, RC_DIFF, RC_F_FULL, self, home, page, 0);
     }
@@ -158,11 +169,11 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
         if ((x->flags & RC_N_STALE) && others) {
             /* Asked before an acquire, maybe answered before the releaser's changes reached
              * the home: the waiting thread asks again. */
-            x->flags &= (uint8_t)~RC_N_STALE;
+            x->flags &= (uint16_t)~RC_N_STALE;
             *st = COH_I;
             return 0;
         }
-        x->flags &= (uint8_t)~RC_N_STALE;
+        x->flags &= (uint16_t)~RC_N_STALE;
         if (*st == COH_IS_D) {
             act(out, COH_A_MAP_RO, p);
             *st = COH_S;
@@ -182,23 +193,24 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
         if (*st == COH_IM_AD) {
             /* Registered, but the copy was dropped by an acquire meanwhile (rc_node_acquire):
              * the waiting thread takes the page again as the writer it now is. */
-            x->flags &= (uint8_t) ~(RC_N_WREG | RC_N_STALE);
+            x->flags &= (uint16_t) ~(RC_N_WREG | RC_N_STALE);
             *st = COH_I;
             return 0;
         }
         if ((x->flags & RC_N_STALE) && (m->arg & ~bit(self))) {
-            x->flags &= (uint8_t)~RC_N_STALE;
+            x->flags &= (uint16_t)~RC_N_STALE;
             act(out, COH_A_UNMAP, p);
             *st = COH_I;
             return 0;
         }
-        x->flags &= (uint8_t)~RC_N_STALE;
+        x->flags &= (uint16_t)~RC_N_STALE;
         become_writer(st, x, self, home, p, out);
         return 0;
     case RC_CLASS:
         x->writers = m->arg;
-        if (*st == COH_M && !(x->flags & RC_N_TWIN) && (m->arg & ~bit(self))) {
-            x->flags &= (uint8_t)~RC_N_OWNED;
+        /* (A home writing in place has nothing to send: its writes are in the store.) */
+        if (*st == COH_M && !(x->flags & (RC_N_TWIN | RC_N_INPLACE)) && (m->arg & ~bit(self))) {
+            x->flags &= (uint16_t)~RC_N_OWNED;
             x->keep = 0;
             /* A second writer: what this node wrote so far as sole writer goes back whole,
              * and from here on it diffs against a twin of exactly that. */
@@ -241,17 +253,20 @@ void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_
 }
 
 void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
-                     struct coh_out *out)
+                     unsigned how, struct coh_out *out)
 {
     int others = (x->writers & ~bit(self)) != 0;
+    int sent = 0;
 #if UFDSM_INJECT_RC_BUG == 1 /* self-test of the checkers: an acquire that keeps stale copies */
     if (*st == COH_S) return;
 #endif
+    /* The home's view is its store, which holds every released change: nothing to drop. */
+    if ((x->flags & RC_N_INPLACE) && (*st == COH_S || *st == COH_M)) return;
     if (*st == COH_S && (x->flags & RC_N_AGAIN)) {
         /* The first acquire after the release starts the next interval; a second one with
          * no write between ends it unwritten. */
         if (x->flags & RC_N_AGAIN_ACQ)
-            x->flags &= (uint8_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
+            x->flags &= (uint16_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
         else
             x->flags |= RC_N_AGAIN_ACQ;
     }
@@ -259,11 +274,20 @@ void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_
     case COH_M:
         if (!others) return;
         rc_node_write_back(st, x, self, home, page, out); /* protected before it is dropped */
-        __attribute__((fallthrough));                     /* now a read-only copy others write */
+        sent = 1;
+        __attribute__((fallthrough)); /* now a read-only copy others write */
     case COH_S:
         if (!others) return;
+        /* (Not right after sending: the store may not hold this node's own changes yet.) */
+        if ((how & COH_ACC_REFRESH) && x->hot && !sent) {
+            x->hot--;
+            act(out, COH_A_REFRESH, page);
+            return;
+        }
         act(out, COH_A_UNMAP, page);
-        x->flags &= (uint8_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
+        x->flags &= (uint16_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
+        x->flags |= RC_N_DROPPED;
+        x->hot = 0;
         *st = COH_I;
         return;
     case COH_SM_A:
@@ -431,9 +455,10 @@ static void rc_release(uint8_t *st, void *x, int self, int home, uint64_t page, 
     rc_node_release(st, x, self, home, page, out);
 }
 
-static void rc_acquire(uint8_t *st, void *x, int self, int home, uint64_t page, struct coh_out *out)
+static void rc_acquire(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,
+                       struct coh_out *out)
 {
-    rc_node_acquire(st, x, self, home, page, out);
+    rc_node_acquire(st, x, self, home, page, how, out);
 }
 
 static void dir_init(void *d)

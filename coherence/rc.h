@@ -27,6 +27,18 @@
  * interval is protected every time as before, and one written every interval is protected
  * at one release in RC_KEEP_RELEASES + 1.
  *
+ * A home whose view of its page is its store (one copy at the home, COH_ACC_INPLACE) needs none
+ * of this for that page: diffs from other nodes land in what its threads see, and its own
+ * writes are in the store as they are made. It keeps its copy across acquires and, once a
+ * writer, writes in place for good: no twin, no write-back, no protection, whoever else writes
+ * the page (false sharing with the home costs the home nothing).
+ *
+ * Where the engine can overwrite a copy in place from the home's store (nodes on one host,
+ * COH_ACC_REFRESH), a page that is read again in the interval after an acquire dropped it is
+ * refreshed, not dropped, at the next RC_REFRESHES acquires: a stencil's boundary rows then
+ * cost a copy per interval instead of a fault, and the drop (an madvise that flushes the TLB
+ * of every CPU running the process).
+ *
  * Like coh.h: no I/O, no clock, no allocation. Events in (an access, a message, a release, an
  * acquire), actions out. Channels between node pairs are reliable and FIFO.
  */
@@ -56,8 +68,10 @@ enum rc_mtype {
  * a writer while holding a readable copy). */
 struct rc_node {
     uint64_t writers; /* the writer set as last heard from the home */
-    uint8_t flags;    /* RC_N_* */
-    uint8_t keep;     /* releases left that send this page whole and leave it writable */
+    uint16_t flags;   /* RC_N_* */
+    uint8_t keep;   /* (at most 15) releases left that send this page whole and leave it writable */
+    uint8_t hot;    /* acquires left that refresh this copy in place instead of dropping it */
+    uint8_t pad[4]; /* named, so that copies keep them zero: the model checker hashes states */
 };
 #define RC_N_REG   0x1 /* this node is a registered writer */
 #define RC_N_TWIN  0x2 /* a twin exists (the page has other writers) */
@@ -81,6 +95,21 @@ struct rc_node {
 #define RC_N_WREG                                                                                  \
     0x80 /* IM_AD reached from SM_A: the request in flight is a writer registration (RC_WREG),     \
             whose copy an acquire dropped (another thread of the node could have read it stale) */
+#define RC_N_INPLACE                                                                               \
+    0x100 /* this node homes the page and its view of it is the store (COH_ACC_INPLACE, recorded   \
+             at every access): it never drops its copy at an acquire, since every released diff    \
+             is applied to what its threads see, and as a writer it never twins, sends or          \
+             write-protects, since its writes are in the store as they are made (RC_N_OWNED        \
+             for good, whoever else writes the page) */
+#define RC_N_DROPPED                                                                               \
+    0x200 /* an acquire dropped this node's copy: taking the page again shows it is read interval  \
+             after interval, and the next RC_REFRESHES acquires that would drop it refresh it in   \
+             place instead, where the engine can (COH_ACC_REFRESH) */
+#ifndef RC_REFRESHES /* (the model checker builds with fewer: a smaller state space) */
+#define RC_REFRESHES                                                                               \
+    8 /* a refresh is a pread of 4 KiB (1-2 us), a fault it saves 20-30 us: a page no longer       \
+         read costs at most 8 refreshes before it is dropped */
+#endif
 #define RC_KEEP_RELEASES                                                                           \
     3 /* at most three extra sends of a page that stopped being written; protections of a          \
          page written every interval cut by four */
@@ -118,9 +147,11 @@ void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_
 void rc_node_write_back(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                         struct coh_out *out);
 /* Acquire: drop the copy if another node writes the page (sending this node's own changes
- * first); a request in flight is marked so that its answer is not trusted. */
+ * first), or, with COH_ACC_REFRESH in `how` and a copy read again after an earlier acquire
+ * dropped it (RC_N_DROPPED, `hot`), overwrite it in place with the home's store; a request in
+ * flight is marked so that its answer is not trusted. */
 void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
-                     struct coh_out *out);
+                     unsigned how, struct coh_out *out);
 
 /* Whether the home must copy its own writable copy into its store before it serves a
  * request from another node (the page is RC_N_OWNED on the home's node side). */

@@ -412,6 +412,10 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
         case COH_A_APPLY:
             if (!own_writeback(n, p, h_of_payload)) apply_diff(n, h_of_payload, payload);
             break;
+        case COH_A_REFRESH:
+            n->mem->refresh(n->mem_ctx, dsm_home_of(n, p), p);
+            atomic_fetch_add_explicit(&n->st.onesided_refreshes, 1, memory_order_relaxed);
+            break;
         case COH_A_FETCH:
             n->mem->map(n->mem_ctx, p, n->mem->peer_store(n->mem_ctx, dsm_home_of(n, p), p), 0);
             atomic_fetch_add_explicit(&n->st.pages_fetched, 1, memory_order_relaxed);
@@ -786,6 +790,7 @@ static unsigned access_how(struct dsm_node *n, uint64_t page, int home, int ask_
 #endif
         n->mem->peer_readable(n->mem_ctx, home))
         how |= COH_ACC_FETCH;
+    if (home_shared(n, page)) how |= COH_ACC_INPLACE;
     return how;
 }
 
@@ -948,6 +953,20 @@ void dsm_node_release(struct dsm_node *n)
     }
 }
 
+/* What an acquire may do to page p besides dropping it (COH_ACC_REFRESH): overwrite the copy
+ * from its home's store in place, under the same conditions as a one-sided fetch - none of
+ * this node's write-backs in flight, which an earlier page of this very acquire may have
+ * sent (access_how). */
+static unsigned acquire_how(struct dsm_node *n, uint64_t p)
+{
+    int home = dsm_home_of(n, p);
+    if (home == n->rank || !n->mem->refresh || !n->mem->peer_readable) return 0;
+#if UFDSM_INJECT_REFRESH_BUG != 1 /* self-test of the fixture: refresh despite write-backs */
+    if (atomic_load_explicit(&n->rc_outstanding, memory_order_acquire)) return 0;
+#endif
+    return n->mem->peer_readable(n->mem_ctx, home) ? COH_ACC_REFRESH : 0;
+}
+
 void dsm_node_acquire(struct dsm_node *n)
 {
     if (!atomic_load_explicit(&n->rc_live_n, memory_order_acquire)) return;
@@ -957,7 +976,8 @@ void dsm_node_acquire(struct dsm_node *n)
         uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
         struct coh_out out;
         out.n = 0;
-        proto_of(n, p)->node_acquire(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p, &out);
+        proto_of(n, p)->node_acquire(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p,
+                                     acquire_how(n, p), &out);
         if (!out.n && st == atomic_load_explicit(&n->pstate[p], memory_order_relaxed)) continue;
         exec_actions(n, &out, NULL, NULL);
         set_state(n, p, st);

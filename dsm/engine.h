@@ -91,6 +91,10 @@ struct dsm_mem_ops {
      * never. */
     int (*peer_readable)(void *ctx, int node);
     const void *(*peer_store)(void *ctx, int node, uint64_t page);
+    /* Overwrites this node's present copy of `page` with node `node`'s store, in place: the
+     * mapping and its protection stay as they are (no fault, no TLB flush). Only where
+     * peer_readable(node) says yes; NULL: copies can only be dropped and fetched again. */
+    void (*refresh)(void *ctx, int node, uint64_t page);
 };
 
 /* Time, waiting, waking and dying. */
@@ -234,7 +238,7 @@ struct dsm_node {
         _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
             kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads,
-            onesided_fetches;
+            onesided_fetches, onesided_refreshes;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

@@ -140,7 +140,7 @@ static int evict_one(struct dsm_node *n, uint64_t p, uint64_t now)
         if (n->rcx[p].flags & RC_N_TWIN) {
             out.a[out.n].kind = COH_A_DROP_TWIN;
             out.a[out.n++].msg = (struct coh_msg){.page = p};
-            n->rcx[p].flags &= (uint8_t)~RC_N_TWIN;
+            n->rcx[p].flags &= (uint16_t)~RC_N_TWIN;
         }
 #endif
         out.a[out.n].kind = COH_A_UNMAP;

@@ -230,8 +230,8 @@ static void print_stats(struct dsm_runtime *rt)
             (unsigned long long)s.homed_pages, (unsigned long long)s.evictions_clean,
             (unsigned long long)s.evictions_dirty, (unsigned long long)s.writebacks,
             (unsigned long long)s.refetches, (unsigned long long)s.cache_overruns);
-    fprintf(stderr, "ufdsm[node %d] stats: onesided_fetches %llu\n", r,
-            (unsigned long long)s.onesided_fetches);
+    fprintf(stderr, "ufdsm[node %d] stats: onesided_fetches %llu onesided_refreshes %llu\n", r,
+            (unsigned long long)s.onesided_fetches, (unsigned long long)s.onesided_refreshes);
 }
 
 void dsm_finalize(void)
@@ -281,6 +281,7 @@ int dsm_stats_sized(dsm_stats_t *out, size_t size)
     C(pages_prefetched);
     C(migratory_reads);
     C(onesided_fetches);
+    C(onesided_refreshes);
 #undef C
     if (n->tp) {
         int k = strcmp(n->tp->ops->name, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;

@@ -456,16 +456,22 @@ static int peer_readable(void *ctx, int node)
     return rt->peer_fd[node] >= 0;
 }
 
-static const void *peer_store(void *ctx, int node, uint64_t page)
+/* Reads node `node`'s current copy of `page` from its memory file into dst. */
+static void read_peer(struct dsm_runtime *rt, int node, uint64_t page, void *dst)
 {
-    struct dsm_runtime *rt = ctx;
     off_t off = (off_t)(page * PAGE_SIZE);
-    ssize_t got = pread(rt->peer_fd[node], rt->peer_page, PAGE_SIZE, off);
+    ssize_t got = pread(rt->peer_fd[node], dst, PAGE_SIZE, off);
     if (got != PAGE_SIZE)
         dsm_fatal("reading page %llu from node %d's memory file failed (%s): the file was "
                   "checked at start and the descriptor kept open, so this is a bug (please "
                   "report it); DSM_ONESIDED=off works around it",
                   (unsigned long long)page, node, got < 0 ? strerror(errno) : "a short read");
+}
+
+static const void *peer_store(void *ctx, int node, uint64_t page)
+{
+    struct dsm_runtime *rt = ctx;
+    read_peer(rt, node, page, rt->peer_page);
     return rt->peer_page;
 }
 
@@ -567,6 +573,15 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
     LOGI("one-sided page service from node %d: on this host, its memory is read from here", from);
 }
 
+/* The copy of a page homed elsewhere lives in this node's file at the page's offset, and the
+ * store mapping shows that file too: reading the home's page into it there changes what the
+ * view shows without touching the view's page tables (so no fault and no TLB flush). */
+static void refresh_page(void *ctx, int node, uint64_t page)
+{
+    struct dsm_runtime *rt = ctx;
+    read_peer(rt, node, page, rt->store + page * PAGE_SIZE);
+}
+
 static void unmap_home(void *ctx, uint64_t page)
 {
     /* Only the mapping goes: the store keeps the page, and the next access is a minor fault. */
@@ -586,6 +601,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .unmap_home = unmap_home,
     .peer_readable = peer_readable,
     .peer_store = peer_store,
+    .refresh = refresh_page,
 };
 
 const struct dsm_mem_ops rt_mem_ops = {

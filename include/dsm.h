@@ -179,6 +179,9 @@ typedef struct dsm_stats {
      * from their home's memory, with no message and without the home's CPU (counted in
      * read_faults / write_faults too). */
     uint64_t onesided_fetches;
+    /* Copies overwritten in place from their co-located home's memory at an acquire, instead
+     * of being dropped and faulted in again (pages read interval after interval). */
+    uint64_t onesided_refreshes;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

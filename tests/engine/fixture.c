@@ -104,6 +104,7 @@ struct fx {
     int one_copy;   /* --one-copy: a home's view of its pages is its store */
     int onesided;   /* --onesided: nodes may read each other's stores (dsm_mem_ops.peer_store) */
     uint64_t onesided_fetches; /* total over every run: the path must have been taken */
+    uint64_t refreshes;        /* copies refreshed in place at an acquire (m_refresh), ditto */
     uint64_t shown_home;       /* --one-copy: pages shown from the store (map_home), ditto */
     /* totals over every run (--cache): eviction must actually have been exercised */
     uint64_t ev_clean, ev_dirty, ev_refetch;
@@ -358,6 +359,18 @@ static const void *m_peer_store(void *ctx, int node, uint64_t page)
                 "not home",
                 m->node, node, page);
     return F.mem[node]->store[page];
+}
+
+static void m_refresh(void *ctx, int node, uint64_t page)
+{
+    struct fmem *m = ctx;
+    if (homes(m, page) || m->perm[page] != 1)
+        fx_fail("node %d: refreshed page %" PRIu64 " in place, which is %s", m->node, page,
+                homes(m, page)  ? "its own"
+                : m->perm[page] ? "writable"
+                                : "not present");
+    memcpy(m->app[page], m_peer_store(ctx, node, page), PAGE_SIZE);
+    F.refreshes++;
 }
 
 /* fx_mem_ops_one_copy with peer_store (set in main: one table, not a second copy of it). */
@@ -1081,6 +1094,7 @@ static void setup(uint64_t seed)
     F.one_copy = keep.one_copy;
     F.onesided = keep.onesided;
     F.onesided_fetches = keep.onesided_fetches;
+    F.refreshes = keep.refreshes;
     F.shown_home = keep.shown_home;
     F.ev_clean = keep.ev_clean;
     F.ev_dirty = keep.ev_dirty;
@@ -1209,6 +1223,7 @@ int main(int argc, char **argv)
     fx_mem_ops_onesided = fx_mem_ops_one_copy;
     fx_mem_ops_onesided.peer_readable = m_peer_readable;
     fx_mem_ops_onesided.peer_store = m_peer_store;
+    fx_mem_ops_onesided.refresh = m_refresh;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
             if (sscanf(argv[++i], "%" SCNu64 ":%" SCNu64, &lo, &hi) != 2 || hi < lo) {
@@ -1284,9 +1299,11 @@ int main(int argc, char **argv)
         }
     }
     if (F.onesided) {
-        printf("one-sided fetches: %" PRIu64 "\n", F.onesided_fetches);
-        if (!F.onesided_fetches) { /* the path under test was never taken */
-            printf("FAILED: no page was ever fetched one-sided\n");
+        printf("one-sided fetches: %" PRIu64 ", copies refreshed in place: %" PRIu64 "\n",
+               F.onesided_fetches, F.refreshes);
+        if (!F.onesided_fetches || !F.refreshes) { /* a path under test was never taken */
+            printf("FAILED: no page was ever %s\n",
+                   F.onesided_fetches ? "refreshed in place" : "fetched one-sided");
             return 1;
         }
     }

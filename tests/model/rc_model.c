@@ -272,6 +272,16 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
             memcpy(s->copy[n][p], s->store[p], MAXB);
             logf_(x->info, ", fetches it from the home's store");
             break;
+        case COH_A_REFRESH:
+            if (!c->onesided || n < 0 || n == c->home[p])
+                return fail(x->info, STEP_VIOLATION,
+                            "node%d refreshes page %d in place, which it was not offered", n, p);
+            if (s->map[n][p] != MAP_RO)
+                return fail(x->info, STEP_VIOLATION, "node%d refreshes page %d, which is %s", n, p,
+                            s->map[n][p] ? "writable" : "not mapped");
+            memcpy(s->copy[n][p], s->store[p], MAXB);
+            logf_(x->info, ", refreshes it from the home's store");
+            break;
         case COH_A_PROTECT:
             if (s->map[n][p] != MAP_RW)
                 return fail(x->info, STEP_VIOLATION,
@@ -480,6 +490,7 @@ static int do_access(struct ctx *x, int n, int p, int write, int t, int retry)
     const struct mconfig *c = x->c;
     unsigned how = write ? COH_ACC_WRITE : 0;
     if (c->onesided && n != c->home[p] && (c->fetch_early || !s->outst[n])) how |= COH_ACC_FETCH;
+    if (c->one_copy && n == c->home[p]) how |= COH_ACC_INPLACE;
     int rc = rc_node_access(&st, &rx, n, c->home[p], (uint64_t)p, how, &o);
     if (rc == COH_ACCESS_WAIT && retry && o.n == 0 && st == s->ns[n][p] &&
         !memcmp(&rx, &s->x[n][p], sizeof rx))
@@ -508,8 +519,13 @@ static int sync_pages(struct ctx *x, int n, int acquire)
         struct rc_node rx = x->s->x[n][p];
         struct coh_out o;
         o.n = 0;
+        /* In-place refresh under the conditions of a one-sided fetch (do_access). */
+        unsigned how =
+            x->c->onesided && n != x->c->home[p] && (x->c->fetch_early || !x->s->outst[n])
+                ? COH_ACC_REFRESH
+                : 0;
         if (acquire)
-            rc_node_acquire(&st, &rx, n, x->c->home[p], (uint64_t)p, &o);
+            rc_node_acquire(&st, &rx, n, x->c->home[p], (uint64_t)p, how, &o);
         else
             rc_node_release(&st, &rx, n, x->c->home[p], (uint64_t)p, &o);
         int r = exec(x, n, p, &o, NULL);
@@ -781,6 +797,8 @@ static uint8_t dir_byte(uint64_t set)
     return (uint8_t)(set & 0xff);
 }
 
+_Static_assert(RC_KEEP_RELEASES < 16 && RC_REFRESHES < 16, "keep and hot share a byte");
+
 int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint8_t *buf)
 {
     int k = 0;
@@ -789,7 +807,9 @@ int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint
         for (int p = 0; p < c->pages; p++) {
             buf[k++] = s->ns[n][p];
             buf[k++] = dir_byte(s->x[n][p].writers);
-            buf[k++] = s->x[n][p].flags;
+            buf[k++] = (uint8_t)s->x[n][p].flags;
+            buf[k++] = (uint8_t)(s->x[n][p].flags >> 8);
+            buf[k++] = (uint8_t)(s->x[n][p].keep | s->x[n][p].hot << 4);
             buf[k++] = s->pend[n][p];
             buf[k++] = (uint8_t)(s->map[n][p] | s->hastwin[n][p] << 4);
             if (!proj)
@@ -852,6 +872,9 @@ void model_decode(const struct mconfig *c, const uint8_t *buf, struct mstate *s)
             s->ns[n][p] = buf[k++];
             s->x[n][p].writers = buf[k++];
             s->x[n][p].flags = buf[k++];
+            s->x[n][p].flags |= (uint16_t)(buf[k++] << 8);
+            s->x[n][p].keep = buf[k] & 0xf;
+            s->x[n][p].hot = buf[k++] >> 4;
             s->pend[n][p] = buf[k++];
             s->map[n][p] = buf[k] & 0xf;
             s->hastwin[n][p] = buf[k++] >> 4;
@@ -908,13 +931,16 @@ static size_t node_page_str(const struct mconfig *c, const struct mstate *s, int
     vals_str(s->copy[n][p], nbytes(c), v, sizeof v);
     vals_str(s->twin[n][p], nbytes(c), t, sizeof t);
     return (size_t)snprintf(
-        buf, len, "node%d page %d %s writers=%#llx%s%s%s%s%s%s keep=%u%s%s copy=[%s]%s%s%s", n, p,
+        buf, len,
+        "node%d page %d %s writers=%#llx%s%s%s%s%s%s%s%s keep=%u hot=%u%s%s copy=[%s]%s%s%s", n, p,
         coh_nstate_name(s->ns[n][p]), (unsigned long long)s->x[n][p].writers,
         s->x[n][p].flags & RC_N_REG ? " REG" : "", s->x[n][p].flags & RC_N_TWIN ? " TWIN" : "",
         s->x[n][p].flags & RC_N_STALE ? " STALE" : "",
         s->x[n][p].flags & RC_N_OWNED ? " OWNED" : "",
         s->x[n][p].flags & RC_N_AGAIN ? " AGAIN" : "", s->x[n][p].flags & RC_N_WREG ? " WREG" : "",
-        (unsigned)s->x[n][p].keep, s->pend[n][p] & (PEND_R | PEND_W) ? " (waiting)" : "",
+        s->x[n][p].flags & RC_N_INPLACE ? " INPLACE" : "",
+        s->x[n][p].flags & RC_N_DROPPED ? " DROPPED" : "", (unsigned)s->x[n][p].keep,
+        (unsigned)s->x[n][p].hot, s->pend[n][p] & (PEND_R | PEND_W) ? " (waiting)" : "",
         s->pend[n][p] & (PEND_R2 | PEND_W2) ? " (thread 2 waiting)" : "", s->map[n][p] ? v : "-",
         s->hastwin[n][p] ? " twin=[" : "", s->hastwin[n][p] ? t : "", s->hastwin[n][p] ? "]" : "");
 }

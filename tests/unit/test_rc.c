@@ -135,7 +135,7 @@ static void test_written_again_is_kept(void **state)
 static void acquire(uint8_t *st, struct rc_node *x)
 {
     struct coh_out o = {0};
-    rc_node_acquire(st, x, SELF, HOME, PAGE, &o);
+    rc_node_acquire(st, x, SELF, HOME, PAGE, 0, &o);
     expect_actions(&o, NULL, 0, "an acquire of a page only this node writes");
 }
 
@@ -185,7 +185,7 @@ static void test_acquire_protects_a_kept_page_before_dropping_it(void **state)
     expect_actions(&o, send_only, 1, "kept");
     x.writers |= BIT(OTHER); /* another writer, as a CLASS would have said */
     o.n = 0;
-    rc_node_acquire(&st, &x, SELF, HOME, PAGE, &o);
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, 0, &o);
     const int want[] = {COH_A_PROTECT, -RC_DIFF, COH_A_UNMAP};
     expect_actions(&o, want, 3, "acquire of a kept page another node writes");
     assert_int_equal(st, COH_I);
@@ -246,6 +246,99 @@ static void test_home_writer_is_never_kept(void **state)
     assert_int_equal(st, COH_M);
 }
 
+/* A home whose view of the page is its store (COH_ACC_INPLACE) and which shares the page with
+ * another writer: it writes in place with no twin, sends nothing at a release, keeps its copy
+ * at an acquire (every released diff lands in what it sees), and a new writer's CLASS only
+ * gets an ack. Without INPLACE the same home twins, and drops its copy at the acquire. */
+static void test_inplace_home_shares_without_cost(void **state)
+{
+    (void)state;
+    for (int inplace = 1; inplace >= 0; inplace--) {
+        uint8_t st = COH_S;
+        struct rc_node x = {.writers = BIT(HOME) | BIT(OTHER), .flags = RC_N_REG | RC_N_READER};
+        struct coh_out o = {0};
+        const unsigned how = COH_ACC_WRITE | (inplace ? COH_ACC_INPLACE : 0);
+        assert_int_equal(rc_node_access(&st, &x, HOME, HOME, PAGE, how, &o), COH_ACCESS_OK);
+        assert_int_equal(st, COH_M);
+        if (!inplace) {
+            const int want[] = {COH_A_TWIN, COH_A_UNPROTECT};
+            expect_actions(&o, want, 2, "a home writer of a shared page, two copies");
+            o.n = 0;
+            rc_node_acquire(&st, &x, HOME, HOME, PAGE, 0, &o);
+            assert_int_equal(st, COH_I);
+            continue;
+        }
+        const int want[] = {COH_A_UNPROTECT};
+        expect_actions(&o, want, 1, "a home writer of a shared page, in place");
+        assert_int_not_equal(x.flags & RC_N_OWNED, 0);
+        for (int round = 0; round < 3; round++) {
+            o.n = 0;
+            rc_node_release(&st, &x, HOME, HOME, PAGE, &o);
+            expect_actions(&o, NULL, 0, "release by an in-place home");
+            rc_node_acquire(&st, &x, HOME, HOME, PAGE, 0, &o);
+            expect_actions(&o, NULL, 0, "acquire by an in-place home");
+            assert_int_equal(st, COH_M);
+        }
+        const struct coh_msg class = {.type = RC_CLASS,
+                                      .src = HOME,
+                                      .dst = HOME,
+                                      .page = PAGE,
+                                      .arg = BIT(HOME) | BIT(OTHER) | BIT(SELF)};
+        const char *why = NULL;
+        assert_int_equal(rc_node_recv(&st, &x, HOME, &class, &o, &why), 0);
+        const int ack[] = {-RC_CLASS_ACK};
+        expect_actions(&o, ack, 1, "CLASS at an in-place home writer");
+        assert_int_equal(st, COH_M);
+        assert_int_equal(x.flags & RC_N_TWIN, 0);
+    }
+}
+
+/* A read copy of a page another node writes, at acquires. Dropped the first time; read again,
+ * it is refreshed in place at the next RC_REFRESHES acquires where the engine offers it, then
+ * dropped again. Never refreshed without the offer, nor right after sending its own changes
+ * (the store may not hold them yet). */
+static void test_refresh_of_a_copy_read_again(void **state)
+{
+    (void)state;
+    uint8_t st = COH_S;
+    struct rc_node x = {.writers = BIT(OTHER), .flags = RC_N_READER};
+    struct coh_out o = {0};
+    const int drop[] = {COH_A_UNMAP}, refresh[] = {COH_A_REFRESH}, fetch[] = {COH_A_FETCH};
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, COH_ACC_REFRESH, &o);
+    expect_actions(&o, drop, 1, "first acquire: the copy is not known to be read again");
+    assert_int_equal(st, COH_I);
+    o.n = 0;
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_FETCH, &o), COH_ACCESS_OK);
+    expect_actions(&o, fetch, 1, "read again after the drop");
+    for (int i = 0; i < RC_REFRESHES; i++) {
+        o.n = 0;
+        rc_node_acquire(&st, &x, SELF, HOME, PAGE, COH_ACC_REFRESH, &o);
+        expect_actions(&o, refresh, 1, "acquire of a copy read again");
+        assert_int_equal(st, COH_S);
+    }
+    o.n = 0;
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, COH_ACC_REFRESH, &o);
+    expect_actions(&o, drop, 1, "acquire after RC_REFRESHES refreshes");
+    o.n = 0;
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_FETCH, &o), COH_ACCESS_OK);
+    o.n = 0;
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, 0, &o);
+    expect_actions(&o, drop, 1, "acquire without the offer (another host, a write-back in flight)");
+
+    /* A writer among others: its changes go home at the acquire, and the store may not hold
+     * them yet when the copy would be refreshed, so the copy goes. */
+    st = COH_S;
+    x = (struct rc_node){
+        .writers = BIT(SELF) | BIT(OTHER), .flags = RC_N_REG | RC_N_READER, .hot = 3};
+    o.n = 0;
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_OK);
+    o.n = 0;
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, COH_ACC_REFRESH, &o);
+    const int send_drop[] = {COH_A_PROTECT, -RC_DIFF, COH_A_DROP_TWIN, COH_A_UNMAP};
+    expect_actions(&o, send_drop, 4, "acquire of a copy written among other writers");
+    assert_int_equal(st, COH_I);
+}
+
 /* Another thread of the node acquires (its lock) while the first waits for its registration
  * as a writer, holding a read-only copy (SM_A). If another node writes the page, the copy
  * may be older than that node's release the acquire is ordered after: it must go, or the
@@ -263,7 +356,7 @@ static void registering_reader_acquires(uint8_t *st, struct rc_node *x, struct c
     assert_int_equal(rc_node_access(st, x, SELF, HOME, PAGE, 0, o), COH_ACCESS_OK);
     /* Another thread's acquire. */
     o->n = 0;
-    rc_node_acquire(st, x, SELF, HOME, PAGE, o);
+    rc_node_acquire(st, x, SELF, HOME, PAGE, 0, o);
 }
 
 static void test_acquire_while_registering_drops_the_copy(void **state)
@@ -321,7 +414,7 @@ static void test_acquire_while_registering_alone_keeps_the_copy(void **state)
     struct coh_out o = {0};
     assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_WAIT);
     o.n = 0;
-    rc_node_acquire(&st, &x, SELF, HOME, PAGE, &o);
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, 0, &o);
     assert_int_equal(o.n, 0);
     assert_int_equal(st, COH_SM_A);
     o.n = 0;
@@ -339,6 +432,8 @@ int main(void)
         cmocka_unit_test(test_write_back_always_protects),
         cmocka_unit_test(test_second_writer_ends_keeping),
         cmocka_unit_test(test_home_writer_is_never_kept),
+        cmocka_unit_test(test_inplace_home_shares_without_cost),
+        cmocka_unit_test(test_refresh_of_a_copy_read_again),
         cmocka_unit_test(test_acquire_while_registering_drops_the_copy),
         cmocka_unit_test(test_registration_without_copy_refuses_data),
         cmocka_unit_test(test_acquire_while_registering_alone_keeps_the_copy),
