@@ -87,9 +87,10 @@ struct dsm_node *dsm_node_create(const struct dsm_engine_cfg *cfg, const struct 
     n->rc_dirty = dsm_page_array(n->npages, sizeof *n->rc_dirty);
     n->rc_live_pos = dsm_page_array(n->npages, sizeof *n->rc_live_pos);
     n->rc_dirty_pos = dsm_page_array(n->npages, sizeof *n->rc_dirty_pos);
-    if (!n->pstate || !n->home1 || !n->proto || !n->dir || !n->hold_until || !n->pf || !n->mig ||
-        !n->lq || !n->lq_payload || !n->deferred || !n->rcdir || !n->rcx || !n->rc_live ||
-        !n->rc_dirty || !n->rc_live_pos || !n->rc_dirty_pos) {
+    n->rel = calloc(DSM_REL_BATCH, sizeof *n->rel);
+    if (!n->rel || !n->pstate || !n->home1 || !n->proto || !n->dir || !n->hold_until || !n->pf ||
+        !n->mig || !n->lq || !n->lq_payload || !n->deferred || !n->rcdir || !n->rcx ||
+        !n->rc_live || !n->rc_dirty || !n->rc_live_pos || !n->rc_dirty_pos) {
         snprintf(err, errlen, "cannot allocate bookkeeping for %llu pages (out of memory)",
                  (unsigned long long)n->npages);
         dsm_node_destroy(n);
@@ -126,6 +127,7 @@ void dsm_node_destroy(struct dsm_node *n)
     dsm_page_array_free(n->rc_dirty, n->npages, sizeof *n->rc_dirty);
     dsm_page_array_free(n->rc_live_pos, n->npages, sizeof *n->rc_live_pos);
     dsm_page_array_free(n->rc_dirty_pos, n->npages, sizeof *n->rc_dirty_pos);
+    free(n->rel);
     free(n);
 }
 
@@ -929,22 +931,88 @@ static int writebacks_done(void *arg)
     return atomic_load_explicit(&n->rc_outstanding, memory_order_acquire) == 0;
 }
 
+static int cmp_page(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Write-protects pages [first, first + count): one call where the memory can do it. */
+static void protect_run(struct dsm_node *n, uint64_t first, uint64_t count)
+{
+    if (n->mem->protect_range)
+        n->mem->protect_range(n->mem_ctx, first, count);
+    else
+        for (uint64_t p = first; p < first + count; p++) n->mem->protect(n->mem_ctx, p, 1);
+}
+
+/* Carries out the release actions decided for a batch of pages (token held). The
+ * write-protections come first, runs of consecutive pages in one call each: every call flushes
+ * the TLB of each CPU running a thread of the process, an interrupt to the other vCPU, and a
+ * release that protected a thousand pages one by one spent most of its time there. Then each
+ * page's other actions, in order: a page is still protected before its contents are read for
+ * its write-back (rc.c), and a write that comes later faults and waits for the token. */
+static void release_batch(struct dsm_node *n, struct dsm_rel_item *b, int k)
+{
+    uint64_t prot[DSM_REL_BATCH];
+    int np = 0;
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < b[i].n; j++)
+            if (b[i].a[j].kind == COH_A_PROTECT) prot[np++] = b[i].page;
+    qsort(prot, (size_t)np, sizeof prot[0], cmp_page);
+    for (int i = 0, j; i < np; i = j) {
+        for (j = i + 1; j < np && prot[j] == prot[j - 1] + 1;) j++;
+        protect_run(n, prot[i], (uint64_t)(j - i));
+    }
+    for (int i = 0; i < k; i++) {
+        struct coh_out out;
+        out.n = 0;
+        for (int j = 0; j < b[i].n; j++)
+            if (b[i].a[j].kind != COH_A_PROTECT) out.a[out.n++] = b[i].a[j];
+        exec_actions(n, &out, NULL, NULL);
+        set_state(n, b[i].page, b[i].st);
+        /* Write-backs to pages this node homes go through the local queue: apply them as we
+         * go. Only those can be there, so no list changes under the loop. */
+        if (n->lq_tail - n->lq_head > n->cfg.lq_cap / 2) lq_drain(n);
+    }
+    /* Out now, a batch at a time: a release of a thousand pages queued 4 MiB for one peer
+     * first, and the transport grew (and later gave back) a buffer for it at every release -
+     * a page fault per page of it, and copies - while the receiver sat idle. */
+    if (n->tp) n->tp->ops->flush(n->tp);
+}
+
 void dsm_node_release(struct dsm_node *n)
 {
     if (atomic_load_explicit(&n->rc_dirty_n, memory_order_acquire) || !writebacks_done(n)) {
         dsm_token_acquire(n);
-        /* Backwards: each page leaves the list, and the last one takes its place. */
-        for (uint32_t i = atomic_load_explicit(&n->rc_dirty_n, memory_order_relaxed); i-- > 0;) {
-            uint64_t p = n->rc_dirty[i];
-            uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
-            struct coh_out out;
-            out.n = 0;
-            proto_of(n, p)->node_release(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p, &out);
-            exec_actions(n, &out, NULL, NULL);
-            set_state(n, p, st);
-            /* Write-backs to pages this node homes go through the local queue: apply them
-             * as we go. Only those can be there, so no list changes under the loop. */
-            if (n->lq_tail - n->lq_head > n->cfg.lq_cap / 2) lq_drain(n);
+        /* Backwards, a batch at a time: a page leaves the list when its batch is carried out,
+         * and the last one takes its place - always one of the batch's own positions, so the
+         * positions below the batch are untouched. */
+        struct dsm_rel_item *b = n->rel;
+        uint32_t i = atomic_load_explicit(&n->rc_dirty_n, memory_order_relaxed);
+        while (i > 0) {
+            int k = 0;
+            while (i > 0 && k < DSM_REL_BATCH) {
+                uint64_t p = n->rc_dirty[--i];
+                uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
+                struct coh_out out;
+                out.n = 0;
+                proto_of(n, p)->node_release(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p,
+                                             &out);
+                if (out.n > DSM_REL_ACTS) { /* not batched: the batch so far, then this page */
+                    release_batch(n, b, k);
+                    k = 0;
+                    exec_actions(n, &out, NULL, NULL);
+                    set_state(n, p, st);
+                    continue;
+                }
+                b[k].page = p;
+                b[k].st = st;
+                b[k].n = (uint8_t)out.n;
+                memcpy(b[k].a, out.a, (size_t)out.n * sizeof out.a[0]);
+                k++;
+            }
+            release_batch(n, b, k);
         }
         dsm_progress(n);
         dsm_token_release(n);

@@ -63,6 +63,8 @@ struct dsm_mem_ops {
     void (*map)(void *ctx, uint64_t page, const void *data, int writable);
     /* Makes a present page read-only (protect=1) or writable again (0), data kept. */
     void (*protect)(void *ctx, uint64_t page, int protect);
+    /* Makes present pages [first, first + count) read-only in one step (NULL: page by page). */
+    void (*protect_range)(void *ctx, uint64_t first, uint64_t count);
     /* Drops this node's copy of the page. */
     void (*unmap)(void *ctx, uint64_t page);
     /* Drops this node's copies and home-store contents of [first, first + count). */
@@ -127,6 +129,16 @@ struct dsm_engine_cfg {
 };
 
 /* ---------------------------------------------------------------- the node */
+
+/* One page of a release batch (dsm_node_release): the actions the protocol decided for it (a
+ * release sends at most a protection, a write-back and a twin's end) and its new state. */
+#define DSM_REL_BATCH 64
+#define DSM_REL_ACTS  4
+struct dsm_rel_item {
+    uint64_t page;
+    uint8_t st, n;
+    struct coh_action a[DSM_REL_ACTS];
+};
 
 struct local_msg {
     struct dsm_wire_hdr h;
@@ -207,6 +219,7 @@ struct dsm_node {
     uint32_t *rc_live_pos, *rc_dirty_pos; /* [token] index + 1 */
     _Atomic uint32_t rc_live_n, rc_dirty_n;
     _Atomic int rc_outstanding; /* write-backs sent and not yet acknowledged by their home */
+    struct dsm_rel_item *rel;   /* [token] dsm_node_release's batch, DSM_REL_BATCH items */
 
     /* Collectives and barriers (sync.c). */
     uint64_t cseq; /* [token] collectives entered by this node */

@@ -367,15 +367,26 @@ static void map_page(void *ctx, uint64_t page, const void *data, int writable)
                   (unsigned long long)page, (void *)c.dst, strerror(errno));
 }
 
-static void protect_page(void *ctx, uint64_t page, int protect)
+static void protect_pages(struct dsm_runtime *rt, uint64_t first, uint64_t count, int protect)
 {
-    struct dsm_runtime *rt = ctx;
     struct uffdio_writeprotect wp = {
-        .range = {.start = (uintptr_t)page_addr(rt, page), .len = PAGE_SIZE},
+        .range = {.start = (uintptr_t)page_addr(rt, first), .len = count * PAGE_SIZE},
         .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
     if (ioctl(rt->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
-        dsm_fatal("changing write protection of page %llu failed: %s", (unsigned long long)page,
+        dsm_fatal("changing write protection of pages %llu-%llu failed: %s",
+                  (unsigned long long)first, (unsigned long long)(first + count - 1),
                   strerror(errno));
+}
+
+static void protect_page(void *ctx, uint64_t page, int protect)
+{
+    protect_pages(ctx, page, 1, protect);
+}
+
+/* One ioctl, one TLB flush for the whole run (dsm_node_release batches its protections). */
+static void protect_range(void *ctx, uint64_t first, uint64_t count)
+{
+    protect_pages(ctx, first, count, 1);
 }
 
 static void drop_view(struct dsm_runtime *rt, uint64_t page, int advice)
@@ -591,6 +602,7 @@ static void unmap_home(void *ctx, uint64_t page)
 const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .map = map_page,
     .protect = protect_page,
+    .protect_range = protect_range,
     .unmap = unmap_page,
     .reset = reset_range,
     .page = page_copy,
@@ -607,6 +619,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
 const struct dsm_mem_ops rt_mem_ops = {
     .map = map_page,
     .protect = protect_page,
+    .protect_range = protect_range,
     .unmap = unmap_page,
     .reset = reset_range,
     .page = page_copy,

@@ -105,6 +105,7 @@ struct fx {
     int onesided;   /* --onesided: nodes may read each other's stores (dsm_mem_ops.peer_store) */
     uint64_t onesided_fetches; /* total over every run: the path must have been taken */
     uint64_t refreshes;        /* copies refreshed in place at an acquire (m_refresh), ditto */
+    uint64_t protect_runs;     /* release protections made as runs (m_protect_range) */
     uint64_t shown_home;       /* --one-copy: pages shown from the store (map_home), ditto */
     /* totals over every run (--cache): eviction must actually have been exercised */
     uint64_t ev_clean, ev_dirty, ev_refetch;
@@ -256,6 +257,19 @@ static void m_protect(void *ctx, uint64_t page, int protect)
     if (m->perm[page]) m->perm[page] = protect ? 1 : 2;
 }
 
+static void m_protect_range(void *ctx, uint64_t first, uint64_t count)
+{
+    struct fmem *m = ctx;
+    for (uint64_t p = first; p < first + count; p++) {
+        if (m->perm[p] != 2)
+            fx_fail("node %d: page %" PRIu64 " write-protected in a run of %" PRIu64
+                    " from %" PRIu64 ", but it is %s",
+                    m->node, p, count, first, m->perm[p] ? "read-only already" : "not present");
+        m->perm[p] = 1;
+    }
+    F.protect_runs++;
+}
+
 static void m_unmap(void *ctx, uint64_t page)
 {
     struct fmem *m = ctx;
@@ -333,6 +347,7 @@ static void m_unmap_home(void *ctx, uint64_t page)
 static const struct dsm_mem_ops fx_mem_ops_one_copy = {
     .map = m_map,
     .protect = m_protect,
+    .protect_range = m_protect_range,
     .unmap = m_unmap,
     .reset = m_reset,
     .page = m_page,
@@ -379,6 +394,7 @@ static struct dsm_mem_ops fx_mem_ops_onesided;
 static const struct dsm_mem_ops fx_mem_ops = {
     .map = m_map,
     .protect = m_protect,
+    .protect_range = m_protect_range,
     .unmap = m_unmap,
     .reset = m_reset,
     .page = m_page,
@@ -1095,6 +1111,7 @@ static void setup(uint64_t seed)
     F.onesided = keep.onesided;
     F.onesided_fetches = keep.onesided_fetches;
     F.refreshes = keep.refreshes;
+    F.protect_runs = keep.protect_runs;
     F.shown_home = keep.shown_home;
     F.ev_clean = keep.ev_clean;
     F.ev_dirty = keep.ev_dirty;
@@ -1290,6 +1307,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    printf("release protections made as runs: %" PRIu64 "\n", F.protect_runs);
     /* A mode whose path was never taken tested nothing (a lost option once did just that). */
     if (F.one_copy) {
         printf("pages shown from the home's store: %" PRIu64 "\n", F.shown_home);
