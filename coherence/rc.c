@@ -85,8 +85,7 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
 {
     const int write = (how & COH_ACC_WRITE) != 0;
     if (how & COH_ACC_INPLACE) x->flags |= RC_N_INPLACE;
-#if UFDSM_INJECT_RC_BUG ==                                                                         \
-    4 /* self-test of the checkers: the home trusts a copy that is not its store */
+#if UFDSM_INJECT_RC_BUG == 4 /* self-test of the checkers: trust a copy that is not the store */
     if (home == self) x->flags |= RC_N_INPLACE;
 #endif
     switch (*st) {

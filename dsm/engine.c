@@ -778,19 +778,33 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
     n->pf_next = q;
 }
 
+/* Self-tests of the fixture (engine.selftest.fetch_bug / refresh_bug): a one-sided fetch, or an
+ * in-place refresh, while this node's write-backs are in flight. */
+#ifndef UFDSM_INJECT_FETCH_BUG
+#define UFDSM_INJECT_FETCH_BUG 0
+#endif
+#ifndef UFDSM_INJECT_REFRESH_BUG
+#define UFDSM_INJECT_REFRESH_BUG 0
+#endif
+
+/* Whether node `home`'s store can be read in place from here and holds every write-back of
+ * this node: none may be in flight - it could still be on its way to that very page (an
+ * acquire sends changes and drops the copy without waiting), and a copy taken before the home
+ * applied it would lose this node's own write (rc_model --fetch-early shows the trace).
+ * `injected`: skip that last check (the self-tests above). */
+static int home_store_current(struct dsm_node *n, int home, int injected)
+{
+    return home != n->rank && n->mem->peer_readable &&
+           (injected || atomic_load_explicit(&n->rc_outstanding, memory_order_acquire) == 0) &&
+           n->mem->peer_readable(n->mem_ctx, home);
+}
+
 /* How an access may be served (COH_ACC_*): one-sided from the home's store when the
- * protocol allows it (release consistency), the store can be read from here, and no
- * write-back of this node is in flight - it could still be on its way to that very page
- * (an acquire sends changes and drops the copy without waiting), and a copy taken before the
- * home applied it would lose this node's own write (rc_model --fetch-early shows the trace). */
+ * protocol allows it (release consistency) and the store is current (home_store_current). */
 static unsigned access_how(struct dsm_node *n, uint64_t page, int home, int ask_write)
 {
     unsigned how = ask_write ? COH_ACC_WRITE : 0;
-    if (n->proto[page] == DSM_PROTO_RC && home != n->rank && n->mem->peer_readable &&
-#if UFDSM_INJECT_FETCH_BUG != 1 /* self-test of the fixture: fetch with write-backs in flight */
-        atomic_load_explicit(&n->rc_outstanding, memory_order_acquire) == 0 &&
-#endif
-        n->mem->peer_readable(n->mem_ctx, home))
+    if (n->proto[page] == DSM_PROTO_RC && home_store_current(n, home, UFDSM_INJECT_FETCH_BUG))
         how |= COH_ACC_FETCH;
     if (home_shared(n, page)) how |= COH_ACC_INPLACE;
     return how;
@@ -1027,12 +1041,9 @@ void dsm_node_release(struct dsm_node *n)
  * sent (access_how). */
 static unsigned acquire_how(struct dsm_node *n, uint64_t p)
 {
-    int home = dsm_home_of(n, p);
-    if (home == n->rank || !n->mem->refresh || !n->mem->peer_readable) return 0;
-#if UFDSM_INJECT_REFRESH_BUG != 1 /* self-test of the fixture: refresh despite write-backs */
-    if (atomic_load_explicit(&n->rc_outstanding, memory_order_acquire)) return 0;
-#endif
-    return n->mem->peer_readable(n->mem_ctx, home) ? COH_ACC_REFRESH : 0;
+    return n->mem->refresh && home_store_current(n, dsm_home_of(n, p), UFDSM_INJECT_REFRESH_BUG)
+               ? COH_ACC_REFRESH
+               : 0;
 }
 
 void dsm_node_acquire(struct dsm_node *n)
