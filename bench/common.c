@@ -141,24 +141,31 @@ void bench_stats(dsm_stats_t *s)
     BENCH_CHECK(rc == 0, "dsm_stats failed: %s", dsm_strerror(rc));
 }
 
+uint64_t bench_msgs_sent(const dsm_stats_t *s)
+{
+    return s->tp[DSM_TP_TCP].msgs_sent + s->tp[DSM_TP_RDMA].msgs_sent + s->tp_shm.msgs_sent;
+}
+
 void bench_stats_print(const char *name, const char *variant, const dsm_stats_t *b,
                        const dsm_stats_t *a)
 {
 #define D(f) (unsigned long long)(a->f - b->f)
-    bench_line(
-        "STATS name=%s variant=%s node=%d read_faults=%llu write_faults=%llu "
-        "upgrades=%llu waits_joined=%llu inv_sent=%llu inv_recv=%llu recalls_sent=%llu "
-        "recalls_recv=%llu pages_fetched=%llu pages_sent=%llu barriers=%llu "
-        "lock_acquires=%llu kernel_retries=%llu tcp_msgs_sent=%llu tcp_msgs_recv=%llu "
-        "tcp_bytes_sent=%llu tcp_bytes_recv=%llu local_msgs=%llu fault_count=%llu "
-        "cum_fault_count=%llu cum_mean_us=%.2f cum_p50_us=%.2f cum_p90_us=%.2f "
-        "cum_p99_us=%.2f cum_max_us=%.2f",
-        name, variant, bench_rank, D(read_faults), D(write_faults), D(upgrades), D(waits_joined),
-        D(inv_sent), D(inv_recv), D(recalls_sent), D(recalls_recv), D(pages_fetched), D(pages_sent),
-        D(barriers), D(lock_acquires), D(kernel_retries), D(tp[DSM_TP_TCP].msgs_sent),
-        D(tp[DSM_TP_TCP].msgs_recv), D(tp[DSM_TP_TCP].bytes_sent), D(tp[DSM_TP_TCP].bytes_recv),
-        D(tp[DSM_TP_LOCAL].msgs_sent), D(fault_count), (unsigned long long)a->fault_count,
-        a->fault_mean_us, a->fault_p50_us, a->fault_p90_us, a->fault_p99_us, a->fault_max_us);
+    bench_line("STATS name=%s variant=%s node=%d read_faults=%llu write_faults=%llu "
+               "upgrades=%llu waits_joined=%llu inv_sent=%llu inv_recv=%llu recalls_sent=%llu "
+               "recalls_recv=%llu pages_fetched=%llu pages_sent=%llu barriers=%llu "
+               "lock_acquires=%llu kernel_retries=%llu tcp_msgs_sent=%llu tcp_msgs_recv=%llu "
+               "tcp_bytes_sent=%llu tcp_bytes_recv=%llu shm_msgs_sent=%llu shm_msgs_recv=%llu "
+               "local_msgs=%llu fault_count=%llu "
+               "cum_fault_count=%llu cum_mean_us=%.2f cum_p50_us=%.2f cum_p90_us=%.2f "
+               "cum_p99_us=%.2f cum_max_us=%.2f",
+               name, variant, bench_rank, D(read_faults), D(write_faults), D(upgrades),
+               D(waits_joined), D(inv_sent), D(inv_recv), D(recalls_sent), D(recalls_recv),
+               D(pages_fetched), D(pages_sent), D(barriers), D(lock_acquires), D(kernel_retries),
+               D(tp[DSM_TP_TCP].msgs_sent), D(tp[DSM_TP_TCP].msgs_recv),
+               D(tp[DSM_TP_TCP].bytes_sent), D(tp[DSM_TP_TCP].bytes_recv), D(tp_shm.msgs_sent),
+               D(tp_shm.msgs_recv), D(tp[DSM_TP_LOCAL].msgs_sent), D(fault_count),
+               (unsigned long long)a->fault_count, a->fault_mean_us, a->fault_p50_us,
+               a->fault_p90_us, a->fault_p99_us, a->fault_max_us);
 #undef D
 }
 

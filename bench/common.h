@@ -59,6 +59,8 @@ double bench_sum(double v);
 
 /* Snapshot of this node's counters (dsm_stats, fatal on error). */
 void bench_stats(dsm_stats_t *s);
+/* Protocol messages this node sent, over every transport (TCP, RDMA, shared-memory rings). */
+uint64_t bench_msgs_sent(const dsm_stats_t *s);
 /* Prints this node's STATS line for the phase between two snapshots. */
 void bench_stats_print(const char *name, const char *variant, const dsm_stats_t *before,
                        const dsm_stats_t *after);

@@ -91,7 +91,7 @@ static void walk(const char *variant, volatile uint64_t *A, const size_t *list, 
                    NAME, variant, bench_nodes, (double)total / 1e3 / (double)n, n,
                    (double)total / 1e6, pct_us(ts, n, 0.5), pct_us(ts, n, 0.9), pct_us(ts, n, 0.99),
                    (double)ts[n - 1] / 1e3,
-                   (double)(la.tp[DSM_TP_TCP].msgs_sent - lb.tp[DSM_TP_TCP].msgs_sent) / (double)n,
+                   (double)(bench_msgs_sent(&la) - bench_msgs_sent(&lb)) / (double)n,
                    (double)(la.read_faults - lb.read_faults) / (double)n, pf ? pf : "default");
     }
     dsm_barrier();

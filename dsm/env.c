@@ -680,8 +680,8 @@ int dsm_cfg_load(struct dsm_cfg *cfg, const dsm_options_t *opts)
 
     s = opts->transport ? opts->transport : env("DSM_TRANSPORT");
     if (!s) s = "auto";
-    if (strcmp(s, "tcp") && strcmp(s, "rdma") && strcmp(s, "auto")) {
-        CERR("DSM_TRANSPORT='%s' is not valid: expected tcp, rdma or auto", s);
+    if (strcmp(s, "tcp") && strcmp(s, "rdma") && strcmp(s, "shm") && strcmp(s, "auto")) {
+        CERR("DSM_TRANSPORT='%s' is not valid: expected tcp, rdma, shm or auto", s);
         return DSM_EINVAL;
     }
     snprintf(cfg->transport, sizeof cfg->transport, "%s", s);

@@ -198,7 +198,7 @@ static void print_stats(struct dsm_runtime *rt)
     dsm_stats(&s);
     struct dsm_tp *tp = rt->node->tp;
     const char *tpname = tp ? tp->ops->name : "tcp";
-    int k = strcmp(tpname, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
+    int k = strstr(tpname, "rdma") ? DSM_TP_RDMA : DSM_TP_TCP;
     int r = rt->cfg.rank;
     fprintf(stderr,
             "ufdsm[node %d] stats: read_faults %llu write_faults %llu upgrades %llu "
@@ -206,7 +206,7 @@ static void print_stats(struct dsm_runtime *rt)
             "pages_fetched %llu pages_sent %llu barriers %llu lock_acquires %llu "
             "kernel_retries %llu pages_prefetched %llu migratory_reads %llu\n"
             "ufdsm[node %d] stats: %s msgs_sent %llu msgs_recv %llu bytes_sent %llu "
-            "bytes_recv %llu; local msgs %llu bytes %llu\n"
+            "bytes_recv %llu; shm msgs_sent %llu msgs_recv %llu; local msgs %llu bytes %llu\n"
             "ufdsm[node %d] stats: fault service time us: count %llu mean %.1f p50 %.1f p90 "
             "%.1f p99 %.1f max %.1f\n",
             r, (unsigned long long)s.read_faults, (unsigned long long)s.write_faults,
@@ -218,7 +218,8 @@ static void print_stats(struct dsm_runtime *rt)
             (unsigned long long)s.kernel_retries, (unsigned long long)s.pages_prefetched,
             (unsigned long long)s.migratory_reads, r, tpname, (unsigned long long)s.tp[k].msgs_sent,
             (unsigned long long)s.tp[k].msgs_recv, (unsigned long long)s.tp[k].bytes_sent,
-            (unsigned long long)s.tp[k].bytes_recv,
+            (unsigned long long)s.tp[k].bytes_recv, (unsigned long long)s.tp_shm.msgs_sent,
+            (unsigned long long)s.tp_shm.msgs_recv,
             (unsigned long long)s.tp[DSM_TP_LOCAL].msgs_sent,
             (unsigned long long)s.tp[DSM_TP_LOCAL].bytes_sent, r, (unsigned long long)s.fault_count,
             s.fault_mean_us, s.fault_p50_us, s.fault_p90_us, s.fault_p99_us, s.fault_max_us);
@@ -284,11 +285,10 @@ int dsm_stats_sized(dsm_stats_t *out, size_t size)
     C(onesided_refreshes);
 #undef C
     if (n->tp) {
-        int k = strcmp(n->tp->ops->name, "rdma") ? DSM_TP_TCP : DSM_TP_RDMA;
-        s.tp[k].msgs_sent = n->tp->cnt.msgs_sent;
-        s.tp[k].msgs_recv = n->tp->cnt.msgs_recv;
-        s.tp[k].bytes_sent = n->tp->cnt.bytes_sent;
-        s.tp[k].bytes_recv = n->tp->cnt.bytes_recv;
+        int k = strstr(n->tp->ops->name, "rdma") ? DSM_TP_RDMA : DSM_TP_TCP;
+        const struct dsm_tp_counters *c = &n->tp->cnt, *g = &n->tp->ring_cnt;
+        s.tp[k] = (dsm_tp_stats_t){c->msgs_sent, c->msgs_recv, c->bytes_sent, c->bytes_recv};
+        s.tp_shm = (dsm_tp_stats_t){g->msgs_sent, g->msgs_recv, g->bytes_sent, g->bytes_recv};
     }
     uint64_t lm = atomic_load(&n->st.local_msgs), lb = atomic_load(&n->st.local_bytes);
     s.tp[DSM_TP_LOCAL] = (dsm_tp_stats_t){lm, lm, lb, lb};

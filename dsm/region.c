@@ -45,7 +45,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sodium.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,6 +56,7 @@
 
 #include "internal.h"
 #include "preload_hooks.h"
+#include "shm.h"
 
 /* The first mapping of this process that overlaps [lo, hi), as /proc/self/maps shows it
  * ("0x...-0x... /usr/lib/x86_64-linux-gnu/libc.so.6", "[heap]", "anonymous"), so the user
@@ -486,28 +486,13 @@ static const void *peer_store(void *ctx, int node, uint64_t page)
     return rt->peer_page;
 }
 
-/* This boot of this kernel, from the text form "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (hex
- * decoded by libsodium, already linked for authentication). 0, or -1 if it cannot be read. */
-static int read_boot_id(uint8_t out[16])
-{
-    char text[64];
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    size_t got = 0;
-    const char *end;
-    return sodium_hex2bin(out, 16, text, (size_t)n, "-", &got, &end) == 0 && got == 16 ? 0 : -1;
-}
-
 void dsm_onesided_announce(struct dsm_runtime *rt)
 {
     struct stat st;
     struct dsm_shm_hello hello;
     memset(&hello, 0, sizeof hello);
     if (!rt->cfg.onesided || rt->home_fd < 0 || rt->cfg.nodes < 2) return;
-    if (read_boot_id(hello.boot_id) < 0 || fstat(rt->home_fd, &st) < 0) {
+    if (dsm_shm_boot_id(hello.boot_id) < 0 || fstat(rt->home_fd, &st) < 0) {
         LOGI("one-sided page service: off (cannot read the boot id or the memory file's "
              "identity)");
         return;
@@ -534,40 +519,19 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
     int from = h->src;
     memcpy(&hello, payload, sizeof hello); /* the length was checked (dsm_wire_check) */
     if (!rt->cfg.onesided || rt->peer_fd[from] >= 0) return;
-    if (read_boot_id(mine) < 0 || memcmp(mine, hello.boot_id, sizeof mine)) {
+    if (dsm_shm_boot_id(mine) < 0 || memcmp(mine, hello.boot_id, sizeof mine)) {
         LOGD("node %d runs on another host (or boot): its pages come by message", from);
         return;
     }
-    /* The path comes from the network: look at what it names before opening it for reading.
-     * An O_PATH descriptor neither blocks (a FIFO) nor has side effects (a device); only a
-     * regular file of the announced identity and the region's size is then opened and mapped. */
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%u/fd/%u", hello.pid, hello.fd);
-    int pfd = open(path, O_PATH | O_CLOEXEC);
-    if (pfd < 0) {
-        LOGI("node %d shares this host, but its memory cannot be opened here (%s: %s; it takes "
-             "the same user or root, and one pid namespace): its pages come by message",
-             from, path, strerror(errno));
-        return;
-    }
-    struct stat st;
-    size_t len = rt->npages * PAGE_SIZE;
-    if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_ino != hello.ino ||
-        (uint64_t)st.st_dev != hello.dev || (uint64_t)st.st_size != len) {
-        LOGW("node %d announced its memory as %s, but that is another file (or another size): "
-             "its pages come by message",
-             from, path);
-        close(pfd);
-        return;
-    }
-    char again[64];
-    snprintf(again, sizeof again, "/proc/self/fd/%d", pfd);
-    int fd = open(again, O_RDONLY | O_CLOEXEC);
-    close(pfd);
+    /* The numbers come from the network: dsm_shm_open_peer_fd looks at what they name before
+     * opening it, and only a regular file of the announced identity and size is read. */
+    char why[300];
+    int fd = dsm_shm_open_peer_fd(hello.pid, hello.fd, hello.ino, hello.dev, rt->npages * PAGE_SIZE,
+                                  O_RDONLY, why, sizeof why);
     if (fd < 0) {
-        LOGI("node %d shares this host, but its memory cannot be read here (%s: %s): its pages "
-             "come by message",
-             from, path, strerror(errno));
+        LOGI("node %d shares this host, but its memory cannot be read here: %s: its pages come "
+             "by message",
+             from, why);
         return;
     }
     if (!rt->peer_page) {

@@ -182,6 +182,9 @@ typedef struct dsm_stats {
     /* Copies overwritten in place from their co-located home's memory at an acquire, instead
      * of being dropped and faulted in again (pages read interval after interval). */
     uint64_t onesided_refreshes;
+    /* Frames to and from nodes on this host through the shared-memory rings (DSM_TRANSPORT
+     * auto or shm); tp[] counts the rest, over TCP or RDMA. */
+    dsm_tp_stats_t tp_shm;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

@@ -459,18 +459,19 @@ static int rdma_poll(struct dsm_tp *tp)
 static int rdma_wait(struct dsm_tp *tp, int arm, long timeout_us)
 {
     struct rdma *t = R(tp);
-    struct pollfd pf[3] = {{.fd = t->efd, .events = POLLIN},
+    struct pollfd pf[4] = {{.fd = t->efd, .events = POLLIN},
                            {.fd = t->ec->fd, .events = POLLIN},
-                           {.fd = arm ? t->cch->fd : -1, .events = POLLIN}};
+                           {.fd = arm ? t->cch->fd : -1, .events = POLLIN},
+                           {.fd = arm ? tp->wake_fd : -1, .events = POLLIN}};
     struct timespec ts, *tsp = NULL;
     if (timeout_us >= 0) {
         ts.tv_sec = timeout_us / 1000000;
         ts.tv_nsec = (timeout_us % 1000000) * 1000;
         tsp = &ts;
     }
-    int n = ppoll(pf, 3, tsp, NULL);
+    int n = ppoll(pf, 4, tsp, NULL);
     if (n <= 0) return 0;
-    int fired = 0;
+    int fired = pf[3].revents != 0; /* drained by its owner (shm.c) */
     if (pf[0].revents) {
         uint64_t v;
         ssize_t r = read(t->efd, &v, sizeof v); /* non-blocking: drains the count */
@@ -766,6 +767,7 @@ int dsm_rdma_prepare(const struct dsm_boot_cfg *cfg, const struct dsm_peer_addr 
     t->desc = cfg->desc;
     t->tp.nodes = cfg->nodes;
     t->tp.rank = cfg->rank;
+    t->tp.wake_fd = -1;
     t->peers = calloc((size_t)cfg->nodes, sizeof *t->peers);
     int rc = DSM_ETRANSPORT;
     if (!t->peers) {

@@ -264,8 +264,9 @@ size_t dsm_sel_encode(const struct dsm_sel_rec *r, char *out, size_t outlen)
     size_t k = 0;
     for (const char *s = r->why; *s && k + 1 < sizeof why; s++) why[k++] = *s == '\n' ? ' ' : *s;
     why[k] = 0;
-    int n = snprintf(out, outlen, DSM_SEL_PREFIX "phase=%d ok=%d port=%u addr=%s why=%s", r->phase,
-                     r->ok ? 1 : 0, r->port, r->addr[0] ? r->addr : "-", why);
+    int n = snprintf(out, outlen, DSM_SEL_PREFIX "phase=%d ok=%d port=%u addr=%s shm=%s why=%s",
+                     r->phase, r->ok ? 1 : 0, r->port, r->addr[0] ? r->addr : "-",
+                     r->shm[0] ? r->shm : "-", why);
     if (n < 0) return 0;
     return (size_t)n < outlen ? (size_t)n : outlen - 1;
 }
@@ -273,16 +274,16 @@ size_t dsm_sel_encode(const struct dsm_sel_rec *r, char *out, size_t outlen)
 int dsm_sel_parse(const void *buf, size_t len, struct dsm_sel_rec *r)
 {
     memset(r, 0, sizeof *r);
-    char s[DSM_SEL_WHY + 160];
+    char s[DSM_SEL_TEXT];
     if (!buf || len >= sizeof s || len < sizeof DSM_SEL_PREFIX - 1) return -1;
     memcpy(s, buf, len);
     s[len] = 0;
     if (strlen(s) != len || strncmp(s, DSM_SEL_PREFIX, sizeof DSM_SEL_PREFIX - 1)) return -1;
     int phase, ok, used = -1;
     unsigned port;
-    char addr[64];
-    if (sscanf(s + sizeof DSM_SEL_PREFIX - 1, "phase=%d ok=%d port=%u addr=%63s why=%n", &phase,
-               &ok, &port, addr, &used) != 4 ||
+    char addr[64], shm[DSM_SEL_SHM];
+    if (sscanf(s + sizeof DSM_SEL_PREFIX - 1, "phase=%d ok=%d port=%u addr=%63s shm=%159s why=%n",
+               &phase, &ok, &port, addr, shm, &used) != 5 ||
         used < 0)
         return -1;
     if ((phase != 1 && phase != 2) || (ok != 0 && ok != 1) || port > 65535) return -1;
@@ -290,6 +291,7 @@ int dsm_sel_parse(const void *buf, size_t len, struct dsm_sel_rec *r)
     r->ok = ok;
     r->port = (uint16_t)port;
     if (strcmp(addr, "-")) snprintf(r->addr, sizeof r->addr, "%s", addr);
+    if (strcmp(shm, "-")) snprintf(r->shm, sizeof r->shm, "%s", shm);
     snprintf(r->why, sizeof r->why, "%s", s + sizeof DSM_SEL_PREFIX - 1 + used);
     /* The peer's text goes into our log line that says which transport was chosen: no
      * control characters (a newline would forge a log line), as for job names (net.c). */

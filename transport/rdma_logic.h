@@ -156,15 +156,20 @@ uint32_t dsm_rdma_depth(uint64_t memlock, int peers, uint64_t *need);
  * Every node sees the same records, so every node reaches the same decision.
  * The record is text (it carries the reason for the logs), sent as the payload of a frame of
  * type DSM_MSG_ABORT through the TCP transport, before the runtime is attached to it.
- *   "ufdsm-select 1 phase=P ok=O port=N addr=A why=..."
+ * Phase 1 also carries the node's shared-memory rings (shm.h: one word, "-" for none), so
+ * nodes on the same host can send to each other through them whatever the base transport.
+ *   "ufdsm-select 2 phase=P ok=O port=N addr=A shm=S why=..."
  */
-#define DSM_SEL_PREFIX "ufdsm-select 1 "
+#define DSM_SEL_PREFIX "ufdsm-select 2 "
+#define DSM_SEL_SHM    160
+#define DSM_SEL_TEXT   (DSM_SEL_WHY + DSM_SEL_SHM + 160) /* the longest record */
 #define DSM_SEL_WHY    512
 struct dsm_sel_rec {
     int phase; /* 1 or 2 */
     int ok;
-    uint16_t port; /* phase 1, ok: rdma_cm listener port */
-    char addr[64]; /* phase 1, ok: numeric address of the listener */
+    uint16_t port;         /* phase 1, ok: rdma_cm listener port */
+    char addr[64];         /* phase 1, ok: numeric address of the listener */
+    char shm[DSM_SEL_SHM]; /* phase 1: the announcement of its rings, or "" */
     char why[DSM_SEL_WHY];
 };
 /* Text of a record into out[outlen]; returns its length (without the NUL), at most

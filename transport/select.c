@@ -1,5 +1,5 @@
 /*
- * select.c - DSM_TRANSPORT=tcp|rdma|auto, decided by all nodes together (see select.h).
+ * select.c - DSM_TRANSPORT=tcp|rdma|shm|auto, decided by all nodes together (see select.h).
  *
  * While the nodes agree, the TCP transport delivers to this file (sel_deliver), which takes
  * the selection records and keeps every other frame: a node that decided first may already
@@ -23,6 +23,7 @@
 #include "rdma.h"
 #include "rdma_logic.h"
 #include "select.h"
+#include "shm.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -154,7 +155,7 @@ static int exchange(struct sel *s, const struct dsm_boot_cfg *cfg, const struct 
     int ph = mine->phase - 1;
     s->rec[cfg->rank][ph] = *mine;
     s->got[cfg->rank][ph] = 1;
-    char text[DSM_SEL_WHY + 160];
+    char text[DSM_SEL_TEXT];
     struct dsm_wire_hdr h;
     dsm_wire_init(&h, DSM_MSG_ABORT, (uint32_t)cfg->rank);
     h.len = (uint32_t)dsm_sel_encode(mine, text, sizeof text);
@@ -215,6 +216,64 @@ static struct dsm_tp *keep_tcp(struct sel *s)
     return tp;
 }
 
+/* Phase 1's shared-memory part: attaches every peer's rings that can be (a direction is the
+ * sender's alone to decide, shm.h). With `force` (DSM_TRANSPORT=shm), a peer that cannot be
+ * reached so is an error. Appends "; shared memory to nodes ..." to chosen. */
+static int attach_rings(struct sel *s, struct dsm_shm *shm, const struct dsm_boot_cfg *cfg,
+                        int force, char *chosen, size_t chosenlen, char *err, size_t errlen)
+{
+    char list[DSM_MAX_NODES * 4] = "";
+    size_t used = 0;
+    for (int n = 0; n < cfg->nodes; n++) {
+        if (n == cfg->rank) continue;
+        char why[300];
+        int r =
+            dsm_shm_attach(shm, n, s->rec[n][0].shm[0] ? s->rec[n][0].shm : "-", why, sizeof why);
+        if (r < 0) {
+            snprintf(err, errlen,
+                     "choosing the transport: node %d announced its rings as '%.80s', "
+                     "which is not an announcement — another ufdsm build?",
+                     n, s->rec[n][0].shm);
+            return DSM_EHANDSHAKE;
+        }
+        if (!r && force) {
+            snprintf(err, errlen,
+                     "DSM_TRANSPORT=shm, but node %d cannot be reached through shared memory: %s "
+                     "— shm needs every node on this host; use auto to mix",
+                     n, why);
+            return DSM_ETRANSPORT;
+        }
+        if (r && used < sizeof list - 8)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", used ? "," : "", n);
+    }
+    if (used) {
+        size_t k = strlen(chosen);
+        snprintf(chosen + k, chosenlen - k, "; shared memory to node%s %s (this host)",
+                 dsm_shm_routes(shm) > 1 ? "s" : "", list);
+    }
+    return DSM_OK;
+}
+
+/* The transport handed to the runtime: base alone when no frame goes through a ring (its
+ * callbacks pointed at shm's forwarders, so they are pointed back at the runtime's). */
+static struct dsm_tp *finish(struct dsm_shm *shm, struct dsm_tp *base, struct sel *s,
+                             dsm_tp_deliver_fn deliver, dsm_tp_lost_fn lost, void *cb_ctx)
+{
+    if (!shm) return base;
+    if (dsm_shm_routes(shm)) return dsm_shm_wrap(shm, base);
+    if (s) { /* TCP kept: sel forwards */
+        s->deliver = deliver;
+        s->lost = lost;
+        s->cb_ctx = cb_ctx;
+    } else {
+        base->deliver = deliver;
+        base->lost = lost;
+        base->cb_ctx = cb_ctx;
+    }
+    dsm_shm_free(shm);
+    return base;
+}
+
 int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int listen_fd,
                          const struct dsm_peer_addr *addrs, const struct dsm_wire_limits *limits,
                          dsm_tp_deliver_fn deliver, dsm_tp_lost_fn lost, void *cb_ctx,
@@ -222,15 +281,17 @@ int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int l
                          size_t errlen)
 {
     *out = NULL;
-    int force = !strcmp(kind, "rdma");
+    chosen[0] = 0;
+    int force = !strcmp(kind, "rdma"), only_shm = !strcmp(kind, "shm");
     if (!strcmp(kind, "tcp")) {
         snprintf(chosen, chosenlen, "tcp (requested)");
         return dsm_tcp_create(cfg, listen_fd, addrs, limits, deliver, lost, cb_ctx, out, err,
                               errlen);
     }
-    if (!force && strcmp(kind, "auto")) {
+    if (!force && !only_shm && strcmp(kind, "auto")) {
         close(listen_fd);
-        snprintf(err, errlen, "DSM_TRANSPORT='%s' is not valid: expected tcp, rdma or auto", kind);
+        snprintf(err, errlen, "DSM_TRANSPORT='%s' is not valid: expected tcp, rdma, shm or auto",
+                 kind);
         return DSM_EINVAL;
     }
     struct sel *s = calloc(1, sizeof *s);
@@ -239,29 +300,62 @@ int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int l
         snprintf(err, errlen, "out of memory choosing the transport");
         return DSM_ENOMEM;
     }
-    s->deliver = deliver;
-    s->lost = lost;
-    s->cb_ctx = cb_ctx;
+    /* Rings before anything is announced: a peer that decides first may write at once. */
+    struct dsm_shm *shm = NULL;
+    char shm_why[200] = "";
+    if (!force) {
+        int rc = dsm_shm_create(cfg->rank, cfg->nodes, &shm, shm_why, sizeof shm_why);
+        if (rc && only_shm) {
+            close(listen_fd);
+            free(s);
+            snprintf(err, errlen, "DSM_TRANSPORT=shm, but this node cannot make its rings: %s",
+                     shm_why);
+            return rc;
+        }
+    }
+    /* With rings, every base transport hands frames and losses to shm.c, which passes them
+     * on: a peer's loss must wait until what it wrote into our ring is delivered. */
+    dsm_tp_deliver_fn b_deliver = shm ? dsm_shm_base_deliver : deliver;
+    dsm_tp_lost_fn b_lost = shm ? dsm_shm_base_lost : lost;
+    void *b_ctx = shm ? (void *)shm : cb_ctx;
+    if (shm) dsm_shm_set_callbacks(shm, deliver, lost, cb_ctx);
+    s->deliver = b_deliver;
+    s->lost = b_lost;
+    s->cb_ctx = b_ctx;
     s->selecting = 1;
     s->tail = &s->head;
     int rc = dsm_tcp_create(cfg, listen_fd, addrs, limits, sel_deliver, sel_lost, s, &s->tcp, err,
                             errlen);
     if (rc) {
+        dsm_shm_free(shm);
         free(s);
         return rc;
     }
     s->tcp_ops = s->tcp->ops;
 
-    /* Phase 1: can every node do RDMA? */
+    /* Phase 1: can every node do RDMA? And where are its rings? */
     struct dsm_rdma_prep *prep = NULL;
     struct dsm_sel_rec me = {.phase = 1};
-    rc = dsm_rdma_prepare(cfg, &addrs[cfg->rank], &prep, me.addr, &me.port, me.why, sizeof me.why);
-    me.ok = rc == DSM_OK;
-    if (me.ok) snprintf(me.why, sizeof me.why, "%s", dsm_rdma_prep_device(prep));
+    if (only_shm) {
+        snprintf(me.why, sizeof me.why, "DSM_TRANSPORT=shm");
+    } else {
+        rc = dsm_rdma_prepare(cfg, &addrs[cfg->rank], &prep, me.addr, &me.port, me.why,
+                              sizeof me.why);
+        me.ok = rc == DSM_OK;
+        if (me.ok) snprintf(me.why, sizeof me.why, "%s", dsm_rdma_prep_device(prep));
+    }
+    if (shm) dsm_shm_announce(shm, me.shm, sizeof me.shm);
     rc = exchange(s, cfg, &me, err, errlen);
     if (rc) {
         dsm_rdma_prep_free(prep);
         goto fail;
+    }
+    if (only_shm) {
+        snprintf(chosen, chosenlen, "tcp (requested shm: TCP for setup and loss only)");
+        rc = attach_rings(s, shm, cfg, 1, chosen, chosenlen, err, errlen);
+        if (rc) goto fail;
+        *out = finish(shm, keep_tcp(s), s, deliver, lost, cb_ctx);
+        return DSM_OK;
     }
     int no = first_no(s, cfg->nodes, 0);
     if (no >= 0) {
@@ -274,10 +368,10 @@ int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int l
         }
         snprintf(chosen, chosenlen, "tcp (auto: node %d cannot use RDMA: %s)", no,
                  s->rec[no][0].why);
-        *out = keep_tcp(s);
+        if (shm && (rc = attach_rings(s, shm, cfg, 0, chosen, chosenlen, err, errlen))) goto fail;
+        *out = finish(shm, keep_tcp(s), s, deliver, lost, cb_ctx);
         return DSM_OK;
     }
-
     /* Phase 2: every node can; does the RDMA mesh connect? */
     struct dsm_peer_addr raddrs[DSM_MAX_NODES];
     for (int n = 0; n < cfg->nodes; n++) {
@@ -289,7 +383,7 @@ int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int l
     snprintf(dev, sizeof dev, "%s", dsm_rdma_prep_device(prep));
     struct dsm_tp *rt = NULL;
     struct dsm_sel_rec me2 = {.phase = 2};
-    rc = dsm_rdma_connect(prep, cfg, raddrs, limits, deliver, lost, cb_ctx, &rt, me2.why,
+    rc = dsm_rdma_connect(prep, cfg, raddrs, limits, b_deliver, b_lost, b_ctx, &rt, me2.why,
                           sizeof me2.why);
     me2.ok = rc == DSM_OK;
     if (me2.ok) snprintf(me2.why, sizeof me2.why, "connected");
@@ -309,7 +403,8 @@ int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int l
         }
         snprintf(chosen, chosenlen, "tcp (auto: node %d could not connect over RDMA: %s)", no,
                  s->rec[no][1].why);
-        *out = keep_tcp(s);
+        if (shm && (rc = attach_rings(s, shm, cfg, 0, chosen, chosenlen, err, errlen))) goto fail;
+        *out = finish(shm, keep_tcp(s), s, deliver, lost, cb_ctx);
         return DSM_OK;
     }
     if (s->head) {
@@ -327,12 +422,18 @@ int dsm_transport_create(const char *kind, const struct dsm_boot_cfg *cfg, int l
     s->selecting = 0;
     s->lost = NULL;
     s->tcp_ops->destroy(s->tcp);
-    free(s);
     snprintf(chosen, chosenlen,
              "rdma (%s: every node has an active RDMA port, all connected; "
              "here %s)",
              force ? "requested" : "auto", dev);
-    *out = rt;
+    if (shm && (rc = attach_rings(s, shm, cfg, 0, chosen, chosenlen, err, errlen))) {
+        rt->ops->destroy(rt);
+        dsm_shm_free(shm);
+        free(s);
+        return rc;
+    }
+    free(s);
+    *out = finish(shm, rt, NULL, deliver, lost, cb_ctx);
     return DSM_OK;
 
 fail:
@@ -341,5 +442,6 @@ fail:
     s->tcp_ops->destroy(s->tcp);
     free_kept(s);
     free(s);
+    dsm_shm_free(shm);
     return rc;
 }

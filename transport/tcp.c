@@ -81,6 +81,7 @@ _Static_assert(RX_COMPACT_BELOW >= MAX_FRAME && RX_CAP >= 2 * RX_COMPACT_BELOW,
 #define DRAIN_MS 1000
 
 #define KICK_TAG UINT64_MAX
+#define WAKE_TAG (UINT64_MAX - 1)
 
 struct peer {
     int fd;                          /* -1 for this node */
@@ -108,6 +109,7 @@ struct tcp {
     int efd;
     uint64_t kick_val;
     int kick_pending; /* ring B has the eventfd READ pending */
+    int wake_armed;   /* ring B has a POLL_ADD pending on tp.wake_fd */
     int in_poll;
     int losses; /* peers whose loss is pending */
     int closing;
@@ -393,6 +395,14 @@ static int tcp_wait(struct dsm_tp *tp, int arm, long timeout_us)
             io_uring_sqe_set_data64(sqe, (uint64_t)i);
             p->armed = 1;
         }
+        if (tp->wake_fd >= 0 && !t->wake_armed) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+            if (sqe) {
+                io_uring_prep_poll_add(sqe, tp->wake_fd, POLLIN);
+                io_uring_sqe_set_data64(sqe, WAKE_TAG);
+                t->wake_armed = 1;
+            }
+        }
     }
     if (!t->kick_pending) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(r);
@@ -419,6 +429,9 @@ static int tcp_wait(struct dsm_tp *tp, int arm, long timeout_us)
         seen++;
         if (d == KICK_TAG) {
             t->kick_pending = 0; /* the READ consumed the count; re-posted next time */
+        } else if (d == WAKE_TAG) {
+            t->wake_armed = 0;
+            fired = 1;
         } else if (d < (uint64_t)tp->nodes) {
             t->peers[d].armed = 0;
             if (!is_dead(&t->peers[d])) fired = 1;
@@ -996,6 +1009,7 @@ int dsm_tcp_create(const struct dsm_boot_cfg *cfg, int listen_fd, const struct d
     t->tp.lost = lost;
     t->tp.cb_ctx = cb_ctx;
     t->tp.limits = *limits;
+    t->tp.wake_fd = -1;
     for (int i = 0; i < cfg->nodes; i++) {
         struct peer *p = &t->peers[i];
         p->lim = *limits;
@@ -1052,11 +1066,11 @@ int dsm_tcp_create(const struct dsm_boot_cfg *cfg, int listen_fd, const struct d
     int e = ring_init(&t->ra, ea, 0);
     if (!e) {
         t->ra_ok = 1;
-        /* Ring B: a POLL_ADD per peer, the eventfd READ, and a spare for liburing's timeout
-         * on kernels without EXT_ARG. COOP_TASKRUN: a poll that fires while the service
-         * thread runs the engine need not interrupt it; it is reaped at the next wait. */
+        /* Ring B: a POLL_ADD per peer and one for tp.wake_fd, the eventfd READ, and a spare for
+         * liburing's timeout on kernels without EXT_ARG. COOP_TASKRUN: a poll that fires while the
+         * service thread runs the engine need not interrupt it; it is reaped at the next wait. */
         unsigned eb = 8;
-        while (eb < (unsigned)cfg->nodes + 2) eb *= 2;
+        while (eb < (unsigned)cfg->nodes + 3) eb *= 2;
         e = ring_init(&t->rb, eb, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
         if (!e) t->rb_ok = 1;
     }

@@ -59,8 +59,13 @@ struct dsm_tp {
     dsm_tp_deliver_fn deliver;
     dsm_tp_lost_fn lost;
     void *cb_ctx;
-    struct dsm_wire_limits limits; /* limits.peer is set per connection by the implementation */
-    struct dsm_tp_counters cnt;    /* updated by send/poll (token holder only) */
+    struct dsm_wire_limits limits;   /* limits.peer is set per connection by the implementation */
+    struct dsm_tp_counters cnt;      /* updated by send/poll (token holder only) */
+    struct dsm_tp_counters ring_cnt; /* shm.c: frames through the shared-memory rings */
+    /* -1, or a descriptor that wait() with arm also watches, returning 1 when it is readable:
+     * the doorbell of the shared-memory rings (shm.h), set by dsm_shm_wrap. The owner of the
+     * descriptor drains it. */
+    int wake_fd;
 };
 
 /* The address table and identity a bootstrap agrees on before transports connect. */

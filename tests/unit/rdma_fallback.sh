@@ -5,6 +5,8 @@
 # node logs why ("no RDMA device"); forced rdma fails on every node with DSM_ETRANSPORT, a
 # message naming the reason, and a non-zero exit, within seconds (no hang).
 # Where a device exists (inside the soft-RoCE guest): auto and forced rdma both run over RDMA.
+# Either way the two nodes share a host: auto also sends between them through the shared-memory
+# rings (and counts frames there), shm requires the rings, tcp and rdma never use them.
 set -euo pipefail
 if [ $# -ne 2 ]; then
     echo "usage: $0 DSMRUN PROGRAM" >&2
@@ -29,8 +31,17 @@ if [ -d /sys/class/infiniband ] && [ -n "$(ls -A /sys/class/infiniband 2>/dev/nu
     device=1
 fi
 
+# shm msgs_sent from the DSM_STATS=1 lines: "N N" for the two nodes.
+shm_sent() {
+    sed -n 's/.*stats: .* shm msgs_sent \([0-9]*\) .*/\1/p' "$tmp/log" | tr '\n' ' '
+}
+
 # auto (the default)
-timeout 60 "$DSMRUN" -n 2 "$PROG" >"$tmp/log" 2>&1 || fail "auto: the program failed (exit $?)"
+DSM_STATS=1 timeout 60 "$DSMRUN" -n 2 "$PROG" >"$tmp/log" 2>&1 || fail "auto: the program failed (exit $?)"
+[ "$(grep -c 'transport: .*; shared memory to node' "$tmp/log")" = 2 ] ||
+    fail "auto: both nodes should send to each other through the shared-memory rings"
+for c in $(shm_sent); do [ "$c" -gt 0 ] || fail "auto: a node sent nothing through the rings ($(shm_sent))"; done
+[ -n "$(shm_sent)" ] || fail "auto: no stats line with shm counters"
 n=$(grep -c 'transport: ' "$tmp/log" || true)
 [ "$n" = 2 ] || fail "auto: expected both nodes to log their transport, saw $n"
 if ((device)); then
@@ -56,4 +67,16 @@ else
         fail "rdma without a device: both nodes should name the reason"
     grep -q 'the requested transport cannot work here' "$tmp/log" || fail "rdma: no DSM_ETRANSPORT"
 fi
+# shm: the rings, TCP kept for setup and losses
+DSM_STATS=1 DSM_TRANSPORT=shm timeout 60 "$DSMRUN" -n 2 "$PROG" >"$tmp/log" 2>&1 ||
+    fail "shm: the program failed (exit $?)"
+[ "$(grep -c 'transport: tcp (requested shm.*; shared memory to node' "$tmp/log")" = 2 ] ||
+    fail "shm: both nodes should say they use the rings"
+for c in $(shm_sent); do [ "$c" -gt 0 ] || fail "shm: a node sent nothing through the rings"; done
+
+# tcp: no rings at all
+DSM_STATS=1 DSM_TRANSPORT=tcp timeout 60 "$DSMRUN" -n 2 "$PROG" >"$tmp/log" 2>&1 ||
+    fail "tcp: the program failed (exit $?)"
+! grep -q 'shared memory to node' "$tmp/log" || fail "tcp: the rings were used"
+[ "$(shm_sent)" = "0 0 " ] || fail "tcp: frames went through the rings ($(shm_sent))"
 echo "rdma_fallback: passed (device: $device)"

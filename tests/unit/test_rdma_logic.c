@@ -404,7 +404,8 @@ static void sel_records(void **state)
     struct dsm_sel_rec r = {.phase = 1, .ok = 1, .port = 4791};
     snprintf(r.addr, sizeof r.addr, "10.0.2.15");
     snprintf(r.why, sizeof r.why, "rxe0 port 1\nsecond line");
-    char t[DSM_SEL_WHY + 160];
+    snprintf(r.shm, sizeof r.shm, "0123456789abcdef0123456789abcdef.42.7.99.12.8.1234.13");
+    char t[DSM_SEL_TEXT];
     size_t n = dsm_sel_encode(&r, t, sizeof t);
     assert_int_equal(n, strlen(t));
     struct dsm_sel_rec q;
@@ -414,6 +415,7 @@ static void sel_records(void **state)
     assert_int_equal(q.port, 4791);
     assert_string_equal(q.addr, "10.0.2.15");
     assert_string_equal(q.why, "rxe0 port 1 second line");
+    assert_string_equal(q.shm, r.shm);
 
     struct dsm_sel_rec no = {.phase = 2, .ok = 0};
     snprintf(no.why, sizeof no.why, "timed out: node 1 (10.0.2.16:1234) no answer");
@@ -421,23 +423,26 @@ static void sel_records(void **state)
     assert_int_equal(dsm_sel_parse(t, n, &q), 0);
     assert_int_equal(q.ok, 0);
     assert_int_equal(q.addr[0], 0);
+    assert_int_equal(q.shm[0], 0);
     assert_string_equal(q.why, no.why);
 
     /* Not records: an ordinary ABORT text, bad fields, an ok phase 1 without an address. */
     const char *bad[] = {
         "node 1 aborted: out of memory",
-        "ufdsm-select 1 phase=3 ok=1 port=1 addr=1.2.3.4 why=x",
-        "ufdsm-select 1 phase=1 ok=2 port=1 addr=1.2.3.4 why=x",
-        "ufdsm-select 1 phase=1 ok=1 port=70000 addr=1.2.3.4 why=x",
-        "ufdsm-select 1 phase=1 ok=1 port=0 addr=1.2.3.4 why=x",
-        "ufdsm-select 1 phase=1 ok=1 port=5 addr=not-an-ip why=x",
-        "ufdsm-select 1 phase=1 ok=1 port=5 addr=1.2.3.4",
-        "ufdsm-select 2 phase=1 ok=1 port=5 addr=1.2.3.4 why=x",
+        "ufdsm-select 2 phase=3 ok=1 port=1 addr=1.2.3.4 shm=- why=x",
+        "ufdsm-select 2 phase=1 ok=2 port=1 addr=1.2.3.4 shm=- why=x",
+        "ufdsm-select 2 phase=1 ok=1 port=70000 addr=1.2.3.4 shm=- why=x",
+        "ufdsm-select 2 phase=1 ok=1 port=0 addr=1.2.3.4 shm=- why=x",
+        "ufdsm-select 2 phase=1 ok=1 port=5 addr=not-an-ip shm=- why=x",
+        "ufdsm-select 2 phase=1 ok=1 port=5 addr=1.2.3.4 shm=-",
+        "ufdsm-select 2 phase=1 ok=1 port=5 addr=1.2.3.4 why=x", /* no shm field */
+        "ufdsm-select 1 phase=1 ok=1 port=5 addr=1.2.3.4 why=x", /* the format before it */
+        "ufdsm-select 3 phase=1 ok=1 port=5 addr=1.2.3.4 shm=- why=x",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(dsm_sel_parse(bad[i], strlen(bad[i]), &q), -1);
     /* Embedded NUL, and a why cut to fit the output. */
-    char z[] = "ufdsm-select 1 phase=2 ok=1 port=0 addr=- why=a\0b";
+    char z[] = "ufdsm-select 2 phase=2 ok=1 port=0 addr=- shm=- why=a\0b";
     assert_int_equal(dsm_sel_parse(z, sizeof z - 1, &q), -1);
     memset(r.why, 'x', sizeof r.why - 1);
     r.why[sizeof r.why - 1] = 0;

@@ -11,7 +11,11 @@
  *   - a node with DSM_TRANSPORT=tcp next to one with auto: the auto node names the mismatch
  *     instead of waiting for a record that never comes.
  *   - a one-way flood (the receiver never replies): over RDMA, credits must come back in
- *     credit messages of their own, or the sender stalls after one window.
+ *     credit messages of their own, or the sender stalls after one window; through the
+ *     shared-memory rings, the ring fills and the rest waits in the sender's backlog.
+ *   - shared memory (transport/shm.c): auto and shm route frames between nodes of one host
+ *     through rings (the nodes here are threads of one process, which /proc serves the same
+ *     way); tcp does not. A receiver asleep in wait() is woken by the doorbell.
  *
  * Threads record their first failure; the main thread asserts after joining (cmocka asserts
  * are not thread-safe). The watchdog alarm turns a hang into a failure.
@@ -28,6 +32,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +70,12 @@ struct node {
     int rc;
     char err[1024], chosen[1024];
     char fail[512];
-    int exchange; /* run the frame exchange after a successful create (2: one way) */
+    int exchange; /* run the frame exchange after a successful create (2: one way, 3: a
+                   * sleeping receiver) */
+    int woke;     /* exchange 3: what the receiver's wait returned */
     uint64_t next_seq, acks;
     int bye, lost;
+    char tp_name[16]; /* the created transport's ops name */
     pthread_t th;
 };
 
@@ -168,7 +176,8 @@ static void exchange(struct node *n)
     end = now_s() + 10;
     while (!n->bye && now_s() < end) n->tp->ops->poll(n->tp);
     if (!n->bye) tfail(n, "no BYE");
-    if (n->tp->cnt.msgs_sent < FRAMES || n->tp->cnt.msgs_recv < FRAMES)
+    if (n->tp->cnt.msgs_sent + n->tp->ring_cnt.msgs_sent < FRAMES ||
+        n->tp->cnt.msgs_recv + n->tp->ring_cnt.msgs_recv < FRAMES)
         tfail(n, "counters: %llu sent, %llu received", (unsigned long long)n->tp->cnt.msgs_sent,
               (unsigned long long)n->tp->cnt.msgs_recv);
 }
@@ -204,6 +213,38 @@ static void one_way(struct node *n)
     if (!n->bye) tfail(n, "no BYE");
 }
 
+/* Node 1 goes to sleep in wait() with a long timeout (armed, as the service thread does);
+ * node 0 sends one frame once node 1 says it sleeps. Without the doorbell, node 1 would sleep
+ * out the whole timeout and wait would say 0. */
+static _Atomic int sleeper_ready;
+static void sleeper(struct node *n)
+{
+    if (n->rank == 1) {
+        atomic_store(&sleeper_ready, 1);
+        n->woke = n->tp->ops->wait(n->tp, 1, 60 * 1000000L);
+        double end = now_s() + 10;
+        while (!n->next_seq && now_s() < end) n->tp->ops->poll(n->tp);
+        if (!n->next_seq) tfail(n, "the frame never came");
+    } else {
+        while (!atomic_load(&sleeper_ready)) usleep(1000);
+        usleep(200 * 1000); /* into its sleep (or not yet: the test holds either way) */
+        static __thread uint8_t page[DSM_PAGE_SIZE];
+        struct dsm_wire_hdr h;
+        dsm_wire_init(&h, DSM_MSG_DATA_S, 0);
+        h.len = DSM_PAGE_SIZE;
+        fill_page(page, 0, 0);
+        if (n->tp->ops->send(n->tp, 1, &h, page)) tfail(n, "send failed");
+        n->tp->ops->flush(n->tp);
+        double end = now_s() + 10;
+        while (!n->acks && now_s() < end) n->tp->ops->poll(n->tp);
+    }
+    struct dsm_wire_hdr b;
+    dsm_wire_init(&b, DSM_MSG_BYE, (uint32_t)n->rank);
+    n->tp->ops->send(n->tp, 1 - n->rank, &b, NULL);
+    double end = now_s() + 10;
+    while (!n->bye && now_s() < end) n->tp->ops->poll(n->tp);
+}
+
 static void *node_main(void *arg)
 {
     struct node *n = arg;
@@ -213,11 +254,13 @@ static void *node_main(void *arg)
     if (!n->rc)
         n->rc = dsm_transport_create(n->kind, &n->cfg, lfd, addrs, &n->lim, on_deliver, on_lost, n,
                                      &n->tp, n->chosen, sizeof n->chosen, n->err, sizeof n->err);
+    if (n->tp) snprintf(n->tp_name, sizeof n->tp_name, "%s", n->tp->ops->name);
     if (getenv("TEST_VERBOSE"))
         fprintf(stderr, "    node %d (%s): rc %d: %s%s\n", n->rank, n->kind, n->rc, n->chosen,
                 n->err);
     if (!n->rc && n->exchange == 1) exchange(n);
     if (!n->rc && n->exchange == 2) one_way(n);
+    if (!n->rc && n->exchange == 3) sleeper(n);
     if (!n->rc && !n->exchange) {
         /* The tcp node of the mismatch: talk first, then wait for the other to give up. */
         struct dsm_wire_hdr h;
@@ -275,9 +318,15 @@ static void auto_agrees_and_works(void **state)
     int tcp0 = !strncmp(n[0].chosen, "tcp (auto: ", 11),
         tcp1 = !strncmp(n[1].chosen, "tcp (auto: ", 11);
     assert_int_equal(tcp0, tcp1);
+    /* Both nodes are on this host: frames go through the rings either way. */
+    for (int r = 0; r < 2; r++) {
+        assert_has(n[r].chosen, "; shared memory to node");
+        assert_string_equal(n[r].tp_name, "shm+tcp");
+    }
     if (tcp0) {
         assert_has(n[0].chosen, "cannot use RDMA");
-        assert_string_equal(n[0].chosen, n[1].chosen);
+        assert_int_equal(strcspn(n[0].chosen, ";"), strcspn(n[1].chosen, ";"));
+        assert_memory_equal(n[0].chosen, n[1].chosen, strcspn(n[0].chosen, ";"));
         if (!have_device) assert_has(n[0].chosen, "no RDMA device");
     } else {
         assert_has(n[0].chosen, "rdma (auto");
@@ -331,7 +380,51 @@ static void tcp_requested(void **state)
     for (int r = 0; r < 2; r++) {
         assert_int_equal(n[r].rc, 0);
         assert_string_equal(n[r].chosen, "tcp (requested)");
+        assert_string_equal(n[r].tp_name, "tcp");
     }
+}
+
+static void shm_requested(void **state)
+{
+    (void)state;
+    struct node n[2];
+    run(n, "shm", "shm", 1);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(n[r].rc, 0);
+        assert_has(n[r].chosen, "requested shm");
+        assert_has(n[r].chosen, "; shared memory to node");
+        assert_string_equal(n[r].tp_name, "shm+tcp");
+    }
+}
+
+static void shm_flood(void **state)
+{
+    (void)state;
+    struct node n[2];
+    run(n, "shm", "shm", 2);
+    for (int r = 0; r < 2; r++) assert_int_equal(n[r].rc, 0);
+    assert_int_equal(n[1].next_seq, FLOOD);
+}
+
+static void shm_wakes_a_sleeper(void **state)
+{
+    (void)state;
+    struct node n[2];
+    atomic_store(&sleeper_ready, 0);
+    run(n, "shm", "shm", 3);
+    for (int r = 0; r < 2; r++) assert_int_equal(n[r].rc, 0);
+    assert_int_equal(n[1].woke, 1);
+    assert_int_equal(n[1].next_seq, 1);
+}
+
+static void shm_next_to_tcp(void **state)
+{
+    (void)state;
+    struct node n[2];
+    run(n, "tcp", "shm", 0);
+    assert_int_equal(n[0].rc, 0);
+    assert_int_equal(n[1].rc, DSM_EHANDSHAKE);
+    assert_has(n[1].err, "DSM_TRANSPORT");
 }
 
 int main(void)
@@ -339,9 +432,15 @@ int main(void)
     alarm(300); /* a hang is a failure */
     have_device = access("/sys/class/infiniband", F_OK) == 0;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(auto_agrees_and_works), cmocka_unit_test(forced_rdma),
-        cmocka_unit_test(tcp_next_to_auto),      cmocka_unit_test(one_way_flood),
+        cmocka_unit_test(auto_agrees_and_works),
+        cmocka_unit_test(forced_rdma),
+        cmocka_unit_test(tcp_next_to_auto),
+        cmocka_unit_test(one_way_flood),
         cmocka_unit_test(tcp_requested),
+        cmocka_unit_test(shm_requested),
+        cmocka_unit_test(shm_flood),
+        cmocka_unit_test(shm_wakes_a_sleeper),
+        cmocka_unit_test(shm_next_to_tcp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
