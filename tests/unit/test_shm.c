@@ -7,6 +7,7 @@
  *     descriptor that is not the announced file, and "-";
  *   - frames: pages cross in order, intact, through the ring and (beyond 256 in flight) the
  *     backlog; nothing reaches the base for a routed peer, everything for an unrouted one;
+ *     sent frames become visible at flush, all together, not one by one;
  *   - losses: when the base loses a peer, what the peer left in the ring is delivered first,
  *     then the loss is reported, once;
  *   - a corrupt frame in the ring loses the peer with a reason naming it, and is not delivered.
@@ -236,6 +237,20 @@ static void frames_in_order_through_ring_and_backlog(void **state)
     for (int r = 0; r < 2; r++) n[r].tp->ops->destroy(n[r].tp);
 }
 
+static void visible_at_flush(void **state)
+{
+    (void)state;
+    struct node n[2];
+    pair(n);
+    for (uint64_t s = 0; s < 9; s++) send_page(&n[0], 1, s);
+    n[1].tp->ops->poll(n[1].tp);
+    assert_int_equal(n[1].next_seq, 0); /* written, not published */
+    n[0].tp->ops->flush(n[0].tp);
+    n[1].tp->ops->poll(n[1].tp);
+    assert_int_equal(n[1].next_seq, 9); /* one poll takes the whole batch */
+    for (int r = 0; r < 2; r++) n[r].tp->ops->destroy(n[r].tp);
+}
+
 static void unrouted_peer_uses_the_base(void **state)
 {
     (void)state;
@@ -254,6 +269,7 @@ static void loss_after_what_the_peer_left(void **state)
     struct node n[2];
     pair(n);
     for (uint64_t s = 0; s < 10; s++) send_page(&n[1], 0, s);
+    n[1].tp->ops->flush(n[1].tp); /* frames become visible at flush, as over TCP */
     /* Node 1's connection closes before node 0 polled: the frames come first, then the loss.
      * Every peer is on this host both ways, so the base is looked at every 64th poll only
      * (or when wait saw it readable): the loss is seen within 64 polls. */
@@ -312,6 +328,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(announcements),
         cmocka_unit_test(frames_in_order_through_ring_and_backlog),
+        cmocka_unit_test(visible_at_flush),
         cmocka_unit_test(unrouted_peer_uses_the_base),
         cmocka_unit_test(loss_after_what_the_peer_left),
         cmocka_unit_test(corrupt_frame_loses_the_peer),
