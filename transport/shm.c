@@ -45,9 +45,9 @@
 #include "tp_common.h"
 
 #define PAGE        4096u
-#define SLOTS       256u
+#define SLOTS       1024u /* 4 MiB a ring (transport/README.md, "Memory") */
 #define STRIDE      DSM_RDMA_STRIDE
-#define RING_HDR    PAGE
+#define RING_HDR    (2 * PAGE)
 #define RING_BYTES  ((size_t)RING_HDR + (size_t)SLOTS * STRIDE)
 #define SHM_MAGIC   0x75666473686d3031ull /* "ufdshm01" */
 #define BL_MIN      (64u << 10)
@@ -297,8 +297,8 @@ int dsm_shm_attach(struct dsm_shm *s, int peer, const char *ann, char *why, size
     p->map = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
     if (p->map != MAP_FAILED) {
         /* Our ring's pages now, not one fault per slot on the first pass of the job's
-         * traffic (a shared-memory fault allocates and zeroes a page: matmul paid 1.2x for
-         * them). They are charged to this process, the one that writes them. */
+         * traffic (a shared-memory fault allocates and zeroes a page: 850 more faults in one
+         * matmul launch). They are charged to this process, the one that writes them. */
         size_t o = ring_off(s->tp.rank);
         madvise(p->map + o, RING_BYTES, MADV_POPULATE_WRITE);
     }

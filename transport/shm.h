@@ -57,7 +57,7 @@ void dsm_shm_set_callbacks(struct dsm_shm *s, dsm_tp_deliver_fn deliver, dsm_tp_
 struct dsm_tp *dsm_shm_wrap(struct dsm_shm *s, struct dsm_tp *base);
 /* Frees s when it was never wrapped. */
 void dsm_shm_free(struct dsm_shm *s);
-/* The byte offset of slot `slot` (0..255) of the ring `producer` writes, in a node's file: the
+/* The byte offset of slot `slot` (0..1023) of the ring `producer` writes, in a node's file: the
  * layout, for tests that play a broken producer. */
 size_t dsm_shm_slot_offset(int producer, unsigned slot);
 

@@ -5,7 +5,7 @@
  *   - announcements: a node attaches its peer's rings from a good announcement, refuses a
  *     malformed one (-1), and routes to the base (0, with the reason) for another boot id, a
  *     descriptor that is not the announced file, and "-";
- *   - frames: pages cross in order, intact, through the ring and (beyond 256 in flight) the
+ *   - frames: pages cross in order, intact, through the ring and (beyond 1024 in flight) the
  *     backlog; nothing reaches the base for a routed peer, everything for an unrouted one;
  *     sent frames become visible at flush, all together, not one by one;
  *   - losses: when the base loses a peer, what the peer left in the ring is delivered first,
@@ -221,9 +221,9 @@ static void frames_in_order_through_ring_and_backlog(void **state)
     (void)state;
     struct node n[2];
     pair(n);
-    const uint64_t count = 1000; /* ~4 rings' worth: most wait in the backlog at first */
+    const uint64_t count = 3000; /* ~3 rings' worth: most wait in the backlog at first */
     for (uint64_t s = 0; s < count; s++) send_page(&n[0], 1, s);
-    for (int spins = 0; n[1].next_seq < count && spins < 100000; spins++) {
+    for (int spins = 0; n[1].next_seq < count && spins < 300000; spins++) {
         n[0].tp->ops->flush(n[0].tp);
         n[1].tp->ops->poll(n[1].tp);
     }
