@@ -291,12 +291,7 @@ int execv(const char *path, char *const argv[])
 
 int execvp(const char *file, char *const argv[])
 {
-    PT_REAL(execvp);
-    for (int k = 0;; k++) {
-        touch_str(file), touch_vec(argv), touch_vec(environ);
-        real_fn(file, argv);
-        if (errno != EFAULT || k == SPAWN_TRIES) return -1;
-    }
+    return execvpe(file, argv, environ);
 }
 
 int execvpe(const char *file, char *const argv[], char *const envp[])

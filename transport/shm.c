@@ -243,7 +243,6 @@ int dsm_shm_create(int rank, int nodes, struct dsm_shm **out, char *why, size_t 
     atomic_store(&s->hdr->sleeping, 0);
     for (int i = 0; i < nodes; i++) {
         peers[i].in = (struct ring *)(s->map + ring_off(i));
-        peers[i].lim.peer = (uint32_t)i;
     }
     /* The magic last: a peer that maps the file sees a whole header or none. */
     atomic_thread_fence(memory_order_release);
@@ -646,9 +645,8 @@ struct dsm_tp *dsm_shm_wrap(struct dsm_shm *s, struct dsm_tp *base)
     s->tp.cb_ctx = s->cb_ctx;
     s->tp.limits = base->limits;
     for (int i = 0; i < s->tp.nodes; i++) {
-        uint32_t peer = s->peers[i].lim.peer;
         s->peers[i].lim = base->limits;
-        s->peers[i].lim.peer = peer;
+        s->peers[i].lim.peer = (uint32_t)i;
     }
     base->wake_fd = s->bell[0];
     return &s->tp;
