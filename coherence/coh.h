@@ -100,14 +100,22 @@ enum coh_akind {
     COH_A_UNMAP = 6,     /* drop the local copy */
     COH_A_STORE = 7,     /* home: store <- the handled message's payload */
     /* release consistency (rc.h) */
-    COH_A_TWIN = 8,      /* keep a copy (twin) of the page as it is now */
-    COH_A_DROP_TWIN = 9, /* forget the twin */
-    COH_A_APPLY = 10,    /* home: apply the handled message's diff (or whole page) to the store */
-    COH_A_REFRESH = 12,  /* overwrite this node's read-only copy of `page` in place with its
-                            home's store (no mapping change, no fault): offered at an acquire
-                            with COH_ACC_REFRESH */
-    COH_A_FETCH = 11,    /* install `page` read-only from its home's store, read in place: no
-                            message (offered by the engine with COH_ACC_FETCH) */
+    COH_A_TWIN = 8,       /* keep a copy (twin) of the page as it is now */
+    COH_A_DROP_TWIN = 9,  /* forget the twin */
+    COH_A_APPLY = 10,     /* home: apply the handled message's diff (or whole page) to the store */
+    COH_A_REFRESH = 12,   /* overwrite this node's read-only copy of `page` in place with its
+                             home's store (no mapping change, no fault): offered at an acquire
+                             with COH_ACC_REFRESH */
+    COH_A_FETCH = 11,     /* install `page` read-only from its home's store, read in place: no
+                             message (offered by the engine with COH_ACC_FETCH) */
+    COH_A_DIFF_KEEP = 13, /* send `msg`, an RC_DIFF against the twin, and bring the twin up to
+                             what was sent in the same pass: the copy stays writable, and a
+                             write that lands after its bytes were read differs from the twin
+                             and goes in the next diff */
+    COH_A_MERGE = 14,     /* a writable copy with a twin, at an acquire with COH_ACC_REFRESH:
+                             every byte still equal to the twin takes the home store's value,
+                             every byte this node changed since stays, and the twin becomes the
+                             store's page (so the next diff sends exactly this node's changes) */
 };
 
 /* The `how` argument of a protocol's node_access (proto.h): bits. */
@@ -119,6 +127,9 @@ enum coh_akind {
 #define COH_ACC_REFRESH                                                                            \
     0x8 /* at an acquire (node_acquire's `how`): as COH_ACC_FETCH, and this node's copy can be     \
            overwritten in place from the home's store (COH_A_REFRESH) */
+#define COH_REL_CLEAN                                                                              \
+    0x10 /* at a release (node_release's `how`): the copy was found equal to its twin - a hint     \
+            for bookkeeping only, never for what is sent, since a write may land just after */
 #define COH_ACC_INPLACE                                                                            \
     0x4 /* this node homes the page and its view of it is the home store itself (one copy at       \
            the home, dsm_mem_ops.map_home): what other nodes release lands in what this node's     \

@@ -33,7 +33,8 @@ struct coh_protocol {
     int (*node_recv)(uint8_t *st, void *x, int self, const struct coh_msg *m, struct coh_out *out,
                      const char **why);
     /* Synchronisation points (NULL: the protocol needs none). */
-    void (*node_release)(uint8_t *st, void *x, int self, int home, uint64_t page,
+    /* how: COH_REL_CLEAN or 0 */
+    void (*node_release)(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,
                          struct coh_out *out);
     /* how: COH_ACC_REFRESH or 0 */
     void (*node_acquire)(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,

@@ -65,6 +65,7 @@ static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, ui
     } else if (x->writers & ~bit(self)) {
         act(out, COH_A_TWIN, page);
         x->flags |= RC_N_TWIN;
+        if (x->flags & RC_N_AGAIN) x->keep = RC_KEEP_TWINNED; /* written interval after interval */
     } else if (home == self) {
         x->flags |= RC_N_OWNED;
     } else if (x->flags & RC_N_AGAIN) { /* written again right after a release: keep it */
@@ -232,20 +233,26 @@ void rc_node_write_back(uint8_t *st, struct rc_node *x, int self, int home, uint
                         struct coh_out *out)
 {
     if (*st != COH_M || (x->flags & RC_N_OWNED)) return;
-    if (!(x->flags & RC_N_TWIN)) x->flags |= RC_N_AGAIN;
+    x->flags |= RC_N_AGAIN;
     x->keep = 0;
     write_back(x, self, home, page, out);
     *st = COH_S;
 }
 
 void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
-                     struct coh_out *out)
+                     unsigned how, struct coh_out *out)
 {
-    if (*st == COH_M && x->keep && !(x->flags & (RC_N_OWNED | RC_N_TWIN))) {
+    if (*st == COH_M && x->keep && !(x->flags & RC_N_OWNED)) {
         /* Still writable, so a write made while this is sent is in the page for the next
-         * release to send (the last one protects before it sends). */
+         * release to send (the last one protects before it sends): whole, or - with a twin -
+         * as a diff that brings the twin up to what it sent, so the write still differs. A
+         * twinned page written in this interval stays writable for RC_KEEP_TWINNED more
+         * releases (a page falsely shared for good is never protected again); one that was
+         * not, for what is left. */
         x->keep--;
-        send(out, RC_DIFF, RC_F_FULL, self, home, page, 0);
+        if ((x->flags & RC_N_TWIN) && !(how & COH_REL_CLEAN)) x->keep = RC_KEEP_TWINNED;
+        send(out, RC_DIFF, (x->flags & RC_N_TWIN) ? 0 : RC_F_FULL, self, home, page, 0);
+        if (x->flags & RC_N_TWIN) out->a[out->n - 1].kind = COH_A_DIFF_KEEP;
         return;
     }
     rc_node_write_back(st, x, self, home, page, out);
@@ -272,6 +279,14 @@ void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_
     switch (*st) {
     case COH_M:
         if (!others) return;
+#if UFDSM_INJECT_RC_BUG == 5 /* self-test of the checkers: merge without the offer */
+        how |= COH_ACC_REFRESH;
+#endif
+        if ((how & COH_ACC_REFRESH) && (x->flags & RC_N_TWIN)) {
+            /* Changes this node has not sent stay in the copy; the rest becomes current. */
+            act(out, COH_A_MERGE, page);
+            return;
+        }
         rc_node_write_back(st, x, self, home, page, out); /* protected before it is dropped */
         sent = 1;
         __attribute__((fallthrough)); /* now a read-only copy others write */
@@ -449,9 +464,10 @@ static int rc_recv(uint8_t *st, void *x, int self, const struct coh_msg *m, stru
     return rc_node_recv(st, x, self, m, out, why);
 }
 
-static void rc_release(uint8_t *st, void *x, int self, int home, uint64_t page, struct coh_out *out)
+static void rc_release(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,
+                       struct coh_out *out)
 {
-    rc_node_release(st, x, self, home, page, out);
+    rc_node_release(st, x, self, home, page, how, out);
 }
 
 static void rc_acquire(uint8_t *st, void *x, int self, int home, uint64_t page, unsigned how,

@@ -27,6 +27,17 @@
  * interval is protected every time as before, and one written every interval is protected
  * at one release in RC_KEEP_RELEASES + 1.
  *
+ * A page with other writers is protected at a release for the same reason, and its twin
+ * dropped; when it is written again in the very next interval it is kept writable, twin and
+ * all, for its next RC_KEEP_TWINNED releases: each sends the diff and brings the twin up to
+ * what it sent in one pass (COH_A_DIFF_KEEP), so a write that comes later still differs from
+ * the twin. At an acquire such a copy cannot simply be dropped or overwritten (it may hold
+ * changes not yet sent); where the engine can read the home's store in place
+ * (COH_ACC_REFRESH) it merges instead (COH_A_MERGE): the bytes this node has not changed take
+ * the store's value, the ones it changed stay. False sharing then costs a diff and a merge per
+ * interval, no fault and no protection (workload (d): the write-protect's TLB shootdown was
+ * most of a round).
+ *
  * A home whose view of its page is its store (one copy at the home, COH_ACC_INPLACE) needs none
  * of this for that page: diffs from other nodes land in what its threads see, and its own
  * writes are in the store as they are made. It keeps its copy across acquires and, once a
@@ -69,9 +80,10 @@ enum rc_mtype {
 struct rc_node {
     uint64_t writers; /* the writer set as last heard from the home */
     uint16_t flags;   /* RC_N_* */
-    uint8_t keep;   /* (at most 15) releases left that send this page whole and leave it writable */
-    uint8_t hot;    /* acquires left that refresh this copy in place instead of dropping it */
-    uint8_t pad[4]; /* named, so that copies keep them zero: the model checker hashes states */
+    uint8_t keep;     /* (at most 15) releases left that send this page (whole, or its diff with the
+                         twin kept) and leave it writable */
+    uint8_t hot;      /* acquires left that refresh this copy in place instead of dropping it */
+    uint8_t pad[4];   /* named, so that copies keep them zero: the model checker hashes states */
 };
 #define RC_N_REG   0x1 /* this node is a registered writer */
 #define RC_N_TWIN  0x2 /* a twin exists (the page has other writers) */
@@ -113,6 +125,12 @@ struct rc_node {
 #define RC_KEEP_RELEASES                                                                           \
     3 /* at most three extra sends of a page that stopped being written; protections of a          \
          page written every interval cut by four */
+#ifndef RC_KEEP_TWINNED /* (the model checker builds with fewer: a smaller state space) */
+#define RC_KEEP_TWINNED                                                                            \
+    15 /* a diff of an unchanged page is a compare and no message, a merge a read of 4 KiB: a      \
+          page that stopped being written costs at most that 15 times; a falsely shared page       \
+          written every interval is protected (and faults) once in 16 */
+#endif
 
 /* Home directory entry. */
 struct rc_dir {
@@ -138,18 +156,20 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
 int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg *m,
                  struct coh_out *out, const char **why);
 /* Release: a page written this interval goes back to its home (diff or whole page) and stays
- * cached read-only, or writable while it has `keep` releases left. Nothing for other
- * states. */
+ * cached read-only, or writable (with its twin, if it has one) while it has `keep` releases
+ * left; a twinned page that was written (no COH_REL_CLEAN in `how`) gets its whole `keep`
+ * back. Nothing for other states. */
 void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
-                     struct coh_out *out);
+                     unsigned how, struct coh_out *out);
 /* The same, but the copy always ends read-only: for a copy about to be dropped (eviction),
  * which a thread of this node must not be able to write after its contents were sent. */
 void rc_node_write_back(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                         struct coh_out *out);
 /* Acquire: drop the copy if another node writes the page (sending this node's own changes
- * first), or, with COH_ACC_REFRESH in `how` and a copy read again after an earlier acquire
- * dropped it (RC_N_DROPPED, `hot`), overwrite it in place with the home's store; a request in
- * flight is marked so that its answer is not trusted. */
+ * first), or, with COH_ACC_REFRESH in `how`, merge the home's store into a writable copy with
+ * a twin, and overwrite a read-only copy read again after an earlier acquire dropped it
+ * (RC_N_DROPPED, `hot`) in place with the home's store; a request in flight is marked so that
+ * its answer is not trusted. */
 void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                      unsigned how, struct coh_out *out);
 

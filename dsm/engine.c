@@ -236,11 +236,20 @@ void dsm_send(struct dsm_node *n, int dst, const struct dsm_wire_hdr *h, const v
  * each, in as many RC_DIFF frames as it takes (at most a page of payload per frame). Only
  * bytes that differ from the twin are sent: an unchanged byte may hold another writer's
  * update at the home, so runs are never merged across unchanged bytes. */
-static void send_diff(struct dsm_node *n, struct dsm_wire_hdr *h, int dst, uint64_t page)
+/* Sends the runs of bytes of page that differ from its twin. With `keep` (COH_A_DIFF_KEEP) the
+ * copy is still writable: it is read once, into a snapshot, which is diffed and then becomes
+ * the twin. A byte written after the snapshot read it differs from the new twin, so it goes
+ * in the next diff; diffing the live copy and copying it into the twin afterwards would lose
+ * a write that lands between the two. */
+static void send_diff(struct dsm_node *n, struct dsm_wire_hdr *h, int dst, uint64_t page, int keep)
 {
     const uint8_t *cur = n->mem->page(n->mem_ctx, page);
-    const uint8_t *tw = n->mem->twin(n->mem_ctx, page);
-    uint8_t buf[PAGE_SIZE];
+    uint8_t *tw = n->mem->twin(n->mem_ctx, page);
+    uint8_t buf[PAGE_SIZE], snap[PAGE_SIZE];
+    if (keep) {
+        memcpy(snap, cur, PAGE_SIZE);
+        cur = snap;
+    }
     uint32_t len = 0, off = 0;
     for (;;) {
         /* Skip equal words, then equal bytes. */
@@ -270,6 +279,49 @@ static void send_diff(struct dsm_node *n, struct dsm_wire_hdr *h, int dst, uint6
         h->len = len;
         atomic_fetch_add(&n->rc_outstanding, 1);
         dsm_send(n, dst, h, buf);
+    }
+    if (keep) memcpy(tw, snap, PAGE_SIZE);
+}
+
+#ifndef UFDSM_INJECT_MERGE_BUG
+#define UFDSM_INJECT_MERGE_BUG 0
+#endif
+
+/* Each byte of an 8-byte word that is non-zero, as 0xff (the rest 0). */
+static uint64_t byte_mask(uint64_t x)
+{
+    x |= x >> 4; /* bit 0 of each byte ends up the OR of its eight bits; higher bits are */
+    x |= x >> 2; /* polluted by the next byte, and masked off below */
+    x |= x >> 1;
+    return (x & 0x0101010101010101ull) * 0xff;
+}
+
+/* COH_A_MERGE: page p is writable here and has a twin; the home's store holds every change
+ * released to it, this node's included (acquire_how). Each word takes the store's bytes where
+ * the copy still equals the twin and keeps the bytes this node changed, by compare-and-swap,
+ * since the node's threads may be writing the page meanwhile (a write that beats the swap
+ * makes it fail and be redone; one that comes after it differs from the new twin). The twin
+ * becomes the store's page: the next diff sends exactly what this node changed. */
+static void merge_copy(struct dsm_node *n, uint64_t p)
+{
+    const uint64_t *home = n->mem->peer_store(n->mem_ctx, dsm_home_of(n, p), p);
+    uint64_t *tw = n->mem->twin(n->mem_ctx, p);
+    uint64_t *v = n->mem->view(n->mem_ctx, p);
+    for (size_t i = 0; i < PAGE_SIZE / 8; i++) {
+        uint64_t st = home[i], t = tw[i];
+        uint64_t old = __atomic_load_n(&v[i], __ATOMIC_RELAXED);
+        for (;;) {
+#if UFDSM_INJECT_MERGE_BUG /* self-test of the fixture: the bytes this node changed are lost */
+            uint64_t mine = 0 * byte_mask(old ^ t);
+#else
+            uint64_t mine = byte_mask(old ^ t);
+#endif
+            uint64_t want = (old & mine) | (st & ~mine);
+            if (want == old || __atomic_compare_exchange_n(&v[i], &old, want, 0, __ATOMIC_RELAXED,
+                                                           __ATOMIC_RELAXED))
+                break;
+        }
+        tw[i] = st;
     }
 }
 
@@ -306,7 +358,7 @@ static int apply_ok(const struct dsm_wire_hdr *h, const uint8_t *payload)
     return 1;
 }
 
-static void send_coh(struct dsm_node *n, const struct coh_msg *m)
+static void send_coh(struct dsm_node *n, const struct coh_msg *m, int keep)
 {
     struct dsm_wire_hdr h;
     dsm_wire_init(&h, (enum dsm_wire_type)m->type, (uint32_t)n->rank);
@@ -324,7 +376,7 @@ static void send_coh(struct dsm_node *n, const struct coh_msg *m)
             atomic_fetch_add(&n->rc_outstanding, 1);
             dsm_send(n, m->dst, &h, n->mem->page(n->mem_ctx, m->page));
         } else {
-            send_diff(n, &h, m->dst, m->page);
+            send_diff(n, &h, m->dst, m->page, keep);
         }
         return;
     }
@@ -380,7 +432,8 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
         uint64_t p = a->msg.page;
         switch (a->kind) {
         case COH_A_SEND:
-            send_coh(n, &a->msg);
+        case COH_A_DIFF_KEEP:
+            send_coh(n, &a->msg, a->kind == COH_A_DIFF_KEEP);
             break;
         case COH_A_MAP_RO:
             install(n, p, payload, 0);
@@ -416,6 +469,10 @@ static void exec_actions(struct dsm_node *n, const struct coh_out *out, const vo
             break;
         case COH_A_REFRESH:
             n->mem->refresh(n->mem_ctx, dsm_home_of(n, p), p);
+            atomic_fetch_add_explicit(&n->st.onesided_refreshes, 1, memory_order_relaxed);
+            break;
+        case COH_A_MERGE:
+            merge_copy(n, p);
             atomic_fetch_add_explicit(&n->st.onesided_refreshes, 1, memory_order_relaxed);
             break;
         case COH_A_FETCH:
@@ -995,6 +1052,19 @@ static void release_batch(struct dsm_node *n, struct dsm_rel_item *b, int k)
     if (n->tp) n->tp->ops->flush(n->tp);
 }
 
+/* COH_REL_CLEAN for a writable twinned RC page no thread changed since its last diff: the
+ * protocol then lets it run out of releases kept writable (rc.h, RC_KEEP_TWINNED). A write
+ * landing just after the compare is still sent (the hint changes no action, only `keep`). */
+static unsigned release_how(struct dsm_node *n, uint64_t p, uint8_t st)
+{
+    if (n->proto[p] != DSM_PROTO_RC || st != COH_M || !(n->rcx[p].flags & RC_N_TWIN) ||
+        !n->rcx[p].keep)
+        return 0;
+    return memcmp(n->mem->page(n->mem_ctx, p), n->mem->twin(n->mem_ctx, p), PAGE_SIZE)
+               ? 0
+               : COH_REL_CLEAN;
+}
+
 void dsm_node_release(struct dsm_node *n)
 {
     if (atomic_load_explicit(&n->rc_dirty_n, memory_order_acquire) || !writebacks_done(n)) {
@@ -1012,7 +1082,7 @@ void dsm_node_release(struct dsm_node *n)
                 struct coh_out out;
                 out.n = 0;
                 proto_of(n, p)->node_release(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p,
-                                             &out);
+                                             release_how(n, p, st), &out);
                 if (out.n > DSM_REL_ACTS) { /* not batched: the batch so far, then this page */
                     release_batch(n, b, k);
                     k = 0;
@@ -1041,7 +1111,8 @@ void dsm_node_release(struct dsm_node *n)
  * sent (access_how). */
 static unsigned acquire_how(struct dsm_node *n, uint64_t p)
 {
-    return n->mem->refresh && home_store_current(n, dsm_home_of(n, p), UFDSM_INJECT_REFRESH_BUG)
+    return n->mem->refresh && n->mem->view &&
+                   home_store_current(n, dsm_home_of(n, p), UFDSM_INJECT_REFRESH_BUG)
                ? COH_ACC_REFRESH
                : 0;
 }

@@ -97,6 +97,10 @@ struct dsm_mem_ops {
      * mapping and its protection stay as they are (no fault, no TLB flush). Only where
      * peer_readable(node) says yes; NULL: copies can only be dropped and fetched again. */
     void (*refresh)(void *ctx, int node, uint64_t page);
+    /* This node's present, writable copy of `page` as its threads see it, for the engine to
+     * merge the home's store into (COH_A_MERGE) while they may be writing it: every change
+     * is a compare-and-swap of one aligned word. Set wherever refresh is. */
+    void *(*view)(void *ctx, uint64_t page);
 };
 
 /* Time, waiting, waking and dying. */

@@ -74,6 +74,10 @@ struct dsm_runtime {
     char *store; /* home store: backing copy of pages homed here (same offsets) */
     int home_fd; /* one copy at the home: the memory file behind base and store; else -1 */
     char *twins; /* twins of RC pages written this interval (same offsets) */
+    /* Bit per page: its twin slot may hold memory [token]. A dropped twin's memory is kept
+     * until the copy itself goes (unmap_page, reset_range): giving it back at every release
+     * was an madvise, and so a TLB flush across CPUs, per page per release. */
+    uint64_t *twin_res;
     pthread_t svc_thread;
     int svc_started;
     int svc_stop;

@@ -297,6 +297,11 @@ static char *map_beside(struct dsm_runtime *rt, int fd, const char *what, char *
     return p;
 }
 
+static size_t twin_res_len(const struct dsm_runtime *rt)
+{
+    return (rt->npages + 63) / 64 * sizeof(uint64_t);
+}
+
 int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
 {
     rt->npages = rt->cfg.memory / PAGE_SIZE;
@@ -329,6 +334,14 @@ int dsm_region_map(struct dsm_runtime *rt, char *err, size_t errlen)
     /* Twins (release consistency): one slot per page, at the page's offset, backed only
      * while a twin exists. */
     if (!(rt->twins = map_beside(rt, -1, "room for twins", err, errlen))) return DSM_ENOMEM;
+    void *bits = mmap(NULL, twin_res_len(rt), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (bits == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map the twins' bookkeeping (%zu bytes): %s", twin_res_len(rt),
+                 strerror(errno));
+        return DSM_ENOMEM;
+    }
+    rt->twin_res = bits;
     return DSM_OK;
 }
 
@@ -338,6 +351,8 @@ void dsm_region_unmap(struct dsm_runtime *rt)
     if (rt->base) munmap(rt->base, len);
     if (rt->store) munmap(rt->store, len);
     if (rt->twins) munmap(rt->twins, len);
+    if (rt->twin_res) munmap(rt->twin_res, twin_res_len(rt));
+    rt->twin_res = NULL;
     if (rt->uffd >= 0) close(rt->uffd);
     if (rt->home_fd >= 0) close(rt->home_fd);
     for (int p = 0; p < DSM_MAX_NODES; p++) {
@@ -395,12 +410,22 @@ static void drop_view(struct dsm_runtime *rt, uint64_t page, int advice)
         dsm_fatal("dropping page %llu failed: %s", (unsigned long long)page, strerror(errno));
 }
 
-/* Drops this node's copy. With one copy at the home it lives in the memory file, and
- * MADV_REMOVE frees it there (MADV_DONTNEED would only unmap it). */
+/* Gives back the memory of page's twin slot, if it holds any. */
+static void twin_free(struct dsm_runtime *rt, uint64_t page)
+{
+    uint64_t bit = 1ull << (page % 64);
+    if (!(rt->twin_res[page / 64] & bit)) return;
+    rt->twin_res[page / 64] &= ~bit;
+    madvise(rt->twins + page * PAGE_SIZE, PAGE_SIZE, MADV_DONTNEED);
+}
+
+/* Drops this node's copy, and its twin's memory. With one copy at the home it lives in the
+ * memory file, and MADV_REMOVE frees it there (MADV_DONTNEED would only unmap it). */
 static void unmap_page(void *ctx, uint64_t page)
 {
     struct dsm_runtime *rt = ctx;
     drop_view(rt, page, rt->home_fd >= 0 ? MADV_REMOVE : MADV_DONTNEED);
+    twin_free(rt, page);
 }
 
 static void reset_range(void *ctx, uint64_t first, uint64_t count)
@@ -415,6 +440,7 @@ static void reset_range(void *ctx, uint64_t first, uint64_t count)
         madvise(rt->store + off, len, MADV_DONTNEED);
     }
     madvise(rt->twins + off, len, MADV_DONTNEED);
+    for (uint64_t p = first; p < first + count; p++) rt->twin_res[p / 64] &= ~(1ull << (p % 64));
 }
 
 static const void *page_copy(void *ctx, uint64_t page)
@@ -431,13 +457,21 @@ static void *store_copy(void *ctx, uint64_t page)
 static void *twin_slot(void *ctx, uint64_t page)
 {
     struct dsm_runtime *rt = ctx;
+    rt->twin_res[page / 64] |= 1ull << (page % 64);
     return rt->twins + page * PAGE_SIZE;
 }
 
+/* The slot keeps its memory until the copy is dropped (twin_free): the next twin of a page
+ * written interval after interval reuses it, and a release flushes no TLB for it. */
 static void twin_drop(void *ctx, uint64_t page)
 {
-    struct dsm_runtime *rt = ctx;
-    madvise(rt->twins + page * PAGE_SIZE, PAGE_SIZE, MADV_DONTNEED);
+    (void)ctx;
+    (void)page;
+}
+
+static void *view_page(void *ctx, uint64_t page)
+{
+    return page_addr(ctx, page);
 }
 
 /* ---------------------------------------------------------------- one copy at the home */
@@ -578,6 +612,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .peer_readable = peer_readable,
     .peer_store = peer_store,
     .refresh = refresh_page,
+    .view = view_page,
 };
 
 const struct dsm_mem_ops rt_mem_ops = {

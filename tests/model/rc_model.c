@@ -184,8 +184,14 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
             return fail(x->info, STEP_VIOLATION,
                         "node%d asked to APPLY a diff outside its directory", n);
         switch (a->kind) {
+        case COH_A_DIFF_KEEP:
+            if (a->msg.type != RC_DIFF || (a->msg.flags & RC_F_FULL))
+                return fail(x->info, STEP_VIOLATION,
+                            "node%d's DIFF_KEEP of page %d is not a diff against a twin", n, p);
+            __attribute__((fallthrough));
         case COH_A_SEND: {
             const struct coh_msg *cm = &a->msg;
+            const int keep = a->kind == COH_A_DIFF_KEEP;
             struct mmsg m = {
                 .type = cm->type, .flags = cm->flags, .page = (uint8_t)p, .arg = (uint8_t)cm->arg};
             if (!rc_msg_is_rc(cm->type))
@@ -221,7 +227,7 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
                 for (int j = i + 1; j < o->n; j++)
                     later |= o->a[j].kind == COH_A_PROTECT || o->a[j].kind == COH_A_UNMAP ||
                              o->a[j].kind == COH_A_TWIN || o->a[j].kind == COH_A_DROP_TWIN;
-                if (s->map[n][p] == MAP_RW && (!(cm->flags & RC_F_FULL) || later))
+                if (s->map[n][p] == MAP_RW && ((!(cm->flags & RC_F_FULL) && !keep) || later))
                     return fail(
                         x->info, STEP_VIOLATION,
                         "node%d reads its changes to page %d while the page is still writable "
@@ -238,6 +244,8 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
                             m.dmask |= (uint8_t)(1u << b);
                             m.val[b] = s->copy[n][p][b];
                         }
+                    /* What was read is the twin now (the engine copies each word it read). */
+                    if (keep) memcpy(s->twin[n][p], s->copy[n][p], MAXB);
                 }
                 if (s->outst[n] == 255)
                     return fail(x->info, STEP_LIMIT, "outstanding counter overflow");
@@ -281,6 +289,19 @@ static int exec(struct ctx *x, int n, int p, const struct coh_out *o, const stru
                             s->map[n][p] ? "writable" : "not mapped");
             memcpy(s->copy[n][p], s->store[p], MAXB);
             logf_(x->info, ", refreshes it from the home's store");
+            break;
+        case COH_A_MERGE:
+            if (!c->onesided || n < 0 || n == c->home[p])
+                return fail(x->info, STEP_VIOLATION,
+                            "node%d merges page %d in place, which it was not offered", n, p);
+            if (s->map[n][p] != MAP_RW || !s->hastwin[n][p])
+                return fail(x->info, STEP_VIOLATION, "node%d merges page %d, which is %s", n, p,
+                            s->map[n][p] != MAP_RW ? "not writable" : "without a twin");
+            for (int b = 0; b < nb; b++) {
+                if (s->copy[n][p][b] == s->twin[n][p][b]) s->copy[n][p][b] = s->store[p][b];
+                s->twin[n][p][b] = s->store[p][b];
+            }
+            logf_(x->info, ", merges the home's store into it");
             break;
         case COH_A_PROTECT:
             if (s->map[n][p] != MAP_RW)
@@ -527,7 +548,11 @@ static int sync_pages(struct ctx *x, int n, int acquire)
         if (acquire)
             rc_node_acquire(&st, &rx, n, x->c->home[p], (uint64_t)p, how, &o);
         else
-            rc_node_release(&st, &rx, n, x->c->home[p], (uint64_t)p, &o);
+            rc_node_release(&st, &rx, n, x->c->home[p], (uint64_t)p,
+                            x->s->hastwin[n][p] && !memcmp(x->s->copy[n][p], x->s->twin[n][p], MAXB)
+                                ? COH_REL_CLEAN
+                                : 0,
+                            &o);
         int r = exec(x, n, p, &o, NULL);
         if (r != STEP_OK) return r;
         x->s->ns[n][p] = st;
@@ -797,7 +822,8 @@ static uint8_t dir_byte(uint64_t set)
     return (uint8_t)(set & 0xff);
 }
 
-_Static_assert(RC_KEEP_RELEASES < 16 && RC_REFRESHES < 16, "keep and hot share a byte");
+_Static_assert(RC_KEEP_RELEASES < 16 && RC_KEEP_TWINNED < 16 && RC_REFRESHES < 16,
+               "keep and hot share a byte");
 
 int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint8_t *buf)
 {

@@ -75,7 +75,7 @@ static void write_access(uint8_t *st, struct rc_node *x)
 static void release(uint8_t *st, struct rc_node *x, struct coh_out *o)
 {
     o->n = 0;
-    rc_node_release(st, x, SELF, HOME, PAGE, o);
+    rc_node_release(st, x, SELF, HOME, PAGE, 0, o);
 }
 
 static const int protect_and_send[] = {COH_A_PROTECT, -RC_DIFF};
@@ -241,7 +241,7 @@ static void test_home_writer_is_never_kept(void **state)
     assert_int_not_equal(x.flags & RC_N_OWNED, 0);
     assert_int_equal(x.keep, 0); /* it writes in place and sends nothing */
     o.n = 0;
-    rc_node_release(&st, &x, HOME, HOME, PAGE, &o);
+    rc_node_release(&st, &x, HOME, HOME, PAGE, 0, &o);
     expect_actions(&o, NULL, 0, "release by the home, sole writer");
     assert_int_equal(st, COH_M);
 }
@@ -273,7 +273,7 @@ static void test_inplace_home_shares_without_cost(void **state)
         assert_int_not_equal(x.flags & RC_N_OWNED, 0);
         for (int round = 0; round < 3; round++) {
             o.n = 0;
-            rc_node_release(&st, &x, HOME, HOME, PAGE, &o);
+            rc_node_release(&st, &x, HOME, HOME, PAGE, 0, &o);
             expect_actions(&o, NULL, 0, "release by an in-place home");
             rc_node_acquire(&st, &x, HOME, HOME, PAGE, 0, &o);
             expect_actions(&o, NULL, 0, "acquire by an in-place home");
@@ -325,8 +325,9 @@ static void test_refresh_of_a_copy_read_again(void **state)
     rc_node_acquire(&st, &x, SELF, HOME, PAGE, 0, &o);
     expect_actions(&o, drop, 1, "acquire without the offer (another host, a write-back in flight)");
 
-    /* A writer among others: its changes go home at the acquire, and the store may not hold
-     * them yet when the copy would be refreshed, so the copy goes. */
+    /* A writer among others: with the offer, the home's store is merged into its copy,
+     * which keeps what this node wrote (to send at its release); without it (another host,
+     * a write-back in flight), its changes go home and the copy goes. */
     st = COH_S;
     x = (struct rc_node){
         .writers = BIT(SELF) | BIT(OTHER), .flags = RC_N_REG | RC_N_READER, .hot = 3};
@@ -334,9 +335,56 @@ static void test_refresh_of_a_copy_read_again(void **state)
     assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_OK);
     o.n = 0;
     rc_node_acquire(&st, &x, SELF, HOME, PAGE, COH_ACC_REFRESH, &o);
+    const int merge[] = {COH_A_MERGE};
+    expect_actions(&o, merge, 1, "acquire of a copy written among other writers, offered");
+    assert_int_equal(st, COH_M);
+    o.n = 0;
+    rc_node_acquire(&st, &x, SELF, HOME, PAGE, 0, &o);
     const int send_drop[] = {COH_A_PROTECT, -RC_DIFF, COH_A_DROP_TWIN, COH_A_UNMAP};
     expect_actions(&o, send_drop, 4, "acquire of a copy written among other writers");
     assert_int_equal(st, COH_I);
+}
+
+/* False sharing (workload (d)): a page with other writers that is written again in the
+ * interval right after its release stays writable, twin and all, and each release sends a
+ * diff that keeps the twin (no protection, so no fault at the next write). A written page
+ * gets its whole budget back at every release; one left unwritten (COH_REL_CLEAN) runs out
+ * of it and is protected, its twin dropped, as before. */
+static void test_falsely_shared_page_stays_writable(void **state)
+{
+    (void)state;
+    uint8_t st = COH_S;
+    struct rc_node x = {.writers = BIT(SELF) | BIT(OTHER), .flags = RC_N_REG | RC_N_READER};
+    struct coh_out o = {0};
+    const int twin_w[] = {COH_A_TWIN, COH_A_UNPROTECT};
+    const int wb[] = {COH_A_PROTECT, -RC_DIFF, COH_A_DROP_TWIN};
+    const int keep[] = {COH_A_DIFF_KEEP};
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_OK);
+    expect_actions(&o, twin_w, 2, "first write among other writers");
+    release(&st, &x, &o);
+    expect_actions(&o, wb, 3, "release of a page written once");
+    assert_int_equal(st, COH_S);
+    o.n = 0;
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_OK);
+    expect_actions(&o, twin_w, 2, "written again in the next interval");
+    assert_int_equal(x.keep, RC_KEEP_TWINNED);
+    for (int i = 0; i < 3 * RC_KEEP_TWINNED; i++) { /* written every interval: never protected */
+        release(&st, &x, &o);
+        expect_actions(&o, keep, 1, "release of a page written interval after interval");
+        assert_int_equal(o.a[0].msg.type, RC_DIFF);
+        assert_int_equal(o.a[0].msg.flags & RC_F_FULL, 0);
+        assert_int_equal(st, COH_M);
+        assert_int_equal(x.keep, RC_KEEP_TWINNED);
+    }
+    for (int i = 0; i < RC_KEEP_TWINNED; i++) { /* no longer written */
+        o.n = 0;
+        rc_node_release(&st, &x, SELF, HOME, PAGE, COH_REL_CLEAN, &o);
+        expect_actions(&o, keep, 1, "release of a kept page left unwritten");
+    }
+    o.n = 0;
+    rc_node_release(&st, &x, SELF, HOME, PAGE, COH_REL_CLEAN, &o);
+    expect_actions(&o, wb, 3, "release once the budget is spent");
+    assert_int_equal(st, COH_S);
 }
 
 /* Another thread of the node acquires (its lock) while the first waits for its registration
@@ -434,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_home_writer_is_never_kept),
         cmocka_unit_test(test_inplace_home_shares_without_cost),
         cmocka_unit_test(test_refresh_of_a_copy_read_again),
+        cmocka_unit_test(test_falsely_shared_page_stays_writable),
         cmocka_unit_test(test_acquire_while_registering_drops_the_copy),
         cmocka_unit_test(test_registration_without_copy_refuses_data),
         cmocka_unit_test(test_acquire_while_registering_alone_keeps_the_copy),
