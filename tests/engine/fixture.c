@@ -77,7 +77,8 @@ struct chan {
 struct fmem {
     int node;
     uint8_t perm[NPAGES]; /* 0 none, 1 read-only, 2 writable */
-    uint8_t app[NPAGES][PAGE_SIZE];
+    /* Page-aligned, as the real ones are (the engine's merge swaps aligned words of app). */
+    _Alignas(PAGE_SIZE) uint8_t app[NPAGES][PAGE_SIZE];
     uint8_t store[NPAGES][PAGE_SIZE];
     uint8_t twin[NPAGES][PAGE_SIZE];
     uint8_t has_twin[NPAGES];
@@ -1168,7 +1169,8 @@ static void setup(uint64_t seed)
     F.v_pages = 4;
     F.r_pages = 3;
     for (int k = 0; k < F.nn; k++) {
-        if (!F.mem[k] && !(F.mem[k] = malloc(sizeof *F.mem[k]))) fx_fail("out of memory");
+        if (!F.mem[k] && !(F.mem[k] = aligned_alloc(PAGE_SIZE, sizeof *F.mem[k])))
+            fx_fail("out of memory");
         /* Fresh memory, as a new process has: a store left from the previous run would show
          * wherever the engine trusts a never-written page to be zeros. */
         memset(F.mem[k], 0, sizeof *F.mem[k]);
