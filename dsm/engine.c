@@ -803,15 +803,22 @@ static int access_settled(void *arg)
  * instead of one per page. A thread that touches a page still in flight simply waits for it
  * (no second request). Any other miss ends the stream. Write misses never read ahead: taking
  * ownership early would steal pages from their writers. */
-static void read_ahead(struct dsm_node *n, uint64_t page)
+/* Whether a read miss on `page` extends the stream; if so, widens the window. */
+static int stream_extends(struct dsm_node *n, uint64_t page)
 {
     if (page != n->pf_next) {
         n->pf_win = 0;
         n->pf_next = page + 1;
-        return;
+        return 0;
     }
     n->pf_win = n->pf_win ? n->pf_win * 2 : 2;
     if (n->pf_win > n->cfg.prefetch) n->pf_win = n->cfg.prefetch;
+    return 1;
+}
+
+static void read_ahead(struct dsm_node *n, uint64_t page)
+{
+    if (!stream_extends(n, page)) return;
     uint64_t q = page + 1;
     for (; q <= page + (uint64_t)n->pf_win && q < n->npages; q++) {
         uint8_t st = atomic_load_explicit(&n->pstate[q], memory_order_relaxed);
@@ -836,7 +843,11 @@ static void read_ahead(struct dsm_node *n, uint64_t page)
 }
 
 /* Self-tests of the fixture (engine.selftest.fetch_bug / refresh_bug): a one-sided fetch, or an
- * in-place refresh, while this node's write-backs are in flight. */
+ * in-place refresh, while this node's write-backs are in flight; (ahead_bug) a page read ahead
+ * in place without this node ever registering as its reader. */
+#ifndef UFDSM_INJECT_AHEAD_BUG
+#define UFDSM_INJECT_AHEAD_BUG 0
+#endif
 #ifndef UFDSM_INJECT_FETCH_BUG
 #define UFDSM_INJECT_FETCH_BUG 0
 #endif
@@ -879,6 +890,49 @@ static unsigned count_sends(const struct coh_out *out)
     unsigned k = 0;
     for (int i = 0; i < out->n; i++) k += out->a[i].kind == COH_A_SEND;
     return k;
+}
+
+/* Read-ahead in place (token held): a read miss served from the home's store
+ * (COH_A_FETCH) that extends a stream takes the next pages of the window the same way, each
+ * as the read access it is about to be, as long as the protocol lets this node take them
+ * without a message. No request, no wait: here a fault costs 12-17 us on top of the page
+ * (SIGBUS and its return under this hypervisor) and a page copied in place 2-4 us, so a
+ * stream re-read after an acquire dropped it no longer pays a fault per page. The window ends
+ * at the first page that needs its home (its first read registers this node as a reader: the
+ * message read-ahead takes those), another home, one that is not an unasked-for RC page, or a
+ * full cache (DSM_CACHE: as above, read-ahead never makes room for itself). */
+static void read_ahead_inplace(struct dsm_node *n, uint64_t page)
+{
+    if (!stream_extends(n, page)) return;
+    int home = dsm_home_of(n, page);
+    uint64_t q = page + 1;
+    for (; q <= page + (uint64_t)n->pf_win && q < n->npages; q++) {
+        uint8_t st = atomic_load_explicit(&n->pstate[q], memory_order_relaxed);
+        if (dsm_home_of(n, q) != home || st != COH_I || n->pf[q] || n->proto[q] != DSM_PROTO_RC)
+            break;
+        /* evict: read-ahead never pushes out pages to make room for itself. */
+        if (n->cfg.cache_pages &&
+            atomic_load_explicit(&n->ev_n, memory_order_relaxed) >= n->cfg.cache_pages)
+            break;
+        /* Tried on copies: a page that would need a message is left exactly as it was. */
+        struct rc_node x = n->rcx[q];
+#if UFDSM_INJECT_AHEAD_BUG /* self-test: as if the home knew this node as a reader already */
+        x.flags |= RC_N_READER;
+#endif
+        struct coh_out out;
+        out.n = 0;
+        if (rc_node_access(&st, &x, n->rank, home, q, access_how(n, q, home, 0), &out) !=
+                COH_ACCESS_OK ||
+            !fetched_onesided(&out) || count_sends(&out))
+            break;
+        n->rcx[q] = x;
+        exec_actions(n, &out, NULL, NULL);
+        set_state(n, q, st);
+        atomic_fetch_add_explicit(&n->st.pages_prefetched, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&n->st.onesided_prefetched, 1, memory_order_relaxed);
+        DSM_TRACE(DSM_TR_PREFETCHED, 0, q, dsm_node_now(n), 0, 0, home, 0);
+    }
+    n->pf_next = q;
 }
 
 /* The counters and trace kind of a request this node just sent for an access. */
@@ -963,7 +1017,10 @@ void dsm_access(struct dsm_node *n, uint64_t page, int write, int from_fault, ui
             msgs += count_sends(&out);
             exec_actions(n, &out, NULL, NULL);
             set_state(n, page, st);
-            if (st == COH_IS_D && n->cfg.prefetch) read_ahead(n, page);
+            if (st == COH_IS_D && n->cfg.prefetch)
+                read_ahead(n, page);
+            else if (st == COH_S && !write && n->cfg.prefetch && fetched_onesided(&out))
+                read_ahead_inplace(n, page);
             dsm_progress(n);
         } else if (rc == COH_ACCESS_WAIT && !requested) {
             atomic_fetch_add_explicit(&n->st.waits_joined, 1, memory_order_relaxed);

@@ -255,7 +255,7 @@ struct dsm_node {
         _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
             kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads,
-            onesided_fetches, onesided_refreshes;
+            onesided_fetches, onesided_refreshes, onesided_prefetched;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

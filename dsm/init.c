@@ -231,8 +231,11 @@ static void print_stats(struct dsm_runtime *rt)
             (unsigned long long)s.homed_pages, (unsigned long long)s.evictions_clean,
             (unsigned long long)s.evictions_dirty, (unsigned long long)s.writebacks,
             (unsigned long long)s.refetches, (unsigned long long)s.cache_overruns);
-    fprintf(stderr, "ufdsm[node %d] stats: onesided_fetches %llu onesided_refreshes %llu\n", r,
-            (unsigned long long)s.onesided_fetches, (unsigned long long)s.onesided_refreshes);
+    fprintf(stderr,
+            "ufdsm[node %d] stats: onesided_fetches %llu onesided_refreshes %llu "
+            "onesided_prefetched %llu\n",
+            r, (unsigned long long)s.onesided_fetches, (unsigned long long)s.onesided_refreshes,
+            (unsigned long long)s.onesided_prefetched);
 }
 
 void dsm_finalize(void)
@@ -283,6 +286,7 @@ int dsm_stats_sized(dsm_stats_t *out, size_t size)
     C(migratory_reads);
     C(onesided_fetches);
     C(onesided_refreshes);
+    C(onesided_prefetched);
 #undef C
     if (n->tp) {
         int k = strstr(n->tp->ops->name, "rdma") ? DSM_TP_RDMA : DSM_TP_TCP;

@@ -185,6 +185,9 @@ typedef struct dsm_stats {
     /* Frames to and from nodes on this host through the shared-memory rings (DSM_TRANSPORT
      * auto or shm); tp[] counts the rest, over TCP or RDMA. */
     dsm_tp_stats_t tp_shm;
+    /* Pages read ahead of a stream of one-sided fetches, straight from their home's memory
+     * like them (counted in pages_prefetched too). */
+    uint64_t onesided_prefetched;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

@@ -21,7 +21,9 @@
  *      from a peer's memory (dsm_stats_t.onesided_fetches > 0), so the parts above ran over
  *      the one-sided path; with MN_EXPECT_ONESIDED=0 (DSM_ONESIDED=off) none. One-sided
  *      service needs one copy at the home, so Linux 6.4+: on older kernels (the soft-RoCE
- *      guests) the first check is skipped, and says so.
+ *      guests) the first check is skipped, and says so. With read-ahead on (DSM_PREFETCH,
+ *      default 8), part 4's re-reads must also have taken pages ahead of those fetches, in
+ *      place (dsm_stats_t.onesided_prefetched > 0).
  *
  * Usage: rc_memory [ITERS]
  */
@@ -139,9 +141,11 @@ int main(int argc, char **argv)
     dsm_stats_t st;
     CHECK(dsm_stats(&st) == 0, "dsm_stats");
     const char *expect = getenv("MN_EXPECT_ONESIDED");
-    mn_say("%llu pages taken one-sided from a peer's memory, of %llu faults",
+    mn_say("%llu pages taken one-sided from a peer's memory, of %llu faults; %llu more read "
+           "ahead of them",
            (unsigned long long)st.onesided_fetches,
-           (unsigned long long)(st.read_faults + st.write_faults));
+           (unsigned long long)(st.read_faults + st.write_faults),
+           (unsigned long long)st.onesided_prefetched);
     struct utsname u;
     int major = 0, minor = 0;
     if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
@@ -150,10 +154,17 @@ int main(int argc, char **argv)
                minor);
         expect = NULL;
     }
-    if (expect && expect[0] == '1')
+    if (expect && expect[0] == '1') {
         CHECK(st.onesided_fetches > 0,
               "no page came one-sided, though the nodes share a host and DSM_ONESIDED is on "
               "(DSM_LOG=info says why a peer's memory was not mapped)");
+        /* Part 4's second round reads long runs of pages dropped at the barrier, of one home
+         * each, that this node has read before: a stream of one-sided fetches. */
+        const char *pf = getenv("DSM_PREFETCH");
+        if (!pf || atoi(pf) > 0)
+            CHECK(st.onesided_prefetched > 0,
+                  "no page was read ahead of the one-sided fetches of part 4's second round");
+    }
     if (expect && expect[0] == '0')
         CHECK(st.onesided_fetches == 0, "%llu pages came one-sided with DSM_ONESIDED=off",
               (unsigned long long)st.onesided_fetches);
