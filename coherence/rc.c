@@ -327,7 +327,30 @@ void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_
     }
 }
 
+int rc_node_may_register(uint8_t st, const struct rc_node *x, unsigned how)
+{
+    return st == COH_I && !(x->flags & RC_N_READER) && !(how & COH_ACC_WRITE) &&
+           (how & COH_ACC_FETCH);
+}
+
+void rc_node_registered(struct rc_node *x, uint64_t writers)
+{
+    x->flags |= RC_N_READER;
+    x->writers |= writers;
+}
+
 /* ---------------------------------------------------------------- home side */
+
+uint64_t rc_dir_publish(const struct rc_dir *d, const struct coh_msg *m)
+{
+    const int reg = (m->type == RC_GET && (m->flags & RC_F_WRITE)) || m->type == RC_WREG;
+    return reg && !(d->writers & bit(m->src)) ? bit(m->src) : 0;
+}
+
+void rc_dir_readers_seen(struct rc_dir *d, uint64_t readers)
+{
+    d->readers |= readers;
+}
 
 void rc_dir_init(struct rc_dir *d)
 {

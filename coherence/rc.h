@@ -173,6 +173,30 @@ void rc_node_write_back(uint8_t *st, struct rc_node *x, int self, int home, uint
 void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                      unsigned how, struct coh_out *out);
 
+/* One-sided reader registration (a shared directory: nodes on one host, engine.c). Where
+ * node and home can both update two words of the page's directory entry atomically - the
+ * readers and the writers - a node's first read of a page needs no message: it ORs its bit
+ * into the readers word, then reads the writers word, and takes the page from the home's
+ * store (COH_A_FETCH). The home, before it handles a writer's registration, ORs the writer
+ * into the writers word and then reads the readers word into its directory (rc_dir_publish,
+ * rc_dir_readers_seen). Both sides write, then read the other's word, with sequentially
+ * consistent atomics: of a reader and a writer that register at the same time, either the
+ * home sees the reader (and tells it of the writer with CLASS before the writer may write, as
+ * for any reader) or the reader sees the writer (and drops its copy at its next acquire).
+ * Neither can miss the other. */
+/* Whether this access may register the node as a reader one-sided: a read, of a page it has no
+ * copy of and was never registered for, that may be taken from the home's store
+ * (COH_ACC_FETCH). */
+int rc_node_may_register(uint8_t st, const struct rc_node *x, unsigned how);
+/* The node's bit is in the home's readers word now, and `writers` is the writers word as read
+ * after that: the node is a reader the home will tell of every new writer (RC_N_READER). */
+void rc_node_registered(struct rc_node *x, uint64_t writers);
+/* The writers to add to the shared writers word before the home handles m (a writer's
+ * registration: its sender, if not a writer yet), 0 for none. */
+uint64_t rc_dir_publish(const struct rc_dir *d, const struct coh_msg *m);
+/* The shared readers word, read after that: nodes that registered one-sided. */
+void rc_dir_readers_seen(struct rc_dir *d, uint64_t readers);
+
 /* Whether the home must copy its own writable copy into its store before it serves a
  * request from another node (the page is RC_N_OWNED on the home's node side). */
 int rc_home_flush(const uint8_t *st, const struct rc_node *x);

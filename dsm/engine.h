@@ -101,6 +101,11 @@ struct dsm_mem_ops {
      * merge the home's store into (COH_A_MERGE) while they may be writing it: every change
      * is a compare-and-swap of one aligned word. Set wherever refresh is. */
     void *(*view)(void *ctx, uint64_t page);
+    /* The shared directory (one-sided reader registration, rc.h): the two words - readers,
+     * then writers - of `page`'s entry in node `node`'s directory, which this node and `node`
+     * update with atomics: `node` is this node (the home) or one peer_readable says yes to.
+     * NULL (op or result): no shared directory there, and registration goes by message. */
+    uint64_t *(*dir_words)(void *ctx, int node, uint64_t page);
 };
 
 /* Time, waiting, waking and dying. */
@@ -255,7 +260,7 @@ struct dsm_node {
         _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
             kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads,
-            onesided_fetches, onesided_refreshes, onesided_prefetched;
+            onesided_fetches, onesided_refreshes, onesided_prefetched, onesided_registered;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

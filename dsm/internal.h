@@ -85,12 +85,19 @@ struct dsm_runtime {
      * read by the service thread to tell who has gone silent (liveness, service.c). */
     _Atomic uint64_t rx[DSM_MAX_NODES];
     /* One-sided page service (region.c): each co-located node's memory file, open here
-     * read-only, -1 for the others. Written once per peer when its announcement arrives
-     * (before dsm_init's closing barrier: FIFO), read by the token holder. peer_page
-     * receives what is read from them: one page, used only by the token holder (COH_A_FETCH
-     * runs under the token), so one per node is enough. */
+     * read-write (the pages are only read), -1 for the others. Written once per peer when its
+     * announcement arrives (before dsm_init's closing barrier: FIFO), read by the token holder.
+     * peer_page receives what is read from them: one page, used only by the token holder
+     * (COH_A_FETCH runs under the token), so one per node is enough. */
     int peer_fd[DSM_MAX_NODES];
     char *peer_page;
+    /* The shared directory (one copy at the home): two words a page - readers, writers - in
+     * the memory file after the pages, where co-located nodes register as readers of pages
+     * this node homes without a message (rc.h, dsm_mem_ops.dir_words). dir is this node's;
+     * peer_dir[k] node k's, mapped from its file when its announcement arrives (like
+     * peer_fd), NULL where there is none. */
+    uint64_t *dir;
+    uint64_t *peer_dir[DSM_MAX_NODES];
 };
 extern struct dsm_runtime *ufdsm_rt;
 

@@ -188,6 +188,10 @@ typedef struct dsm_stats {
     /* Pages read ahead of a stream of one-sided fetches, straight from their home's memory
      * like them (counted in pages_prefetched too). */
     uint64_t onesided_prefetched;
+    /* First reads of pages homed on this host registered in the home's shared directory by
+     * this node itself, with no message and without the home's CPU (the page then comes
+     * one-sided: counted in onesided_fetches or onesided_prefetched too). */
+    uint64_t onesided_registered;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

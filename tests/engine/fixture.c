@@ -82,6 +82,7 @@ struct fmem {
     uint8_t store[NPAGES][PAGE_SIZE];
     uint8_t twin[NPAGES][PAGE_SIZE];
     uint8_t has_twin[NPAGES];
+    uint64_t dirw[NPAGES][2]; /* --onesided: the shared directory (readers, writers) */
 };
 
 enum { T_NEW, T_RUN, T_WAIT, T_DONE };
@@ -108,6 +109,7 @@ struct fx {
     uint64_t refreshes;        /* copies refreshed in place at an acquire (m_refresh), ditto */
     uint64_t merges;           /* writable copies merged with the home's store (m_view), ditto */
     uint64_t inplace_ahead;    /* pages read ahead of one-sided fetches (engine count), ditto */
+    uint64_t registered;       /* first reads registered in a shared directory (engine), ditto */
     uint64_t protect_runs;     /* release protections made as runs (m_protect_range) */
     uint64_t shown_home;       /* --one-copy: pages shown from the store (map_home), ditto */
     /* totals over every run (--cache): eviction must actually have been exercised */
@@ -407,6 +409,17 @@ static void *m_view(void *ctx, uint64_t page)
         fx_fail("node %d: merged into page %" PRIu64 ", which has no twin", m->node, page);
     F.merges++;
     return m->app[page];
+}
+
+/* The shared directory: every node's, to every node, as co-located nodes map each other's
+ * (region.c). */
+static uint64_t *m_dir_words(void *ctx, int node, uint64_t page)
+{
+    struct fmem *m = ctx;
+    if (node < 0 || node >= F.nn || page >= NPAGES)
+        fx_fail("node %d: asked for node %d's directory words of page %" PRIu64, m->node, node,
+                page);
+    return F.mem[node]->dirw[page];
 }
 
 /* fx_mem_ops_one_copy with peer_store (set in main: one table, not a second copy of it). */
@@ -1134,6 +1147,7 @@ static void setup(uint64_t seed)
     F.refreshes = keep.refreshes;
     F.merges = keep.merges;
     F.inplace_ahead = keep.inplace_ahead;
+    F.registered = keep.registered;
     F.protect_runs = keep.protect_runs;
     F.shown_home = keep.shown_home;
     F.ev_clean = keep.ev_clean;
@@ -1223,6 +1237,7 @@ static void teardown(void)
         F.ev_refetch += atomic_load(&F.n[k]->ev_st.refetches);
         F.onesided_fetches += atomic_load(&F.n[k]->st.onesided_fetches);
         F.inplace_ahead += atomic_load(&F.n[k]->st.onesided_prefetched);
+        F.registered += atomic_load(&F.n[k]->st.onesided_registered);
         dsm_node_destroy(F.n[k]);
         F.n[k] = NULL;
     }
@@ -1269,6 +1284,7 @@ int main(int argc, char **argv)
     fx_mem_ops_onesided.peer_store = m_peer_store;
     fx_mem_ops_onesided.refresh = m_refresh;
     fx_mem_ops_onesided.view = m_view;
+    fx_mem_ops_onesided.dir_words = m_dir_words;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
             if (sscanf(argv[++i], "%" SCNu64 ":%" SCNu64, &lo, &hi) != 2 || hi < lo) {
@@ -1346,15 +1362,17 @@ int main(int argc, char **argv)
     }
     if (F.onesided) {
         printf("one-sided fetches: %" PRIu64 ", copies refreshed in place: %" PRIu64
-               ", writable copies merged: %" PRIu64 ", pages read ahead in place: %" PRIu64 "\n",
-               F.onesided_fetches, F.refreshes, F.merges, F.inplace_ahead);
+               ", writable copies merged: %" PRIu64 ", pages read ahead in place: %" PRIu64
+               ", first reads registered in a shared directory: %" PRIu64 "\n",
+               F.onesided_fetches, F.refreshes, F.merges, F.inplace_ahead, F.registered);
         /* (The exhaustive scenario is too short to write a page in the interval after a
          * refresh and acquire again: only the random runs reach a merge.) */
-        if (!F.onesided_fetches || !F.refreshes ||
+        if (!F.onesided_fetches || !F.refreshes || !F.registered ||
             ((!F.merges || !F.inplace_ahead) && !F.exhaustive)) {
             printf("FAILED: no page was ever %s\n",
                    !F.onesided_fetches ? "fetched one-sided"
                    : !F.refreshes      ? "refreshed in place"
+                   : !F.registered     ? "registered for by its reader in a shared directory"
                    : !F.merges         ? "merged with its home's store while writable"
                                        : "read ahead in place after one-sided fetches");
             return 1;

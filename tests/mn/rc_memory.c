@@ -16,14 +16,18 @@
  *      (homed in blocks, so each node is the home of many pages others wrote too), then a
  *      barrier. More write-backs to this node's own pages than its local message queue holds
  *      (1024) once ended the job with "local message queue overflow" at the barrier.
- *   5. Where the pages came from: with MN_EXPECT_ONESIDED=1 (ctest sets it where the nodes
+ *   5. First reads: every node writes the pages it homes, then after a barrier every node
+ *      reads every other node's, which it has never touched (one home per block of pages).
+ *   6. Where the pages came from: with MN_EXPECT_ONESIDED=1 (ctest sets it where the nodes
  *      share a host and DSM_ONESIDED is on) every node must have taken some pages straight
  *      from a peer's memory (dsm_stats_t.onesided_fetches > 0), so the parts above ran over
  *      the one-sided path; with MN_EXPECT_ONESIDED=0 (DSM_ONESIDED=off) none. One-sided
  *      service needs one copy at the home, so Linux 6.4+: on older kernels (the soft-RoCE
  *      guests) the first check is skipped, and says so. With read-ahead on (DSM_PREFETCH,
  *      default 8), part 4's re-reads must also have taken pages ahead of those fetches, in
- *      place (dsm_stats_t.onesided_prefetched > 0).
+ *      place (dsm_stats_t.onesided_prefetched > 0). Every node's first reads of pages homed
+ *      by the others must have registered it in their shared directories, with no message
+ *      (dsm_stats_t.onesided_registered > 0).
  *
  * Usage: rc_memory [ITERS]
  */
@@ -38,6 +42,7 @@
 #define PAGES 4
 #define LOCKS 4
 #define MANY  1100 /* pages per node in part 4: well over the local queue's 1024 slots */
+#define FIRST 16   /* pages per node in part 5 */
 
 static uint8_t want(long round, size_t i)
 {
@@ -56,6 +61,8 @@ int main(int argc, char **argv)
     volatile uint8_t *msg = MN_ALLOC_PLACED(2 * MN_PAGE, DSM_PLACE_BLOCK | DSM_RC, 0);
     volatile uint8_t *many =
         MN_ALLOC_PLACED((size_t)MANY * n * MN_PAGE, DSM_PLACE_BLOCK | DSM_RC, 0);
+    volatile uint8_t *first =
+        MN_ALLOC_PLACED((size_t)FIRST * n * MN_PAGE, DSM_PLACE_BLOCK | DSM_RC, 0);
     if (mn_rank == 0)
         for (int k = 0; k < LOCKS; k++) CHECK(dsm_mutex_init(&m[k]) == 0, "dsm_mutex_init");
     dsm_barrier();
@@ -137,15 +144,26 @@ int main(int argc, char **argv)
         mn_say("%zu pages with %d writers each at one barrier: exact (%.2f s)", pages, n,
                mn_now() - t0);
 
-    /* 5. one-sided or not, as the environment says */
+    /* 5. first reads of pages written only by their homes */
+    for (size_t p = 0; p < FIRST; p++)
+        first[(size_t)mn_rank * FIRST * MN_PAGE + p * MN_PAGE + 7] = (uint8_t)(p * 3 + mn_rank);
+    dsm_barrier();
+    for (int h = 0; h < n; h++)
+        for (size_t p = 0; p < FIRST; p++)
+            CHECK(first[(size_t)h * FIRST * MN_PAGE + p * MN_PAGE + 7] == (uint8_t)(p * 3 + h),
+                  "first read of page %zu homed by node %d: %#x, expected %#x", p, h,
+                  first[(size_t)h * FIRST * MN_PAGE + p * MN_PAGE + 7], (uint8_t)(p * 3 + h));
+    dsm_barrier();
+
+    /* 6. one-sided or not, as the environment says */
     dsm_stats_t st;
     CHECK(dsm_stats(&st) == 0, "dsm_stats");
     const char *expect = getenv("MN_EXPECT_ONESIDED");
     mn_say("%llu pages taken one-sided from a peer's memory, of %llu faults; %llu more read "
-           "ahead of them",
+           "ahead of them; %llu first reads registered without a message",
            (unsigned long long)st.onesided_fetches,
            (unsigned long long)(st.read_faults + st.write_faults),
-           (unsigned long long)st.onesided_prefetched);
+           (unsigned long long)st.onesided_prefetched, (unsigned long long)st.onesided_registered);
     struct utsname u;
     int major = 0, minor = 0;
     if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
@@ -158,6 +176,10 @@ int main(int argc, char **argv)
         CHECK(st.onesided_fetches > 0,
               "no page came one-sided, though the nodes share a host and DSM_ONESIDED is on "
               "(DSM_LOG=info says why a peer's memory was not mapped)");
+        /* Part 5's reads are first reads of pages homed on this host. */
+        CHECK(st.onesided_registered > 0,
+              "no first read registered in a peer's shared directory, though its memory was read "
+              "one-sided (DSM_LOG=info says why its directory was not mapped)");
         /* Part 4's second round reads long runs of pages dropped at the barrier, of one home
          * each, that this node has read before: a stream of one-sided fetches. */
         const char *pf = getenv("DSM_PREFETCH");
@@ -166,8 +188,10 @@ int main(int argc, char **argv)
                   "no page was read ahead of the one-sided fetches of part 4's second round");
     }
     if (expect && expect[0] == '0')
-        CHECK(st.onesided_fetches == 0, "%llu pages came one-sided with DSM_ONESIDED=off",
-              (unsigned long long)st.onesided_fetches);
+        CHECK(st.onesided_fetches == 0 && st.onesided_registered == 0,
+              "%llu pages came one-sided and %llu first reads registered without a message with "
+              "DSM_ONESIDED=off",
+              (unsigned long long)st.onesided_fetches, (unsigned long long)st.onesided_registered);
     mn_end("rc_memory");
     return 0;
 }

@@ -569,8 +569,12 @@ static void usage(void)
             "  --one-copy     the home's view of its pages is its store (DSM_HOME_STORE=one)\n"
             "  --onesided     nodes fetch pages they are registered for straight from the home's\n"
             "                 store, without a message, while none of their write-backs is in\n"
-            "                 flight (one-sided page service; valid with --one-copy only)\n"
+            "                 flight (one-sided page service; valid with --one-copy only),\n"
+            "                 and a node's first read registers it in the home's shared\n"
+            "                 directory words, with no message\n"
             "  --fetch-early  --onesided without the in-flight rule (a self-test: must fail)\n"
+            "  --register-blind  --onesided, registering without reading the writers word (a\n"
+            "                 self-test: must fail)\n"
             "  --acquire-op   the program may also call dsm_acquire alone, anywhere\n"
             "  --threads T    application threads per node, 1 (default) or 2: the second one\n"
             "                 reads and writes its node's own byte in the LOCK phase, so a node\n"
@@ -633,6 +637,8 @@ int main(int argc, char **argv)
             c.onesided = 1;
         else if (!strcmp(a, "--fetch-early"))
             c.onesided = c.fetch_early = 1;
+        else if (!strcmp(a, "--register-blind"))
+            c.onesided = c.register_blind = 1;
         else if (!strcmp(a, "--acquire-op"))
             c.acquire_op = 1;
         else if (!strcmp(a, "--threads") && v)

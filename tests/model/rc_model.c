@@ -512,6 +512,13 @@ static int do_access(struct ctx *x, int n, int p, int write, int t, int retry)
     unsigned how = write ? COH_ACC_WRITE : 0;
     if (c->onesided && n != c->home[p] && (c->fetch_early || !s->outst[n])) how |= COH_ACC_FETCH;
     if (c->one_copy && n == c->home[p]) how |= COH_ACC_INPLACE;
+    /* The engine's one-sided registration (engine.c, register_onesided), in the same step as
+     * the fetch it allows: the two words are written and read in the order rc.h gives. */
+    if (rc_node_may_register(st, &rx, how)) {
+        s->shr[p] |= (uint8_t)(1u << n);
+        rc_node_registered(&rx, c->register_blind ? 0 : s->shw[p]);
+        logf_(x->info, ", registers as a reader in the home's directory (writers=%#x)", s->shw[p]);
+    }
     int rc = rc_node_access(&st, &rx, n, c->home[p], (uint64_t)p, how, &o);
     if (rc == COH_ACCESS_WAIT && retry && o.n == 0 && st == s->ns[n][p] &&
         !memcmp(&rx, &s->x[n][p], sizeof rx))
@@ -605,6 +612,11 @@ static int deliver(struct ctx *x, const struct mstate *in, unsigned label)
             if (!c->one_copy) memcpy(s->store[p], s->copy[dst][p], MAXB);
             s->dir[p].written = 1;
             logf_(x->info, ", home flushes its copy into the store");
+        }
+        /* The engine's side of the shared directory (engine.c, deliver_coh). */
+        if (c->onesided) {
+            s->shw[p] |= (uint8_t)rc_dir_publish(&s->dir[p], &cm);
+            rc_dir_readers_seen(&s->dir[p], s->shr[p]);
         }
         if (rc_dir_recv(&s->dir[p], dst, &cm, &o, &why))
             return fail(x->info, STEP_VIOLATION, "COH_EPROTO from rc_dir_recv: %s (message %s)",
@@ -861,6 +873,8 @@ int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint
         buf[k++] = d->req_type;
         buf[k++] = d->written;
         buf[k++] = d->rr;
+        buf[k++] = s->shr[p];
+        buf[k++] = s->shw[p];
         if (!proj)
             for (int b = 0; b < nb; b++) {
                 buf[k++] = s->store[p][b];
@@ -926,6 +940,8 @@ void model_decode(const struct mconfig *c, const uint8_t *buf, struct mstate *s)
         d->req_type = buf[k++];
         d->written = buf[k++];
         d->rr = buf[k++];
+        s->shr[p] = buf[k++];
+        s->shw[p] = buf[k++];
         for (int b = 0; b < nb; b++) {
             s->store[p][b] = buf[k++];
             s->lastw[p][b] = buf[k++];
@@ -980,10 +996,11 @@ static size_t dir_str(const struct mconfig *c, const struct mstate *s, int p, ch
     return (size_t)snprintf(
         buf, len,
         "dir[%d] readers=%#llx writers=%#llx%s acks_from=%#llx pend=%#llx/%#llx "
-        "store=[%s] last writes=[%s]",
+        "shared readers=%#x writers=%#x store=[%s] last writes=[%s]",
         p, (unsigned long long)d->readers, (unsigned long long)d->writers,
         d->written ? "" : " never-written", (unsigned long long)d->acks_from,
-        (unsigned long long)d->pend_get, (unsigned long long)d->pend_reg, v, w);
+        (unsigned long long)d->pend_get, (unsigned long long)d->pend_reg, s->shr[p], s->shw[p], v,
+        w);
 }
 
 void model_describe(const struct mconfig *c, const struct mstate *s, char *buf, size_t len)

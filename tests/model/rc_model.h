@@ -89,6 +89,9 @@ struct mstate {
     uint8_t phase;       /* PH_* */
     uint8_t holder;      /* the node holding the lock, NOLOCK */
     struct rc_dir dir[MAXP];
+    /* The shared directory words (one-sided reader registration, rc.h): readers that set
+     * their bit themselves, writers the home published before handling their registration. */
+    uint8_t shr[MAXP], shw[MAXP];
     uint8_t store[MAXP][MAXB];
     uint8_t lastw[MAXP][MAXB]; /* the value of the last write of each byte (0: never written) */
     struct mchan ch[MAXN][MAXN];
@@ -109,6 +112,10 @@ struct mconfig {
      * while the node has no write-back in flight (the engine's rule); fetch_early drops that
      * rule (a self-test: it must be caught). Without one_copy it is the other self-test. */
     int onesided, fetch_early;
+    /* With onesided, a node's first read registers it as a reader in the home's shared
+     * directory words instead of asking the home (rc_node_may_register); register_blind does
+     * so without reading the writers word (a self-test: it must be caught). */
+    int register_blind;
     /* The program may also call dsm_acquire alone at any point (after writing, say: the
      * acquire then releases the node's changes to pages others write and drops them). */
     int acquire_op;
