@@ -220,6 +220,9 @@ struct dsm_node {
     uint32_t def_head, def_tail;
     uint64_t pf_next; /* [token] read-ahead: the page that would extend the stream */
     int pf_win;       /* [token] read-ahead window */
+    uint64_t pf_last; /* [token] the last read miss, and the distance to the one before */
+    uint64_t pf_gap;
+    uint32_t pf_step; /* [token] the stream's stride in pages (1: sequential) */
 
     /* Release consistency (engine.c): the RC pages this node has a copy of or a request for
      * (acquires go through them), and those written this interval (releases do). Each list
@@ -260,6 +263,7 @@ struct dsm_node {
         _Atomic uint64_t read_faults, write_faults, upgrades, waits_joined, inv_sent, inv_recv,
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
             kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads,
+            strided_prefetched, /* (of onesided_prefetched: a stream of stride > 1; the fixture) */
             onesided_fetches, onesided_refreshes, onesided_prefetched, onesided_registered;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */

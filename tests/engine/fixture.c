@@ -110,6 +110,7 @@ struct fx {
     uint64_t merges;           /* writable copies merged with the home's store (m_view), ditto */
     uint64_t inplace_ahead;    /* pages read ahead of one-sided fetches (engine count), ditto */
     uint64_t registered;       /* first reads registered in a shared directory (engine), ditto */
+    uint64_t strided;          /* pages read ahead in place at a stride > 1 (engine), ditto */
     uint64_t protect_runs;     /* release protections made as runs (m_protect_range) */
     uint64_t shown_home;       /* --one-copy: pages shown from the store (map_home), ditto */
     /* totals over every run (--cache): eviction must actually have been exercised */
@@ -862,13 +863,17 @@ static void rc_phase(struct fthread *t, int phase)
     }
     doing("dsm_barrier (RC writes)");
     dsm_node_barrier(me());
-    for (int pg = 0; pg < F.r_pages; pg++)
+    /* In odd phases every other page first (a stride of two: read ahead in place at a
+     * stride, where a home has pages at that stride), then the rest. */
+    for (int k = 0; k < F.r_pages; k++) {
+        int pg = phase % 2 ? (2 * k < F.r_pages ? 2 * k : 2 * k - F.r_pages + 1) : k;
         for (int w = 0; w < 8; w++) {
             uint64_t a = rc_word(pg, w);
             doing("read RC page %" PRIu64 " word %d after the barrier", page_of(a), w);
             rd(a);
             yield();
         }
+    }
     doing("dsm_barrier (RC reads)");
     dsm_node_barrier(me());
 }
@@ -1148,6 +1153,7 @@ static void setup(uint64_t seed)
     F.merges = keep.merges;
     F.inplace_ahead = keep.inplace_ahead;
     F.registered = keep.registered;
+    F.strided = keep.strided;
     F.protect_runs = keep.protect_runs;
     F.shown_home = keep.shown_home;
     F.ev_clean = keep.ev_clean;
@@ -1184,8 +1190,10 @@ static void setup(uint64_t seed)
     F.s_pages = 3;
     F.v_pages = 4;
     /* Random runs: enough RC pages for a node to read three of one home in a row after a
-     * barrier, so that one-sided fetches start a stream and pages are read ahead in place. */
-    F.r_pages = F.exhaustive ? 3 : 6;
+     * barrier, so that one-sided fetches start a stream and pages are read ahead in place;
+     * with --onesided, five of one home at a stride of two (rc_phase), with 2 nodes and cyclic
+     * placement. */
+    F.r_pages = F.exhaustive ? 3 : F.onesided ? 8 : 6;
     for (int k = 0; k < F.nn; k++) {
         if (!F.mem[k] && !(F.mem[k] = aligned_alloc(PAGE_SIZE, sizeof *F.mem[k])))
             fx_fail("out of memory");
@@ -1238,6 +1246,7 @@ static void teardown(void)
         F.onesided_fetches += atomic_load(&F.n[k]->st.onesided_fetches);
         F.inplace_ahead += atomic_load(&F.n[k]->st.onesided_prefetched);
         F.registered += atomic_load(&F.n[k]->st.onesided_registered);
+        F.strided += atomic_load(&F.n[k]->st.strided_prefetched);
         dsm_node_destroy(F.n[k]);
         F.n[k] = NULL;
     }
@@ -1363,18 +1372,20 @@ int main(int argc, char **argv)
     if (F.onesided) {
         printf("one-sided fetches: %" PRIu64 ", copies refreshed in place: %" PRIu64
                ", writable copies merged: %" PRIu64 ", pages read ahead in place: %" PRIu64
-               ", first reads registered in a shared directory: %" PRIu64 "\n",
-               F.onesided_fetches, F.refreshes, F.merges, F.inplace_ahead, F.registered);
+               " (at a stride: %" PRIu64 "), first reads registered in a shared directory: %" PRIu64
+               "\n",
+               F.onesided_fetches, F.refreshes, F.merges, F.inplace_ahead, F.strided, F.registered);
         /* (The exhaustive scenario is too short to write a page in the interval after a
          * refresh and acquire again: only the random runs reach a merge.) */
         if (!F.onesided_fetches || !F.refreshes || !F.registered ||
-            ((!F.merges || !F.inplace_ahead) && !F.exhaustive)) {
+            ((!F.merges || !F.inplace_ahead || !F.strided) && !F.exhaustive)) {
             printf("FAILED: no page was ever %s\n",
                    !F.onesided_fetches ? "fetched one-sided"
                    : !F.refreshes      ? "refreshed in place"
                    : !F.registered     ? "registered for by its reader in a shared directory"
                    : !F.merges         ? "merged with its home's store while writable"
-                                       : "read ahead in place after one-sided fetches");
+                   : !F.inplace_ahead  ? "read ahead in place after one-sided fetches"
+                                       : "read ahead in place at a stride");
             return 1;
         }
     }
