@@ -959,10 +959,12 @@ static unsigned count_sends(const struct coh_out *out)
  * as the read access it is about to be, as long as the protocol lets this node take them
  * without a message. No request, no wait: here a fault costs 12-17 us on top of the page
  * (SIGBUS and its return under this hypervisor) and a page copied in place 2-4 us, so a
- * stream re-read after an acquire dropped it no longer pays a fault per page. The window ends
- * at the first page that needs its home (its first read registers this node as a reader: the
- * message read-ahead takes those), another home, one that is not an unasked-for RC page, or a
- * full cache (DSM_CACHE: as above, read-ahead never makes room for itself). */
+ * stream re-read after an acquire dropped it no longer pays a fault per page. A page never read
+ * before is registered for in the home's shared directory first (register_onesided), so a first
+ * pass over a co-located home's pages streams too. The window ends at the first page that needs
+ * its home (a first read where there is no shared directory: the message read-ahead takes
+ * those), another home, one that is not an unasked-for RC page, or a full cache (DSM_CACHE: as
+ * above, read-ahead never makes room for itself). */
 static void read_ahead_inplace(struct dsm_node *n, uint64_t page)
 {
     if (!stream_extends(n, page, 1)) return;
