@@ -231,13 +231,6 @@ void dsm_node_reset(struct dsm_node *n, uint64_t first, uint64_t count)
         n->pf[p] = 0;
         __atomic_store_n(&n->mig[p], 0, __ATOMIC_RELAXED);
         dsm_evict_forget(n, p);
-        if (dsm_home_of(n, p) == n->rank && n->mem->dir_words) {
-            /* The shared directory entry goes with the page (its readers' sticky bits too). */
-            uint64_t *w = n->mem->dir_words(n->mem_ctx, n->rank, p);
-            if (w)
-                __atomic_store_n(&w[0], 0, __ATOMIC_SEQ_CST),
-                    __atomic_store_n(&w[1], 0, __ATOMIC_SEQ_CST);
-        }
         if (dsm_home_of(n, p) == n->rank && p < n->coll_pages) n->ev_homed--;
         dsm_set_home(n, p, HOME_NONE);
     }

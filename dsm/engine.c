@@ -552,6 +552,15 @@ void dsm_node_apply(struct dsm_node *n, uint64_t p, const struct coh_out *out, u
     set_state(n, p, st);
 }
 
+/* The shared half of page p's directory entry, where this node homes p and shares its
+ * directory (dsm_mem_ops.dir_words); NULL otherwise. */
+static uint64_t *own_dir_words(struct dsm_node *n, uint64_t p)
+{
+    return dsm_home_of(n, p) == n->rank && n->mem->dir_words
+               ? n->mem->dir_words(n->mem_ctx, n->rank, p)
+               : NULL;
+}
+
 void dsm_node_forget_rc(struct dsm_node *n, uint64_t p)
 {
     if (n->rcx[p].flags & RC_N_TWIN) n->mem->twin_drop(n->mem_ctx, p);
@@ -559,6 +568,11 @@ void dsm_node_forget_rc(struct dsm_node *n, uint64_t p)
     list_del(n->rc_dirty, n->rc_dirty_pos, &n->rc_dirty_n, p);
     n->rcx[p] = (struct rc_node){0};
     rc_dir_init(&n->rcdir[p]);
+    uint64_t *w = own_dir_words(n, p); /* its shared half too, readers' sticky bits included */
+    if (w) {
+        __atomic_store_n(&w[0], 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&w[1], 0, __ATOMIC_SEQ_CST);
+    }
 }
 
 /* ---------------------------------------------------------------- receiving */
@@ -645,7 +659,7 @@ static uint64_t node_mask(const struct dsm_node *n)
  * of the job are taken. */
 static void shared_dir_sync(struct dsm_node *n, uint64_t p, const struct coh_msg *m)
 {
-    uint64_t *w = n->mem->dir_words ? n->mem->dir_words(n->mem_ctx, n->rank, p) : NULL;
+    uint64_t *w = own_dir_words(n, p);
     if (!w) return;
     uint64_t pub = rc_dir_publish(&n->rcdir[p], m);
     if (pub) __atomic_fetch_or(&w[1], pub, __ATOMIC_SEQ_CST);

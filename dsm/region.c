@@ -383,8 +383,6 @@ void dsm_region_unmap(struct dsm_runtime *rt)
     for (int p = 0; p < DSM_MAX_NODES; p++) {
         if (rt->peer_fd[p] >= 0) close(rt->peer_fd[p]);
         rt->peer_fd[p] = -1;
-    }
-    for (int p = 0; p < DSM_MAX_NODES; p++) {
         if (rt->peer_dir[p]) munmap(rt->peer_dir[p], dir_len(rt));
         rt->peer_dir[p] = NULL;
     }
