@@ -106,6 +106,11 @@ struct dsm_mem_ops {
      * update with atomics: `node` is this node (the home) or one peer_readable says yes to.
      * NULL (op or result): no shared directory there, and registration goes by message. */
     uint64_t *(*dir_words)(void *ctx, int node, uint64_t page);
+    /* One-sided mutexes (sync.c): node `node`'s lock table (DSM_LOCK_SLOTS slots), where
+     * `node` is this node or one whose table is mapped here. This node's own table must exist
+     * whenever any peer can reach it (the manager serves requests by message through it too).
+     * NULL (op or result): `node`'s mutexes go by message. */
+    struct dsm_lock_slot *(*lock_table)(void *ctx, int node);
 };
 
 /* Time, waiting, waking and dying. */
@@ -177,6 +182,18 @@ struct qnode {
     uint32_t next;
     uint16_t node;
 };
+
+/* One-sided mutexes (sync.c): a slot of a manager's shared lock table, which lives in its
+ * memory file beside the shared directory and which the manager and every co-located node
+ * update with atomics. Slots are claimed for a mutex address and never given back. */
+struct dsm_lock_slot {
+    _Atomic uint64_t addr;    /* the mutex; 0: free slot */
+    _Atomic uint64_t holder;  /* rank + 1 of the node holding it; 0: free */
+    _Atomic uint64_t waiters; /* bit per node with a thread (or, at the manager, a queued
+                                 request) waiting for it: woken by LOCK_WAKE at unlock */
+    uint64_t pad;
+};
+#define DSM_LOCK_SLOTS 16384u /* per manager: 512 KiB of its memory file */
 
 #define REMOTE_FREES  4096
 #define DSM_DEFER_CAP 4096 /* recalls set aside at once */
@@ -264,7 +281,8 @@ struct dsm_node {
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
             kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads,
             strided_prefetched, /* (of onesided_prefetched: a stream of stride > 1; the fixture) */
-            onesided_fetches, onesided_refreshes, onesided_prefetched, onesided_registered;
+            onesided_fetches, onesided_refreshes, onesided_prefetched, onesided_registered,
+            onesided_locks;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

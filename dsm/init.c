@@ -233,9 +233,10 @@ static void print_stats(struct dsm_runtime *rt)
             (unsigned long long)s.refetches, (unsigned long long)s.cache_overruns);
     fprintf(stderr,
             "ufdsm[node %d] stats: onesided_fetches %llu onesided_refreshes %llu "
-            "onesided_prefetched %llu onesided_registered %llu\n",
+            "onesided_prefetched %llu onesided_registered %llu onesided_locks %llu\n",
             r, (unsigned long long)s.onesided_fetches, (unsigned long long)s.onesided_refreshes,
-            (unsigned long long)s.onesided_prefetched, (unsigned long long)s.onesided_registered);
+            (unsigned long long)s.onesided_prefetched, (unsigned long long)s.onesided_registered,
+            (unsigned long long)s.onesided_locks);
 }
 
 void dsm_finalize(void)
@@ -288,6 +289,7 @@ int dsm_stats_sized(dsm_stats_t *out, size_t size)
     C(onesided_refreshes);
     C(onesided_prefetched);
     C(onesided_registered);
+    C(onesided_locks);
 #undef C
     if (n->tp) {
         int k = strstr(n->tp->ops->name, "rdma") ? DSM_TP_RDMA : DSM_TP_TCP;

@@ -47,7 +47,9 @@
  * (readers, writers: dsm_mem_ops.dir_words). Its owner maps that tail, and so does each
  * co-located peer, which is why peers open the file read-write: a peer's first read of a page
  * registers it there with an atomic OR instead of a message. Only the tail is mapped, so the
- * holes each node punches in its pages never touch another process's mappings.
+ * holes each node punches in its pages never touch another process's mappings. The tail also
+ * holds the node's lock table (struct dsm_lock_slot: one-sided mutexes, sync.c), which peers
+ * update with atomics the same way.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -209,9 +211,15 @@ static int map_view(struct dsm_runtime *rt, int fd, char *err, size_t errlen)
 
 /* The shared directory's size: two words a page, after the pages in the memory file. Mapped
  * on its own, so that the holes punched in the pages never touch a mapping of it. */
-static size_t dir_len(const struct dsm_runtime *rt)
+/* The memory file's tail: the shared directory's words, then the lock table (sync.c). */
+static size_t dir_words_len(const struct dsm_runtime *rt)
 {
     return (rt->npages * 2 * sizeof(uint64_t) + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
+}
+
+static size_t dir_len(const struct dsm_runtime *rt)
+{
+    return dir_words_len(rt) + DSM_LOCK_SLOTS * sizeof(struct dsm_lock_slot);
 }
 
 static uint64_t *map_dir(const struct dsm_runtime *rt, int fd)
@@ -554,7 +562,9 @@ void dsm_onesided_announce(struct dsm_runtime *rt)
     struct stat st;
     struct dsm_shm_hello hello;
     memset(&hello, 0, sizeof hello);
-    if (!rt->cfg.onesided || rt->home_fd < 0 || rt->cfg.nodes < 2) return;
+    /* Without its own mapping of the tail this node would not serve its mutexes through its
+     * lock table, so no peer may take them there. */
+    if (!rt->cfg.onesided || rt->home_fd < 0 || !rt->dir || rt->cfg.nodes < 2) return;
     if (dsm_shm_boot_id(hello.boot_id) < 0 || fstat(rt->home_fd, &st) < 0) {
         LOGI("one-sided page service: off (cannot read the boot id or the memory file's "
              "identity)");
@@ -631,6 +641,13 @@ static uint64_t *dir_words(void *ctx, int node, uint64_t page)
     return d ? d + 2 * page : NULL;
 }
 
+static struct dsm_lock_slot *lock_table(void *ctx, int node)
+{
+    struct dsm_runtime *rt = ctx;
+    uint64_t *d = node == rt->node->rank ? rt->dir : rt->peer_dir[node];
+    return d ? (struct dsm_lock_slot *)((char *)d + dir_words_len(rt)) : NULL;
+}
+
 static void unmap_home(void *ctx, uint64_t page)
 {
     /* Only the mapping goes: the store keeps the page, and the next access is a minor fault. */
@@ -654,6 +671,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .refresh = refresh_page,
     .view = view_page,
     .dir_words = dir_words,
+    .lock_table = lock_table,
 };
 
 const struct dsm_mem_ops rt_mem_ops = {

@@ -118,12 +118,14 @@ void dsm_barrier(void);
 void dsm_release(void);
 void dsm_acquire(void);
 
-/* A mutex that lives in DSM memory. Locks are granted in FIFO order by the node that homes
- * the mutex's address; ownership belongs to the node (any thread of the holding node may
- * unlock). The mutex's bytes are never touched, and a free mutex costs its manager nothing,
- * so a program may create any number of them over its life.
- * Every call returns 0, or: DSM_EINVAL if the mutex is not in allocated DSM memory,
- * DSM_ESTATE before dsm_init, and as noted below. */
+/* A mutex that lives in DSM memory, managed by the node that homes the mutex's address.
+ * Nodes on the manager's host lock it with an atomic on the manager's lock table (no
+ * message); others ask the manager, which serves their requests in FIFO order. Like a pthread
+ * mutex it is not fair: a node that unlocks and locks again may take it before a waiter.
+ * Ownership belongs to the node (any thread of the holding node may unlock). The mutex's bytes are
+ * never touched, and a free mutex costs its manager nothing, so a program may create any number of
+ * them over its life. Every call returns 0, or: DSM_EINVAL if the mutex is not in allocated DSM
+ * memory, DSM_ESTATE before dsm_init, and as noted below. */
 typedef struct dsm_mutex {
     uint64_t opaque[2];
 } dsm_mutex_t;
@@ -192,6 +194,10 @@ typedef struct dsm_stats {
      * this node itself, with no message and without the home's CPU (the page then comes
      * one-sided: counted in onesided_fetches or onesided_prefetched too). */
     uint64_t onesided_registered;
+    /* Mutexes taken (lock or trylock) with an atomic on their manager's lock table, this
+     * node's own or a co-located node's, with no message and without the manager's CPU
+     * (counted in lock_acquires too). */
+    uint64_t onesided_locks;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

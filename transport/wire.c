@@ -45,6 +45,7 @@ static const char *const type_names[DSM_MSG_TYPE_COUNT] = {
     [DSM_MSG_ABORT] = "ABORT",
     [DSM_MSG_PING] = "PING",
     [DSM_MSG_SHM] = "SHM",
+    [DSM_MSG_LOCK_WAKE] = "LOCK_WAKE",
 };
 
 const char *dsm_wire_type_name(unsigned type)
@@ -194,6 +195,7 @@ int dsm_wire_check(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
     case DSM_MSG_LOCK_GRANT:
     case DSM_MSG_LOCK_REL:
     case DSM_MSG_LOCK_INIT:
+    case DSM_MSG_LOCK_WAKE:
     case DSM_MSG_FREE:
         /* Compared page-wise so that a huge npages cannot overflow base + size. */
         if (h->arg0 < lim->base || (h->arg0 - lim->base) / DSM_PAGE_SIZE >= lim->npages)

@@ -18,7 +18,7 @@
 #include "../coherence/messages.h"
 
 #define DSM_WIRE_MAGIC   0xD5A1u
-#define DSM_WIRE_VERSION 2u /* 2: DSM_MSG_SHM */
+#define DSM_WIRE_VERSION 3u /* 2: DSM_MSG_SHM; 3: DSM_MSG_LOCK_WAKE */
 #define DSM_PAGE_SIZE    4096u
 #define DSM_MAX_NODES    64 /* sharer sets are 64-bit masks */
 /* Largest payload of any frame: a page, or a text/agreement record. */
@@ -52,6 +52,9 @@ enum dsm_wire_type {
      * the same host to map it. Payload: struct dsm_shm_hello, in the sender's byte order
      * (only a node on the same machine, same boot, can use it; others ignore it). */
     DSM_MSG_SHM = 30,
+    /* One-sided mutexes (dsm/sync.c): the mutex at arg0 was unlocked through its manager's
+     * shared lock table and the receiver had asked to be told (a waiters bit). No payload. */
+    DSM_MSG_LOCK_WAKE = 31,
     DSM_MSG_TYPE_COUNT
 };
 

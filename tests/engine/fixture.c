@@ -83,6 +83,7 @@ struct fmem {
     uint8_t twin[NPAGES][PAGE_SIZE];
     uint8_t has_twin[NPAGES];
     uint64_t dirw[NPAGES][2]; /* --onesided: the shared directory (readers, writers) */
+    struct dsm_lock_slot locks[DSM_LOCK_SLOTS]; /* --one-copy: the lock table (sync.c) */
 };
 
 enum { T_NEW, T_RUN, T_WAIT, T_DONE };
@@ -110,9 +111,10 @@ struct fx {
     uint64_t merges;           /* writable copies merged with the home's store (m_view), ditto */
     uint64_t inplace_ahead;    /* pages read ahead of one-sided fetches (engine count), ditto */
     uint64_t registered;       /* first reads registered in a shared directory (engine), ditto */
-    uint64_t strided;          /* pages read ahead in place at a stride > 1 (engine), ditto */
-    uint64_t protect_runs;     /* release protections made as runs (m_protect_range) */
-    uint64_t shown_home;       /* --one-copy: pages shown from the store (map_home), ditto */
+    uint64_t locks_onesided, locks_msg; /* mutexes taken in a lock table / by message, ditto */
+    uint64_t strided;      /* pages read ahead in place at a stride > 1 (engine), ditto */
+    uint64_t protect_runs; /* release protections made as runs (m_protect_range) */
+    uint64_t shown_home;   /* --one-copy: pages shown from the store (map_home), ditto */
     /* totals over every run (--cache): eviction must actually have been exercised */
     uint64_t ev_clean, ev_dirty, ev_refetch;
     /* exploration */
@@ -350,6 +352,16 @@ static void m_unmap_home(void *ctx, uint64_t page)
     m->perm[page] = 0;
 }
 
+/* One-sided mutexes: with one copy, a node's own lock table, so that its threads lock there and
+ * the others' requests by message are served through it; with --onesided, every node's, as
+ * co-located nodes map each other's (region.c). */
+static struct dsm_lock_slot *m_lock_table(void *ctx, int node)
+{
+    struct fmem *m = ctx;
+    if (node < 0 || node >= F.nn) fx_fail("node %d: asked for node %d's lock table", m->node, node);
+    return node == m->node || F.onesided ? F.mem[node]->locks : NULL;
+}
+
 static const struct dsm_mem_ops fx_mem_ops_one_copy = {
     .map = m_map,
     .protect = m_protect,
@@ -362,6 +374,7 @@ static const struct dsm_mem_ops fx_mem_ops_one_copy = {
     .twin_drop = m_twin_drop,
     .map_home = m_map_home,
     .unmap_home = m_unmap_home,
+    .lock_table = m_lock_table,
 };
 
 /* One-sided page service: every node's store is readable by every other node, as co-located
@@ -451,15 +464,19 @@ static void e_wait(struct dsm_node *n, int (*cond)(void *), void *arg)
     struct fthread *t = F.cur;
     if (!t) fx_fail("node %d: the scheduler itself was asked to wait", n->rank);
     for (;;) {
-        if (cond(arg)) return;
+        if (cond(arg)) break;
         if (dsm_token_try(n)) {
             dsm_progress(n);
             dsm_token_release(n);
-            if (cond(arg)) return;
+            if (cond(arg)) break;
         }
         t->state = T_WAIT;
         swapcontext(&t->uc, &F.sched);
     }
+    /* The real wait (service.c) may test a condition again after it was true (before going
+     * to sleep, and then at the top of its loop): one with a side effect, such as taking a
+     * lock, must remember that it succeeded. */
+    if (!cond(arg)) fx_fail("node %d: a wait condition was true, then false at once", n->rank);
 }
 
 static void e_wake(struct dsm_node *n)
@@ -1153,6 +1170,8 @@ static void setup(uint64_t seed)
     F.merges = keep.merges;
     F.inplace_ahead = keep.inplace_ahead;
     F.registered = keep.registered;
+    F.locks_onesided = keep.locks_onesided;
+    F.locks_msg = keep.locks_msg;
     F.strided = keep.strided;
     F.protect_runs = keep.protect_runs;
     F.shown_home = keep.shown_home;
@@ -1246,6 +1265,9 @@ static void teardown(void)
         F.onesided_fetches += atomic_load(&F.n[k]->st.onesided_fetches);
         F.inplace_ahead += atomic_load(&F.n[k]->st.onesided_prefetched);
         F.registered += atomic_load(&F.n[k]->st.onesided_registered);
+        F.locks_onesided += atomic_load(&F.n[k]->st.onesided_locks);
+        F.locks_msg +=
+            atomic_load(&F.n[k]->st.lock_acquires) - atomic_load(&F.n[k]->st.onesided_locks);
         F.strided += atomic_load(&F.n[k]->st.strided_prefetched);
         dsm_node_destroy(F.n[k]);
         F.n[k] = NULL;
@@ -1366,6 +1388,19 @@ int main(int argc, char **argv)
         printf("pages shown from the home's store: %" PRIu64 "\n", F.shown_home);
         if (!F.shown_home) {
             printf("FAILED: no home ever showed a page from its store (--one-copy unused)\n");
+            return 1;
+        }
+        /* Lock tables: with --one-copy a node takes its own mutexes there and the others ask
+         * it by message; with --onesided every node takes every mutex there. */
+        printf("mutexes taken in a lock table: %" PRIu64 ", by message: %" PRIu64 "\n",
+               F.locks_onesided, F.locks_msg);
+        if (!F.exhaustive && F.scenario == 0 &&
+            (!F.locks_onesided || (F.onesided ? F.locks_msg != 0 : !F.locks_msg))) {
+            printf("FAILED: %s\n", !F.locks_onesided ? "no mutex was ever taken in a lock table"
+                                   : F.onesided
+                                       ? "a mutex was taken by message with every lock table mapped"
+                                       : "no mutex request by message was ever served through a "
+                                         "lock table");
             return 1;
         }
     }

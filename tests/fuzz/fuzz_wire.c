@@ -33,7 +33,7 @@ static int spec_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
 {
     unsigned t = h->type, f = h->flags;
     if (h->magic != DSM_WIRE_MAGIC || h->version != DSM_WIRE_VERSION) return 0;
-    if (t < DSM_MSG_GET_S || t > DSM_MSG_SHM) return 0;
+    if (t < DSM_MSG_GET_S || t > DSM_MSG_LOCK_WAKE) return 0;
     if (h->len > DSM_WIRE_MAX_PAYLOAD) return 0;
     if (h->src >= lim->nodes || h->src != lim->peer) return 0;
     unsigned allowed = t == DSM_MSG_DATA_S    ? DSM_WF_ZERO
@@ -80,6 +80,7 @@ static int spec_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l
     case DSM_MSG_LOCK_GRANT:
     case DSM_MSG_LOCK_REL:
     case DSM_MSG_LOCK_INIT:
+    case DSM_MSG_LOCK_WAKE:
     case DSM_MSG_FREE: { /* an address inside the global space, in 128 bits: no overflow */
         unsigned __int128 end =
             (unsigned __int128)lim->base + (unsigned __int128)lim->npages * DSM_PAGE_SIZE;

@@ -92,6 +92,7 @@ static void gen_wire(void)
         {"lock_grant", DSM_MSG_LOCK_GRANT, 0, 1, lock, NULL, 0},
         {"lock_rel", DSM_MSG_LOCK_REL, 0, 0, lock, NULL, 0},
         {"lock_init", DSM_MSG_LOCK_INIT, 0, 0, lock, NULL, 0},
+        {"lock_wake", DSM_MSG_LOCK_WAKE, 0, 0, lock, NULL, 0},
         {"barrier", DSM_MSG_BARRIER, 0, 3, 17, NULL, 0},
         {"coll", DSM_MSG_COLL, 0, 0, 2, coll, sizeof coll},
         {"free", DSM_MSG_FREE, 0, 0, FUZZ_BASE + FUZZ_MEMORY - 64, NULL, 0},

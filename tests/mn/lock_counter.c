@@ -215,6 +215,26 @@ int main(int argc, char **argv)
     trylock_protocol();
     check_totals(); /* nothing above may have disturbed them */
     dsm_barrier();
+
+    /* Which path the locks took (MN_EXPECT_ONESIDED): with every node's lock table mapped,
+     * every lock is an atomic there; with DSM_ONESIDED=off only a node's own mutexes are (a
+     * and b are managed by different nodes, and every node locks both). */
+    dsm_stats_t st;
+    CHECK(dsm_stats(&st) == 0, "dsm_stats");
+    const char *expect = mn_expect_onesided();
+    mn_say("%llu of %llu locks taken in a lock table, without a message",
+           (unsigned long long)st.onesided_locks, (unsigned long long)st.lock_acquires);
+    if (expect && expect[0] == '1')
+        CHECK(st.onesided_locks > 0 && st.onesided_locks == st.lock_acquires,
+              "%llu of %llu locks went by message, though the nodes share a host and "
+              "DSM_ONESIDED is on (DSM_LOG=info says why a peer's memory was not mapped)",
+              (unsigned long long)(st.lock_acquires - st.onesided_locks),
+              (unsigned long long)st.lock_acquires);
+    if (expect && expect[0] == '0')
+        CHECK(st.onesided_locks < st.lock_acquires && (mn_rank != 0 || st.onesided_locks > 0),
+              "%llu of %llu locks taken in a lock table with DSM_ONESIDED=off (expected only, "
+              "and on node 0 some, of the node's own mutexes)",
+              (unsigned long long)st.onesided_locks, (unsigned long long)st.lock_acquires);
     mn_end("lock_counter");
     return 0;
 }

@@ -7,7 +7,7 @@
  *    On 2 nodes (strict alternation: every visit increments), after each node's first turn
  *    (a read miss and an upgrade) every visit must be a single exclusive request: at most 2
  *    upgrades per node in all, and at least 95 read misses that asked for ownership. With
- *    more nodes the FIFO lock hands the counter to nodes whose turn it is not, so only the
+ *    more nodes the lock hands the counter to nodes whose turn it is not, so only the
  *    count is checked there.
  * 2. Producer/consumer, where the guess is wrong: the last node reads then writes a page (an
  *    upgrade: a migratory candidate there). Then for 20 rounds node 0 writes it and the last

@@ -35,7 +35,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/utsname.h>
 
 #include "mn.h"
 
@@ -158,20 +157,12 @@ int main(int argc, char **argv)
     /* 6. one-sided or not, as the environment says */
     dsm_stats_t st;
     CHECK(dsm_stats(&st) == 0, "dsm_stats");
-    const char *expect = getenv("MN_EXPECT_ONESIDED");
+    const char *expect = mn_expect_onesided();
     mn_say("%llu pages taken one-sided from a peer's memory, of %llu faults; %llu more read "
            "ahead of them; %llu first reads registered without a message",
            (unsigned long long)st.onesided_fetches,
            (unsigned long long)(st.read_faults + st.write_faults),
            (unsigned long long)st.onesided_prefetched, (unsigned long long)st.onesided_registered);
-    struct utsname u;
-    int major = 0, minor = 0;
-    if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
-    if (expect && expect[0] == '1' && (major < 6 || (major == 6 && minor < 4))) {
-        mn_say("one-sided check skipped: Linux %d.%d cannot hold a home's pages once (6.4+)", major,
-               minor);
-        expect = NULL;
-    }
     if (expect && expect[0] == '1') {
         CHECK(st.onesided_fetches > 0,
               "no page came one-sided, though the nodes share a host and DSM_ONESIDED is on "

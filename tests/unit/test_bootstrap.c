@@ -203,9 +203,9 @@ static void job_b(struct dsm_job_desc *d)
 {
     snprintf(d->job, sizeof d->job, "b");
 }
-static void version_3(struct dsm_job_desc *d)
+static void version_next(struct dsm_job_desc *d)
 {
-    d->version = 3;
+    d->version = DSM_WIRE_VERSION + 1;
 }
 static void memory_2g(struct dsm_job_desc *d)
 {
@@ -228,9 +228,9 @@ static void job_mismatch(void **state)
 static void version_mismatch(void **state)
 {
     (void)state;
-    mismatch(version_3,
-             "protocol version 2 here, 3 on node 1 — run the same ufdsm build everywhere",
-             "protocol version 3 here, 2 on node 0");
+    mismatch(version_next,
+             "protocol version 3 here, 4 on node 1 — run the same ufdsm build everywhere",
+             "protocol version 4 here, 3 on node 0");
 }
 
 static void memory_mismatch(void **state)

@@ -37,7 +37,7 @@ static int is_coherence(unsigned t)
 static int is_addr_type(unsigned t)
 {
     return t == DSM_MSG_LOCK_REQ || t == DSM_MSG_LOCK_GRANT || t == DSM_MSG_LOCK_REL ||
-           t == DSM_MSG_LOCK_INIT || t == DSM_MSG_FREE;
+           t == DSM_MSG_LOCK_INIT || t == DSM_MSG_LOCK_WAKE || t == DSM_MSG_FREE;
 }
 
 /* A valid header of each type, with typical field values. */
@@ -116,8 +116,8 @@ static int ref_ok(const struct dsm_wire_hdr *h, const struct dsm_wire_limits *l)
         [DSM_MSG_RC_GET] = DSM_WF_RC_WRITE, [DSM_MSG_RC_DATA] = DSM_WF_ZERO,
         [DSM_MSG_RC_DIFF] = DSM_WF_RC_FULL,
     };
-    if (h->magic != 0xD5A1 || h->version != 2) return 0;
-    if (h->type < 1 || h->type > 30) return 0;
+    if (h->magic != 0xD5A1 || h->version != 3) return 0;
+    if (h->type < 1 || h->type > 31) return 0;
     if (h->src >= l->nodes || h->src != l->peer) return 0;
     if (h->flags & ~flags_ok[h->type]) return 0;
     if ((h->flags & DSM_WF_ZERO) && (h->flags & DSM_WF_NODATA)) return 0;
@@ -328,10 +328,10 @@ static void test_reject_version(void **state)
 {
     (void)state;
     struct dsm_wire_hdr h = valid_hdr(DSM_MSG_GET_S);
-    h.version = 1; /* the previous version: no DSM_MSG_SHM */
-    expect_bad(&h, "version 1");
-    h.version = 3;
-    expect_bad(&h, "version 3");
+    h.version = 2; /* the previous version: no DSM_MSG_LOCK_WAKE */
+    expect_bad(&h, "version 2");
+    h.version = 4;
+    expect_bad(&h, "version 4");
     h.version = 0;
     expect_bad(&h, "version 0");
 }
@@ -343,10 +343,10 @@ static void test_reject_type(void **state)
     h.type = DSM_MSG_NONE;
     expect_bad(&h, "type 0");
     h.type = DSM_MSG_TYPE_COUNT;
-    expect_bad(&h, "type 31");
+    expect_bad(&h, "type 32");
     h.type = 255;
     expect_bad(&h, "type 255");
-    h = valid_hdr(DSM_MSG_TYPE_COUNT - 1); /* SHM: last valid */
+    h = valid_hdr(DSM_MSG_TYPE_COUNT - 1); /* LOCK_WAKE: last valid */
     expect_ok(&h);
     h = valid_hdr(DSM_MSG_GET_S); /* first valid */
     expect_ok(&h);
@@ -516,10 +516,10 @@ static void test_reject_page_payload_len(void **state)
 static void test_reject_sync_address(void **state)
 {
     (void)state;
-    unsigned types[] = {DSM_MSG_LOCK_REQ, DSM_MSG_LOCK_GRANT, DSM_MSG_LOCK_REL, DSM_MSG_LOCK_INIT,
-                        DSM_MSG_FREE};
+    unsigned types[] = {DSM_MSG_LOCK_REQ,  DSM_MSG_LOCK_GRANT, DSM_MSG_LOCK_REL,
+                        DSM_MSG_LOCK_INIT, DSM_MSG_LOCK_WAKE,  DSM_MSG_FREE};
     uint64_t end = BASE + (uint64_t)NPAGES * DSM_PAGE_SIZE;
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         struct dsm_wire_hdr h = valid_hdr(types[i]);
         h.arg0 = BASE;
         expect_ok(&h);
@@ -573,9 +573,9 @@ static void test_reject_lock_aux(void **state)
         h.aux = UINT32_MAX;
         expect_bad(&h, "aux 4294967295");
     }
-    /* REL / INIT / FREE do not constrain aux. */
-    unsigned free_aux[] = {DSM_MSG_LOCK_REL, DSM_MSG_LOCK_INIT, DSM_MSG_FREE};
-    for (size_t i = 0; i < 3; i++) {
+    /* REL / INIT / WAKE / FREE do not constrain aux. */
+    unsigned free_aux[] = {DSM_MSG_LOCK_REL, DSM_MSG_LOCK_INIT, DSM_MSG_LOCK_WAKE, DSM_MSG_FREE};
+    for (size_t i = 0; i < sizeof free_aux / sizeof free_aux[0]; i++) {
         struct dsm_wire_hdr h = valid_hdr(free_aux[i]);
         h.aux = 12345;
         expect_ok(&h);
@@ -722,7 +722,7 @@ static size_t seed_headers(struct dsm_wire_hdr *out)
 static void test_corrupt_sweep(void **state)
 {
     (void)state;
-    struct dsm_wire_hdr seeds[64];
+    struct dsm_wire_hdr seeds[2 * DSM_MSG_TYPE_COUNT + 4];
     size_t ns = seed_headers(seeds);
     n_accept = n_reject = 0;
     rng_state = 42;
@@ -830,8 +830,8 @@ static void test_random_garbage(void **state)
         }
         buf[0] = 0xa1;
         buf[1] = 0xd5;
-        buf[2] = 2;
-        buf[3] %= 32; /* every type, and one past the last (DSM_MSG_SHM = 30) */
+        buf[2] = 3;
+        buf[3] %= 33; /* every type, and one past the last (DSM_MSG_LOCK_WAKE = 31) */
         buf[8] = PEER;
         buf[9] = 0;
         if (buf[10] & 3) { /* flags: mostly plausible */
