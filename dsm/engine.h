@@ -191,7 +191,7 @@ struct dsm_lock_slot {
     _Atomic uint64_t holder;  /* rank + 1 of the node holding it; 0: free */
     _Atomic uint64_t waiters; /* bit per node with a thread (or, at the manager, a queued
                                  request) waiting for it: woken by LOCK_WAKE at unlock */
-    uint64_t pad;
+    _Atomic uint64_t last;    /* rank + 1 of the node that unlocked it last; 0: never */
 };
 #define DSM_LOCK_SLOTS 16384u /* per manager: 512 KiB of its memory file */
 
@@ -281,6 +281,7 @@ struct dsm_node {
             recalls_sent, recalls_recv, pages_fetched, pages_sent, barriers, lock_acquires,
             kernel_retries, local_msgs, local_bytes, pages_prefetched, migratory_reads,
             strided_prefetched, /* (of onesided_prefetched: a stream of stride > 1; the fixture) */
+            acquires_skipped,   /* (locks last unlocked by this node: no acquire; the fixture) */
             onesided_fetches, onesided_refreshes, onesided_prefetched, onesided_registered,
             onesided_locks;
     } st;
