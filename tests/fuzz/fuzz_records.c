@@ -216,7 +216,7 @@ static void fuzz_select(const uint8_t *data, size_t size)
 
     /* Round trip: what was parsed, written again, parses to the same record (the encoder
      * turns newlines of the reason into spaces, to keep logs one line). */
-    char text[DSM_SEL_WHY + 160];
+    char text[DSM_SEL_TEXT]; /* (the longest record: a full shm field and reason) */
     size_t n = dsm_sel_encode(&r, text, sizeof text);
     FUZZ_CHECK(n < sizeof text && strlen(text) == n, "encode returned %zu", n);
     struct dsm_sel_rec r2;
@@ -226,7 +226,7 @@ static void fuzz_select(const uint8_t *data, size_t size)
     for (; r.why[k]; k++) why[k] = r.why[k] == '\n' ? ' ' : r.why[k];
     why[k] = 0;
     FUZZ_CHECK(r2.phase == r.phase && r2.ok == r.ok && r2.port == r.port &&
-                   !strcmp(r2.addr, r.addr) && !strcmp(r2.why, why),
+                   !strcmp(r2.addr, r.addr) && !strcmp(r2.shm, r.shm) && !strcmp(r2.why, why),
                "parse(encode(r)) != r for '%s'", text);
 }
 
