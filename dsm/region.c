@@ -209,9 +209,9 @@ static int map_view(struct dsm_runtime *rt, int fd, char *err, size_t errlen)
     return DSM_OK;
 }
 
-/* The shared directory's size: two words a page, after the pages in the memory file. Mapped
- * on its own, so that the holes punched in the pages never touch a mapping of it. */
-/* The memory file's tail: the shared directory's words, then the lock table (sync.c). */
+/* The memory file's tail, after the pages: the shared directory's words (two a page), then the
+ * lock table (sync.c). Mapped on its own, so that the holes punched in the pages never touch a
+ * mapping of it. */
 static size_t dir_words_len(const struct dsm_runtime *rt)
 {
     return (rt->npages * 2 * sizeof(uint64_t) + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
@@ -634,18 +634,22 @@ static void refresh_page(void *ctx, int node, uint64_t page)
     read_peer(rt, node, page, rt->store + page * PAGE_SIZE);
 }
 
+/* Node `node`'s tail as mapped here (this node's own, or a co-located peer's), NULL if none. */
+static uint64_t *tail_of(const struct dsm_runtime *rt, int node)
+{
+    return node == rt->node->rank ? rt->dir : rt->peer_dir[node];
+}
+
 static uint64_t *dir_words(void *ctx, int node, uint64_t page)
 {
-    struct dsm_runtime *rt = ctx;
-    uint64_t *d = node == rt->node->rank ? rt->dir : rt->peer_dir[node];
+    uint64_t *d = tail_of(ctx, node);
     return d ? d + 2 * page : NULL;
 }
 
 static struct dsm_lock_slot *lock_table(void *ctx, int node)
 {
-    struct dsm_runtime *rt = ctx;
-    uint64_t *d = node == rt->node->rank ? rt->dir : rt->peer_dir[node];
-    return d ? (struct dsm_lock_slot *)((char *)d + dir_words_len(rt)) : NULL;
+    uint64_t *d = tail_of(ctx, node);
+    return d ? (struct dsm_lock_slot *)((char *)d + dir_words_len(ctx)) : NULL;
 }
 
 static void unmap_home(void *ctx, uint64_t page)

@@ -506,6 +506,7 @@ static int mutex_take(struct dsm_node *n, uint64_t m, int try, const char *fn)
     int mgr = manager_of(n, m, fn);
     if (mgr < 0) return DSM_EINVAL;
     struct dsm_lock_slot *s = lock_slot(n, mgr, m);
+    int mine = 0; /* this node unlocked it last: no acquire (the file comment says why) */
     if (s) {
         struct slot_take w = {n, s, 0};
         if (try ? !lock_try(s, (uint64_t)n->rank + 1) : !slot_taken(&w)) {
@@ -516,20 +517,17 @@ static int mutex_take(struct dsm_node *n, uint64_t m, int try, const char *fn)
         held_add(n, m);
         dsm_token_release(n);
         atomic_fetch_add_explicit(&n->st.onesided_locks, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&n->st.lock_acquires, 1, memory_order_relaxed);
-        atomic_thread_fence(memory_order_seq_cst);
-        if (atomic_load_explicit(&s->last, memory_order_relaxed) == (uint64_t)n->rank + 1 ||
-            UFDSM_INJECT_SKIP_BUG) {
-            atomic_fetch_add_explicit(&n->st.acquires_skipped, 1, memory_order_relaxed);
-            return DSM_OK;
-        }
-        dsm_node_acquire(n);
-        return DSM_OK;
+        mine = atomic_load_explicit(&s->last, memory_order_relaxed) == (uint64_t)n->rank + 1 ||
+               UFDSM_INJECT_SKIP_BUG;
+    } else if (lock_call(n, mgr, m, DSM_MSG_LOCK_REQ, try) != W_GRANTED) {
+        return DSM_EBUSY;
     }
-    if (lock_call(n, mgr, m, DSM_MSG_LOCK_REQ, try) != W_GRANTED) return DSM_EBUSY;
     atomic_fetch_add_explicit(&n->st.lock_acquires, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    dsm_node_acquire(n);
+    if (mine)
+        atomic_fetch_add_explicit(&n->st.acquires_skipped, 1, memory_order_relaxed);
+    else
+        dsm_node_acquire(n);
     return DSM_OK;
 }
 
