@@ -156,9 +156,10 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
             *why = "page data this node did not ask for";
             return COH_EPROTO;
         }
-        x->writers = m->arg;
+        /* (Writer sets only grow: a watcher may know more than the reply, read at an acquire.) */
+        x->writers |= m->arg;
         x->flags |= RC_N_READER;
-        others = m->arg & ~bit(self);
+        others = x->writers & ~bit(self);
         if (*st == COH_IM_AD) {
             if (!(m->arg & bit(self))) {
                 *why = "page data for a write that did not register the writer";
@@ -188,7 +189,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
             *why = "a writer registration this node did not ask for";
             return COH_EPROTO;
         }
-        x->writers = m->arg;
+        x->writers |= m->arg;
         x->flags |= RC_N_REG | RC_N_READER;
         if (*st == COH_IM_AD) {
             /* Registered, but the copy was dropped by an acquire meanwhile (rc_node_acquire):
@@ -197,7 +198,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
             *st = COH_I;
             return 0;
         }
-        if ((x->flags & RC_N_STALE) && (m->arg & ~bit(self))) {
+        if ((x->flags & RC_N_STALE) && (x->writers & ~bit(self))) {
             x->flags &= (uint16_t)~RC_N_STALE;
             act(out, COH_A_UNMAP, p);
             *st = COH_I;
@@ -207,7 +208,7 @@ int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg 
         become_writer(st, x, self, home, p, out);
         return 0;
     case RC_CLASS:
-        x->writers = m->arg;
+        x->writers |= m->arg;
         /* (A home writing in place has nothing to send: its writes are in the store.) */
         if (*st == COH_M && !(x->flags & (RC_N_TWIN | RC_N_INPLACE)) && (m->arg & ~bit(self))) {
             x->flags &= (uint16_t)~RC_N_OWNED;
@@ -352,6 +353,21 @@ void rc_dir_readers_seen(struct rc_dir *d, uint64_t readers)
     d->readers |= readers;
 }
 
+void rc_node_watch(struct rc_node *x, uint64_t writers)
+{
+#if UFDSM_INJECT_RC_BUG == 6 /* self-test of the checkers: a watcher that does not look */
+    (void)x;
+    (void)writers;
+    return;
+#endif
+    x->writers |= writers;
+}
+
+void rc_dir_watchers_seen(struct rc_dir *d, uint64_t watchers)
+{
+    d->watchers |= watchers;
+}
+
 void rc_dir_init(struct rc_dir *d)
 {
     *d = (struct rc_dir){0};
@@ -383,7 +399,8 @@ static void start_registration(struct rc_dir *d, int home, int node, uint8_t typ
      * a reply must carry it rather than say "all zeros" (rc_model --one-copy found a reply
      * of zeros racing the home's first write-back). */
     if (node == home) d->written = 1;
-    uint64_t notify = (d->readers | d->writers) & ~bit(node);
+    /* Watchers that only read learn the writer from the shared word at their next acquire. */
+    uint64_t notify = (d->readers | d->writers) & ~bit(node) & ~(d->watchers & ~d->writers);
     if (!notify) {
         reply(d, home, node, type, page, out);
         return;

@@ -140,6 +140,9 @@ struct rc_dir {
     uint8_t req, req_type;       /* busy: the node registering and how it asked */
     uint8_t written;             /* 0: the store was never written, the page is all zeros */
     uint8_t rr;                  /* round-robin cursor over queued requesters */
+    uint64_t watchers;           /* nodes that read the shared writers word at every acquire
+                                    (rc_dir_watchers_seen): told of a new writer only if they
+                                    write the page themselves */
 };
 
 /* Whether a message type belongs to this protocol, and whether it goes to the home. */
@@ -196,6 +199,21 @@ void rc_node_registered(struct rc_node *x, uint64_t writers);
 uint64_t rc_dir_publish(const struct rc_dir *d, const struct coh_msg *m);
 /* The shared readers word, read after that: nodes that registered one-sided. */
 void rc_dir_readers_seen(struct rc_dir *d, uint64_t readers);
+
+/* Watchers (a shared directory, engine.c). A node that can read a co-located home's writers
+ * word reads it for each of its copies of that home's pages at every acquire
+ * (rc_node_watch), so the home need not tell it of a new writer with CLASS: the home publishes
+ * the writer in the word before the writer may write, so an acquire that follows the writer's
+ * release sees it there. The node says so in a word of the home's shared directory (it sets
+ * its bit before it first relies on it); the home takes that word in (rc_dir_watchers_seen)
+ * and sends CLASS to a watcher only if it writes the page: a writer must learn of the others
+ * at once, to start keeping a twin. A registration then needs no other node's CPU unless
+ * the page has other writers (the six-step FFT's transposes: each home writes pages the other
+ * node has read, 41 us a write fault when the reader had to answer). */
+/* The writers word as read at an acquire, before rc_node_acquire. */
+void rc_node_watch(struct rc_node *x, uint64_t writers);
+/* The nodes that watch this home's writers word (never the home itself). */
+void rc_dir_watchers_seen(struct rc_dir *d, uint64_t watchers);
 
 /* Whether the home must copy its own writable copy into its store before it serves a
  * request from another node (the page is RC_N_OWNED on the home's node side). */

@@ -664,6 +664,17 @@ static void shared_dir_sync(struct dsm_node *n, uint64_t p, const struct coh_msg
     uint64_t pub = rc_dir_publish(&n->rcdir[p], m);
     if (pub) __atomic_fetch_or(&w[1], pub, __ATOMIC_SEQ_CST);
     rc_dir_readers_seen(&n->rcdir[p], __atomic_load_n(&w[0], __ATOMIC_SEQ_CST) & node_mask(n));
+    uint64_t *watchers = n->mem->dir_watchers ? n->mem->dir_watchers(n->mem_ctx, n->rank) : NULL;
+    if (!watchers) return;
+    struct rc_dir *d = &n->rcdir[p];
+    rc_dir_watchers_seen(d, __atomic_load_n(watchers, __ATOMIC_SEQ_CST) & node_mask(n) &
+                                ~((uint64_t)1 << n->rank));
+    /* (Counted as the registration is seen: one queued behind another is counted early.) */
+    if (pub)
+        atomic_fetch_add_explicit(&n->st.onesided_watched,
+                                  (uint64_t)__builtin_popcountll((d->readers | d->writers) & ~pub &
+                                                                 d->watchers & ~d->writers),
+                                  memory_order_relaxed);
 }
 
 static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const void *payload)
@@ -930,6 +941,9 @@ static unsigned access_how(struct dsm_node *n, uint64_t page, int home, int ask_
 
 #ifndef UFDSM_INJECT_REGISTER_BUG
 #define UFDSM_INJECT_REGISTER_BUG 0
+#endif
+#ifndef UFDSM_INJECT_WATCH_BUG
+#define UFDSM_INJECT_WATCH_BUG 0
 #endif
 
 /* One-sided reader registration (token held; rc.h explains why it is safe): a first read of
@@ -1257,6 +1271,26 @@ static unsigned acquire_how(struct dsm_node *n, uint64_t p)
                : 0;
 }
 
+/* Watching (token held; rc.h explains why it is safe): the writers word of page p in its
+ * co-located home's shared directory, read at an acquire, so that the home need not tell this
+ * node of a new writer of a page it only reads. This node sets its bit in that home's
+ * watchers word at its first acquire that can read the home's words, before it reads any of
+ * them: until the home sees the bit it sends CLASS as before, and after that every acquire of
+ * this node reads the word. NULL where p's home is this node or has no shared directory here. */
+static const uint64_t *watched_words(struct dsm_node *n, uint64_t p, int home)
+{
+    if (home == n->rank || !n->mem->dir_watchers) return NULL;
+    uint64_t *w = n->mem->dir_words(n->mem_ctx, home, p);
+    if (!w) return NULL;
+    if (!(n->watching & ((uint64_t)1 << home))) {
+        uint64_t *ww = n->mem->dir_watchers(n->mem_ctx, home);
+        if (!ww) return NULL;
+        __atomic_fetch_or(ww, (uint64_t)1 << n->rank, __ATOMIC_SEQ_CST);
+        n->watching |= (uint64_t)1 << home;
+    }
+    return w;
+}
+
 void dsm_node_acquire(struct dsm_node *n)
 {
     if (!atomic_load_explicit(&n->rc_live_n, memory_order_acquire)) return;
@@ -1266,6 +1300,14 @@ void dsm_node_acquire(struct dsm_node *n)
         uint8_t st = atomic_load_explicit(&n->pstate[p], memory_order_relaxed);
         struct coh_out out;
         out.n = 0;
+        const uint64_t *w = watched_words(n, p, dsm_home_of(n, p));
+/* (Self-tests: a blind watcher. A node's acquire reading the word covers a registration it
+ * missed, so the self-tests of registration and read-ahead turn watching off too.) */
+#if !UFDSM_INJECT_REGISTER_BUG && !UFDSM_INJECT_WATCH_BUG && !UFDSM_INJECT_AHEAD_BUG
+        if (w) rc_node_watch(&n->rcx[p], __atomic_load_n(&w[1], __ATOMIC_SEQ_CST) & node_mask(n));
+#else
+        (void)w;
+#endif
         proto_of(n, p)->node_acquire(&st, ext_of(n, p), n->rank, dsm_home_of(n, p), p,
                                      acquire_how(n, p), &out);
         if (!out.n && st == atomic_load_explicit(&n->pstate[p], memory_order_relaxed)) continue;

@@ -106,6 +106,10 @@ struct dsm_mem_ops {
      * update with atomics: `node` is this node (the home) or one peer_readable says yes to.
      * NULL (op or result): no shared directory there, and registration goes by message. */
     uint64_t *(*dir_words)(void *ctx, int node, uint64_t page);
+    /* The watchers word of node `node`'s shared directory: the nodes that read its writers
+     * words at every acquire (rc.h, watchers), so it tells them of new writers only if they
+     * write. Wherever dir_words(node) is not NULL. */
+    uint64_t *(*dir_watchers)(void *ctx, int node);
     /* One-sided mutexes (sync.c): node `node`'s lock table (DSM_LOCK_SLOTS slots), where
      * `node` is this node or one whose table is mapped here. This node's own table must exist
      * whenever any peer can reach it (the manager serves requests by message through it too).
@@ -248,6 +252,7 @@ struct dsm_node {
     uint32_t *rc_live_pos, *rc_dirty_pos; /* [token] index + 1 */
     _Atomic uint32_t rc_live_n, rc_dirty_n;
     _Atomic int rc_outstanding; /* write-backs sent and not yet acknowledged by their home */
+    uint64_t watching;          /* [token] homes whose watchers word has this node's bit (rc.h) */
     struct dsm_rel_item *rel;   /* [token] dsm_node_release's batch, DSM_REL_BATCH items */
 
     /* Collectives and barriers (sync.c). */
@@ -283,7 +288,7 @@ struct dsm_node {
             strided_prefetched, /* (of onesided_prefetched: a stream of stride > 1; the fixture) */
             acquires_skipped,   /* (locks last unlocked by this node: no acquire; the fixture) */
             onesided_fetches, onesided_refreshes, onesided_prefetched, onesided_registered,
-            onesided_locks;
+            onesided_locks, onesided_watched;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

@@ -49,7 +49,8 @@
  * registers it there with an atomic OR instead of a message. Only the tail is mapped, so the
  * holes each node punches in its pages never touch another process's mappings. The tail also
  * holds the node's lock table (struct dsm_lock_slot: one-sided mutexes, sync.c), which peers
- * update with atomics the same way.
+ * update with atomics the same way, and a word in which each co-located peer that reads this
+ * node's writers words at its acquires says so (rc.h, watchers).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -210,8 +211,8 @@ static int map_view(struct dsm_runtime *rt, int fd, char *err, size_t errlen)
 }
 
 /* The memory file's tail, after the pages: the shared directory's words (two a page), then the
- * lock table (sync.c). Mapped on its own, so that the holes punched in the pages never touch a
- * mapping of it. */
+ * lock table (sync.c), then the watchers word (rc.h) on a cache line of its own. Mapped on its
+ * own, so that the holes punched in the pages never touch a mapping of it. */
 static size_t dir_words_len(const struct dsm_runtime *rt)
 {
     return (rt->npages * 2 * sizeof(uint64_t) + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
@@ -219,7 +220,7 @@ static size_t dir_words_len(const struct dsm_runtime *rt)
 
 static size_t dir_len(const struct dsm_runtime *rt)
 {
-    return dir_words_len(rt) + DSM_LOCK_SLOTS * sizeof(struct dsm_lock_slot);
+    return dir_words_len(rt) + DSM_LOCK_SLOTS * sizeof(struct dsm_lock_slot) + 64;
 }
 
 static uint64_t *map_dir(const struct dsm_runtime *rt, int fd)
@@ -652,6 +653,12 @@ static struct dsm_lock_slot *lock_table(void *ctx, int node)
     return d ? (struct dsm_lock_slot *)((char *)d + dir_words_len(ctx)) : NULL;
 }
 
+static uint64_t *dir_watchers(void *ctx, int node)
+{
+    uint64_t *d = tail_of(ctx, node);
+    return d ? (uint64_t *)((char *)d + dir_len(ctx) - 64) : NULL;
+}
+
 static void unmap_home(void *ctx, uint64_t page)
 {
     /* Only the mapping goes: the store keeps the page, and the next access is a minor fault. */
@@ -675,6 +682,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .refresh = refresh_page,
     .view = view_page,
     .dir_words = dir_words,
+    .dir_watchers = dir_watchers,
     .lock_table = lock_table,
 };
 

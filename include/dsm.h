@@ -198,6 +198,10 @@ typedef struct dsm_stats {
      * node's own or a co-located node's, with no message and without the manager's CPU
      * (counted in lock_acquires too). */
     uint64_t onesided_locks;
+    /* Readers of pages this node homes (co-located nodes that watch its shared directory)
+     * that learned of a new writer from the directory at their next acquire instead of by a
+     * message the writer had to wait for (counted here, at the home, once per reader). */
+    uint64_t onesided_watched;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

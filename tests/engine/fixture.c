@@ -83,6 +83,7 @@ struct fmem {
     uint8_t twin[NPAGES][PAGE_SIZE];
     uint8_t has_twin[NPAGES];
     uint64_t dirw[NPAGES][2]; /* --onesided: the shared directory (readers, writers) */
+    uint64_t watchers;        /* --onesided: its watchers word (rc.h) */
     struct dsm_lock_slot locks[DSM_LOCK_SLOTS]; /* --one-copy: the lock table (sync.c) */
 };
 
@@ -111,6 +112,7 @@ struct fx {
     uint64_t merges;           /* writable copies merged with the home's store (m_view), ditto */
     uint64_t inplace_ahead;    /* pages read ahead of one-sided fetches (engine count), ditto */
     uint64_t registered;       /* first reads registered in a shared directory (engine), ditto */
+    uint64_t watched;          /* new writers learned by watching readers (engine), ditto */
     uint64_t locks_onesided, locks_msg; /* mutexes taken in a lock table / by message, ditto */
     uint64_t acq_skipped;  /* of locks_onesided: last unlocked by the same node, no acquire */
     uint64_t strided;      /* pages read ahead in place at a stride > 1 (engine), ditto */
@@ -435,6 +437,14 @@ static uint64_t *m_dir_words(void *ctx, int node, uint64_t page)
         fx_fail("node %d: asked for node %d's directory words of page %" PRIu64, m->node, node,
                 page);
     return F.mem[node]->dirw[page];
+}
+
+static uint64_t *m_dir_watchers(void *ctx, int node)
+{
+    struct fmem *m = ctx;
+    if (node < 0 || node >= F.nn)
+        fx_fail("node %d: asked for node %d's watchers word", m->node, node);
+    return &F.mem[node]->watchers;
 }
 
 /* fx_mem_ops_one_copy with peer_store (set in main: one table, not a second copy of it). */
@@ -846,8 +856,10 @@ static uint64_t rc_word(int pg, int w)
 /* Whether word w of RC page pg is this node's to write in this phase. */
 static int rc_mine(int node, int pg, int w, int phase)
 {
-    /* The last RC page has a single writer, node 0 (its home or not, by the placement). */
-    return pg == F.r_pages - 1 ? node == 0 : (w + phase) % F.nn == node;
+    /* The last RC page has a single writer, node 0 (its home or not, by the placement), from
+     * the second phase on: in the first every node reads it only, so node 0 becomes its
+     * writer while the others hold copies (the home tells them, or they watch: rc.h). */
+    return pg == F.r_pages - 1 ? node == 0 && phase > 0 : (w + phase) % F.nn == node;
 }
 
 /* Release consistency without locks: in each phase every node writes the words of every RC
@@ -1171,6 +1183,7 @@ static void setup(uint64_t seed)
     F.merges = keep.merges;
     F.inplace_ahead = keep.inplace_ahead;
     F.registered = keep.registered;
+    F.watched = keep.watched;
     F.locks_onesided = keep.locks_onesided;
     F.locks_msg = keep.locks_msg;
     F.acq_skipped = keep.acq_skipped;
@@ -1267,6 +1280,7 @@ static void teardown(void)
         F.onesided_fetches += atomic_load(&F.n[k]->st.onesided_fetches);
         F.inplace_ahead += atomic_load(&F.n[k]->st.onesided_prefetched);
         F.registered += atomic_load(&F.n[k]->st.onesided_registered);
+        F.watched += atomic_load(&F.n[k]->st.onesided_watched);
         F.locks_onesided += atomic_load(&F.n[k]->st.onesided_locks);
         F.acq_skipped += atomic_load(&F.n[k]->st.acquires_skipped);
         F.locks_msg +=
@@ -1319,6 +1333,7 @@ int main(int argc, char **argv)
     fx_mem_ops_onesided.refresh = m_refresh;
     fx_mem_ops_onesided.view = m_view;
     fx_mem_ops_onesided.dir_words = m_dir_words;
+    fx_mem_ops_onesided.dir_watchers = m_dir_watchers;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seeds") && i + 1 < argc) {
             if (sscanf(argv[++i], "%" SCNu64 ":%" SCNu64, &lo, &hi) != 2 || hi < lo) {
@@ -1414,16 +1429,20 @@ int main(int argc, char **argv)
         printf("one-sided fetches: %" PRIu64 ", copies refreshed in place: %" PRIu64
                ", writable copies merged: %" PRIu64 ", pages read ahead in place: %" PRIu64
                " (at a stride: %" PRIu64 "), first reads registered in a shared directory: %" PRIu64
-               "\n",
-               F.onesided_fetches, F.refreshes, F.merges, F.inplace_ahead, F.strided, F.registered);
+               ", new writers learned at an acquire by watching readers: %" PRIu64 "\n",
+               F.onesided_fetches, F.refreshes, F.merges, F.inplace_ahead, F.strided, F.registered,
+               F.watched);
         /* (The exhaustive scenario is too short to write a page in the interval after a
-         * refresh and acquire again: only the random runs reach a merge.) */
+         * refresh and acquire again, or to write a page first after others read it: only the random
+         * runs reach a merge or a watching reader.) */
         if (!F.onesided_fetches || !F.refreshes || !F.registered ||
-            ((!F.merges || !F.inplace_ahead || !F.strided) && !F.exhaustive)) {
+            ((!F.merges || !F.inplace_ahead || !F.strided || !F.watched) && !F.exhaustive)) {
             printf("FAILED: no page was ever %s\n",
                    !F.onesided_fetches ? "fetched one-sided"
                    : !F.refreshes      ? "refreshed in place"
                    : !F.registered     ? "registered for by its reader in a shared directory"
+                   : !F.watched        ? "given a new writer that its watching readers learned "
+                                         "at their acquire"
                    : !F.merges         ? "merged with its home's store while writable"
                    : !F.inplace_ahead  ? "read ahead in place after one-sided fetches"
                                        : "read ahead in place at a stride");

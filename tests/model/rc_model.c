@@ -547,6 +547,11 @@ static int sync_pages(struct ctx *x, int n, int acquire)
         struct rc_node rx = x->s->x[n][p];
         struct coh_out o;
         o.n = 0;
+        /* A watcher reads the writers word of each page homed elsewhere (engine.c). */
+        if (acquire && x->c->onesided && !x->c->register_blind && n != x->c->home[p]) {
+            x->s->watch |= (uint8_t)(1u << n);
+            rc_node_watch(&rx, x->s->shw[p]);
+        }
         /* In-place refresh under the conditions of a one-sided fetch (do_access). */
         unsigned how =
             x->c->onesided && n != x->c->home[p] && (x->c->fetch_early || !x->s->outst[n])
@@ -617,6 +622,7 @@ static int deliver(struct ctx *x, const struct mstate *in, unsigned label)
         if (c->onesided) {
             s->shw[p] |= (uint8_t)rc_dir_publish(&s->dir[p], &cm);
             rc_dir_readers_seen(&s->dir[p], s->shr[p]);
+            rc_dir_watchers_seen(&s->dir[p], s->watch & ~(1u << c->home[p]));
         }
         if (rc_dir_recv(&s->dir[p], dst, &cm, &o, &why))
             return fail(x->info, STEP_VIOLATION, "COH_EPROTO from rc_dir_recv: %s (message %s)",
@@ -862,6 +868,7 @@ int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint
     }
     buf[k++] = s->phase;
     buf[k++] = s->holder;
+    buf[k++] = s->watch;
     for (int p = 0; p < c->pages; p++) {
         const struct rc_dir *d = &s->dir[p];
         buf[k++] = dir_byte(d->readers);
@@ -875,6 +882,7 @@ int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint
         buf[k++] = d->rr;
         buf[k++] = s->shr[p];
         buf[k++] = s->shw[p];
+        buf[k++] = dir_byte(d->watchers);
         if (!proj)
             for (int b = 0; b < nb; b++) {
                 buf[k++] = s->store[p][b];
@@ -929,6 +937,7 @@ void model_decode(const struct mconfig *c, const uint8_t *buf, struct mstate *s)
     }
     s->phase = buf[k++];
     s->holder = buf[k++];
+    s->watch = buf[k++];
     for (int p = 0; p < c->pages; p++) {
         struct rc_dir *d = &s->dir[p];
         d->readers = buf[k++];
@@ -942,6 +951,7 @@ void model_decode(const struct mconfig *c, const uint8_t *buf, struct mstate *s)
         d->rr = buf[k++];
         s->shr[p] = buf[k++];
         s->shw[p] = buf[k++];
+        d->watchers = buf[k++];
         for (int b = 0; b < nb; b++) {
             s->store[p][b] = buf[k++];
             s->lastw[p][b] = buf[k++];
@@ -996,11 +1006,11 @@ static size_t dir_str(const struct mconfig *c, const struct mstate *s, int p, ch
     return (size_t)snprintf(
         buf, len,
         "dir[%d] readers=%#llx writers=%#llx%s acks_from=%#llx pend=%#llx/%#llx "
-        "shared readers=%#x writers=%#x store=[%s] last writes=[%s]",
+        "shared readers=%#x writers=%#x watchers=%#llx store=[%s] last writes=[%s]",
         p, (unsigned long long)d->readers, (unsigned long long)d->writers,
         d->written ? "" : " never-written", (unsigned long long)d->acks_from,
-        (unsigned long long)d->pend_get, (unsigned long long)d->pend_reg, s->shr[p], s->shw[p], v,
-        w);
+        (unsigned long long)d->pend_get, (unsigned long long)d->pend_reg, s->shr[p], s->shw[p],
+        (unsigned long long)d->watchers, v, w);
 }
 
 void model_describe(const struct mconfig *c, const struct mstate *s, char *buf, size_t len)

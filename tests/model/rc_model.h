@@ -92,6 +92,10 @@ struct mstate {
     /* The shared directory words (one-sided reader registration, rc.h): readers that set
      * their bit themselves, writers the home published before handling their registration. */
     uint8_t shr[MAXP], shw[MAXP];
+    /* Watchers (rc.h): nodes that set their bit in every home's watchers word - at their
+     * first acquire, as the engine does - and from then on read the writers word of each copy
+     * at every acquire. */
+    uint8_t watch;
     uint8_t store[MAXP][MAXB];
     uint8_t lastw[MAXP][MAXB]; /* the value of the last write of each byte (0: never written) */
     struct mchan ch[MAXN][MAXN];
@@ -114,7 +118,8 @@ struct mconfig {
     int onesided, fetch_early;
     /* With onesided, a node's first read registers it as a reader in the home's shared
      * directory words instead of asking the home (rc_node_may_register); register_blind does
-     * so without reading the writers word (a self-test: it must be caught). */
+     * so without reading the writers word, and no node watches the word at its acquires
+     * (which would read it again): a self-test, it must be caught. */
     int register_blind;
     /* The program may also call dsm_acquire alone at any point (after writing, say: the
      * acquire then releases the node's changes to pages others write and drops them). */
