@@ -67,6 +67,10 @@ struct dsm_mem_ops {
     void (*protect_range)(void *ctx, uint64_t first, uint64_t count);
     /* Drops this node's copy of the page. */
     void (*unmap)(void *ctx, uint64_t page);
+    /* Drops this node's copies of [first, first + count) at once (one system call, one TLB
+     * flush): pages it does not home and has no copy of any more (engine state I), the ones
+     * just dropped and, between them, ones that had none. NULL: page by page. */
+    void (*unmap_range)(void *ctx, uint64_t first, uint64_t count);
     /* Drops this node's copies and home-store contents of [first, first + count). */
     void (*reset)(void *ctx, uint64_t first, uint64_t count);
     /* This node's present copy of `page` (read for write-backs). */
@@ -199,8 +203,9 @@ struct dsm_lock_slot {
 };
 #define DSM_LOCK_SLOTS 16384u /* per manager: 512 KiB of its memory file */
 
-#define REMOTE_FREES  4096
-#define DSM_DEFER_CAP 4096 /* recalls set aside at once */
+#define REMOTE_FREES   4096
+#define DSM_DEFER_CAP  4096 /* recalls set aside at once */
+#define DSM_DROP_BATCH 1024 /* copies an acquire drops before it unmaps them (engine.c) */
 
 struct dsm_node {
     /* [init] */
@@ -254,6 +259,9 @@ struct dsm_node {
     _Atomic int rc_outstanding; /* write-backs sent and not yet acknowledged by their home */
     uint64_t watching;          /* [token] homes whose watchers word has this node's bit (rc.h) */
     struct dsm_rel_item *rel;   /* [token] dsm_node_release's batch, DSM_REL_BATCH items */
+    uint64_t *drops;            /* [token] copies an acquire dropped, not yet unmapped */
+    uint32_t drops_n;
+    int drops_on; /* [token] an acquire is collecting them (exec_actions) */
 
     /* Collectives and barriers (sync.c). */
     uint64_t cseq; /* [token] collectives entered by this node */

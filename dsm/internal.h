@@ -71,9 +71,10 @@ struct dsm_runtime {
     char *base; /* application view: fixed address, registered with userfaultfd */
     uint64_t npages;
     int uffd;
-    char *store; /* home store: backing copy of pages homed here (same offsets) */
-    int home_fd; /* one copy at the home: the memory file behind base and store; else -1 */
-    char *twins; /* twins of RC pages written this interval (same offsets) */
+    char *store;       /* home store: backing copy of pages homed here (same offsets) */
+    int home_fd;       /* one copy at the home: the memory file behind base and store; else -1 */
+    int no_copy_range; /* [token] copy_file_range between memory files refused: refresh by pread */
+    char *twins;       /* twins of RC pages written this interval (same offsets) */
     /* Bit per page: its twin slot may hold memory [token]. A dropped twin's memory is kept
      * until the copy itself goes (unmap_page, reset_range): giving it back at every release
      * was an madvise, and so a TLB flush across CPUs, per page per release. */

@@ -466,6 +466,18 @@ static void unmap_page(void *ctx, uint64_t page)
     twin_free(rt, page);
 }
 
+/* The same for a range, in one call (the pages between copies have none: nothing happens to
+ * them). */
+static void unmap_range(void *ctx, uint64_t first, uint64_t count)
+{
+    struct dsm_runtime *rt = ctx;
+    if (madvise(page_addr(rt, first), count * PAGE_SIZE,
+                rt->home_fd >= 0 ? MADV_REMOVE : MADV_DONTNEED) < 0)
+        dsm_fatal("dropping pages %llu-%llu failed: %s", (unsigned long long)first,
+                  (unsigned long long)(first + count - 1), strerror(errno));
+    for (uint64_t p = first; p < first + count; p++) twin_free(rt, p);
+}
+
 static void reset_range(void *ctx, uint64_t first, uint64_t count)
 {
     struct dsm_runtime *rt = ctx;
@@ -626,12 +638,27 @@ void dsm_onesided_recv(struct dsm_runtime *rt, const struct dsm_wire_hdr *h, con
     LOGI("one-sided page service from node %d: on this host, its memory is read from here", from);
 }
 
-/* The copy of a page homed elsewhere lives in this node's file at the page's offset, and the
- * store mapping shows that file too: reading the home's page into it there changes what the
- * view shows without touching the view's page tables (so no fault and no TLB flush). */
+/* The copy of a page homed elsewhere lives in this node's file at the page's offset: copying
+ * the home's page into the file there changes what the view shows without touching the view's
+ * page tables (so no fault and no TLB flush). The copy is file to file (copy_file_range), not
+ * a pread into the store mapping: that mapping has no page-table entry for a copy taken since
+ * the last drop, and the minor fault of writing through it cost 15 us of a 17 us refresh
+ * here. Where the kernel cannot copy between the files, pread into the store mapping does it. */
 static void refresh_page(void *ctx, int node, uint64_t page)
 {
     struct dsm_runtime *rt = ctx;
+    if (!rt->no_copy_range) {
+        off64_t in = (off64_t)(page * PAGE_SIZE), out = in;
+        ssize_t got = copy_file_range(rt->peer_fd[node], &in, rt->home_fd, &out, PAGE_SIZE, 0);
+        if (got == PAGE_SIZE) return;
+        if (got >= 0 ||
+            (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP))
+            dsm_fatal("copying page %llu from node %d's memory file failed (%s): the file was "
+                      "checked at start and the descriptor kept open, so this is a bug (please "
+                      "report it); DSM_ONESIDED=off works around it",
+                      (unsigned long long)page, node, got < 0 ? strerror(errno) : "a short copy");
+        rt->no_copy_range = 1; /* (this kernel cannot: pread from now on) */
+    }
     read_peer(rt, node, page, rt->store + page * PAGE_SIZE);
 }
 
@@ -670,6 +697,7 @@ const struct dsm_mem_ops rt_mem_ops_one_copy = {
     .protect = protect_page,
     .protect_range = protect_range,
     .unmap = unmap_page,
+    .unmap_range = unmap_range,
     .reset = reset_range,
     .page = page_copy,
     .store = store_copy,
@@ -691,6 +719,7 @@ const struct dsm_mem_ops rt_mem_ops = {
     .protect = protect_page,
     .protect_range = protect_range,
     .unmap = unmap_page,
+    .unmap_range = unmap_range,
     .reset = reset_range,
     .page = page_copy,
     .store = store_copy,

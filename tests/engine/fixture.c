@@ -113,6 +113,7 @@ struct fx {
     uint64_t inplace_ahead;    /* pages read ahead of one-sided fetches (engine count), ditto */
     uint64_t registered;       /* first reads registered in a shared directory (engine), ditto */
     uint64_t watched;          /* new writers learned by watching readers (engine), ditto */
+    uint64_t range_drops, range_multi;  /* unmap_range calls, and those of several pages */
     uint64_t locks_onesided, locks_msg; /* mutexes taken in a lock table / by message, ditto */
     uint64_t acq_skipped;  /* of locks_onesided: last unlocked by the same node, no acquire */
     uint64_t strided;      /* pages read ahead in place at a stride > 1 (engine), ditto */
@@ -291,6 +292,26 @@ static void m_unmap(void *ctx, uint64_t page)
     memset(m->app[page], 0xEE, PAGE_SIZE); /* a stale read of a dropped page shows */
 }
 
+/* The engine promises that it has no copy of any page of the range any more and homes none. */
+static void m_unmap_range(void *ctx, uint64_t first, uint64_t count)
+{
+    struct fmem *m = ctx;
+    for (uint64_t p = first; p < first + count; p++) {
+        uint8_t st = atomic_load(&F.n[m->node]->pstate[p]);
+        if (st == COH_S || st == COH_M || st == COH_SM_A)
+            fx_fail("node %d: page %" PRIu64 " dropped in a range (%" PRIu64 "-%" PRIu64
+                    ") while its copy is in use (%s)",
+                    m->node, p, first, first + count - 1, coh_nstate_name(st));
+        if (m->perm[p])
+            m_unmap(ctx, p);
+        else if (homes(m, p))
+            fx_fail("node %d: page %" PRIu64 " it homes inside a range of dropped copies", m->node,
+                    p);
+    }
+    F.range_drops++;
+    F.range_multi += count > 1;
+}
+
 static void m_reset(void *ctx, uint64_t first, uint64_t count)
 {
     struct fmem *m = ctx;
@@ -370,6 +391,7 @@ static const struct dsm_mem_ops fx_mem_ops_one_copy = {
     .protect = m_protect,
     .protect_range = m_protect_range,
     .unmap = m_unmap,
+    .unmap_range = m_unmap_range,
     .reset = m_reset,
     .page = m_page,
     .store = m_store,
@@ -455,6 +477,7 @@ static const struct dsm_mem_ops fx_mem_ops = {
     .protect = m_protect,
     .protect_range = m_protect_range,
     .unmap = m_unmap,
+    .unmap_range = m_unmap_range,
     .reset = m_reset,
     .page = m_page,
     .store = m_store,
@@ -1184,6 +1207,8 @@ static void setup(uint64_t seed)
     F.inplace_ahead = keep.inplace_ahead;
     F.registered = keep.registered;
     F.watched = keep.watched;
+    F.range_drops = keep.range_drops;
+    F.range_multi = keep.range_multi;
     F.locks_onesided = keep.locks_onesided;
     F.locks_msg = keep.locks_msg;
     F.acq_skipped = keep.acq_skipped;
@@ -1401,6 +1426,13 @@ int main(int argc, char **argv)
         }
     }
     printf("release protections made as runs: %" PRIu64 "\n", F.protect_runs);
+    printf("copies an acquire dropped, unmapped in ranges: %" PRIu64 " ranges, %" PRIu64
+           " of several pages\n",
+           F.range_drops, F.range_multi);
+    if (!F.range_multi && !F.exhaustive && !F.scenario) {
+        printf("FAILED: no acquire ever unmapped several copies at once\n");
+        return 1;
+    }
     /* A mode whose path was never taken tested nothing (a lost option once did just that). */
     if (F.one_copy) {
         printf("pages shown from the home's store: %" PRIu64 "\n", F.shown_home);
