@@ -467,7 +467,8 @@ static void unmap_page(void *ctx, uint64_t page)
 }
 
 /* The same for a range, in one call (the pages between copies have none: nothing happens to
- * them). */
+ * them), and their twins' memory in one more: freed slot by slot, each an madvise and a TLB
+ * shootdown of its own, they made a radix sort's 129 drops at a barrier cost 3-4 ms. */
 static void unmap_range(void *ctx, uint64_t first, uint64_t count)
 {
     struct dsm_runtime *rt = ctx;
@@ -475,7 +476,15 @@ static void unmap_range(void *ctx, uint64_t first, uint64_t count)
                 rt->home_fd >= 0 ? MADV_REMOVE : MADV_DONTNEED) < 0)
         dsm_fatal("dropping pages %llu-%llu failed: %s", (unsigned long long)first,
                   (unsigned long long)(first + count - 1), strerror(errno));
-    for (uint64_t p = first; p < first + count; p++) twin_free(rt, p);
+    uint64_t lo = UINT64_MAX, hi = 0; /* the slots that hold memory */
+    for (uint64_t p = first; p < first + count; p++)
+        if (rt->twin_res[p / 64] & (1ull << (p % 64))) {
+            rt->twin_res[p / 64] &= ~(1ull << (p % 64));
+            if (lo == UINT64_MAX) lo = p;
+            hi = p;
+        }
+    if (lo != UINT64_MAX)
+        madvise(rt->twins + lo * PAGE_SIZE, (hi - lo + 1) * PAGE_SIZE, MADV_DONTNEED);
 }
 
 static void reset_range(void *ctx, uint64_t first, uint64_t count)
