@@ -68,10 +68,15 @@ static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, ui
         if (x->flags & RC_N_AGAIN) x->keep = RC_KEEP_TWINNED; /* written interval after interval */
     } else if (home == self) {
         x->flags |= RC_N_OWNED;
-    } else if (x->flags & RC_N_AGAIN) { /* written again right after a release: keep it */
-        x->keep = RC_KEEP_RELEASES;
+    } else if (x->flags & RC_N_AGAIN) {
+        /* Written again soon after a release: kept writable, with a twin, so that each
+         * release sends only what changed (nothing, when nothing did) and a write renews it. */
+        act(out, COH_A_TWIN, page);
+        x->flags |= RC_N_TWIN;
+        x->keep = RC_KEEP_TWINNED;
     }
-    x->flags &= (uint16_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
+    x->flags &= (uint16_t)~RC_N_AGAIN;
+    x->idle = 0;
     act(out, COH_A_UNPROTECT, page);
     *st = COH_M;
 }
@@ -235,6 +240,7 @@ void rc_node_write_back(uint8_t *st, struct rc_node *x, int self, int home, uint
 {
     if (*st != COH_M || (x->flags & RC_N_OWNED)) return;
     x->flags |= RC_N_AGAIN;
+    x->idle = 0;
     x->keep = 0;
     write_back(x, self, home, page, out);
     *st = COH_S;
@@ -269,13 +275,11 @@ void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_
 #endif
     /* The home's view is its store, which holds every released change: nothing to drop. */
     if ((x->flags & RC_N_INPLACE) && (*st == COH_S || *st == COH_M)) return;
-    if (*st == COH_S && (x->flags & RC_N_AGAIN)) {
-        /* The first acquire after the release starts the next interval; a second one with
-         * no write between ends it unwritten. */
-        if (x->flags & RC_N_AGAIN_ACQ)
-            x->flags &= (uint16_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
-        else
-            x->flags |= RC_N_AGAIN_ACQ;
+    if (*st == COH_S && (x->flags & RC_N_AGAIN) && ++x->idle > RC_AGAIN_ACQS) {
+        /* The first acquire after the release starts the next interval; the one after
+         * RC_AGAIN_ACQS intervals without a write ends them. */
+        x->flags &= (uint16_t)~RC_N_AGAIN;
+        x->idle = 0;
     }
     switch (*st) {
     case COH_M:
@@ -300,7 +304,8 @@ void rc_node_acquire(uint8_t *st, struct rc_node *x, int self, int home, uint64_
             return;
         }
         act(out, COH_A_UNMAP, page);
-        x->flags &= (uint16_t) ~(RC_N_AGAIN | RC_N_AGAIN_ACQ);
+        x->flags &= (uint16_t)~RC_N_AGAIN;
+        x->idle = 0;
         x->flags |= RC_N_DROPPED;
         x->hot = 0;
         *st = COH_I;

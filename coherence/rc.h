@@ -21,15 +21,10 @@
  * A release normally write-protects what it sends, so that the next write faults and shows
  * the page is dirty again. Write-protecting costs a TLB shootdown on every CPU that runs a
  * thread of the process (an interrupt to the other vCPU: 12% of a dirty barrier's samples),
- * so a single writer's page that is written again in the very next interval after such a
- * release stays writable for its next RC_KEEP_RELEASES releases, each sending it whole,
- * before it is protected again. A page written once is sent once, one written every other
- * interval is protected every time as before, and one written every interval is protected
- * at one release in RC_KEEP_RELEASES + 1.
- *
- * A page with other writers is protected at a release for the same reason, and its twin
- * dropped; when it is written again in the very next interval it is kept writable, twin and
- * all, for its next RC_KEEP_TWINNED releases: each sends the diff and brings the twin up to
+ * and the fault that follows 20-30 us. So a page written again within RC_AGAIN_ACQS intervals
+ * of the release that protected it is kept writable from then on, with a twin even if it has
+ * a single writer (a 4 KiB copy at that write), for its next RC_KEEP_TWINNED releases, which
+ * every release that finds it written renews: each sends the diff and brings the twin up to
  * what it sent in one pass (COH_A_DIFF_KEEP), so a write that comes later still differs from
  * the twin. At an acquire such a copy cannot simply be dropped or overwritten (it may hold
  * changes not yet sent); where the engine can read the home's store in place
@@ -83,7 +78,8 @@ struct rc_node {
     uint8_t keep;     /* (at most 15) releases left that send this page (whole, or its diff with the
                          twin kept) and leave it writable */
     uint8_t hot;      /* acquires left that refresh this copy in place instead of dropping it */
-    uint8_t pad[4];   /* named, so that copies keep them zero: the model checker hashes states */
+    uint8_t idle;     /* with RC_N_AGAIN: acquires since that release (RC_AGAIN_ACQS at most) */
+    uint8_t pad[3];   /* named, so that copies keep them zero: the model checker hashes states */
 };
 #define RC_N_REG   0x1 /* this node is a registered writer */
 #define RC_N_TWIN  0x2 /* a twin exists (the page has other writers) */
@@ -99,11 +95,15 @@ struct rc_node {
             from the home's store (COH_ACC_FETCH) needs no message */
 
 #define RC_N_AGAIN                                                                                 \
-    0x20 /* the last release wrote this single writer's page back and protected it: a write        \
-            in the next interval shows it is written interval after interval (keep) */
-#define RC_N_AGAIN_ACQ                                                                             \
-    0x40 /* with RC_N_AGAIN: an acquire has passed since that release, so the next acquire         \
-            without a write ends the next interval unwritten, and RC_N_AGAIN with it */
+    0x20 /* the last release wrote this page back and protected it: a write in one of the next     \
+            RC_AGAIN_ACQS intervals shows it is written again and again (keep) */
+#ifndef RC_AGAIN_ACQS /* (the model checker builds with fewer: a smaller state space) */
+#define RC_AGAIN_ACQS                                                                              \
+    4 /* a blocked LU writes a block every third interval or so; protecting it at each release     \
+         and faulting at its next write cost it 6 us (the protection: every change of a page       \
+         table entry is a trap to the hypervisor here) and 20-30 us (the fault), where keeping     \
+         it writable costs a compare of 4 KiB at each release and a merge at each acquire */
+#endif
 #define RC_N_WREG                                                                                  \
     0x80 /* IM_AD reached from SM_A: the request in flight is a writer registration (RC_WREG),     \
             whose copy an acquire dropped (another thread of the node could have read it stale) */
@@ -122,9 +122,6 @@ struct rc_node {
     8 /* a refresh is a pread of 4 KiB (1-2 us), a fault it saves 20-30 us: a page no longer       \
          read costs at most 8 refreshes before it is dropped */
 #endif
-#define RC_KEEP_RELEASES                                                                           \
-    3 /* at most three extra sends of a page that stopped being written; protections of a          \
-         page written every interval cut by four */
 #ifndef RC_KEEP_TWINNED /* (the model checker builds with fewer: a smaller state space) */
 #define RC_KEEP_TWINNED                                                                            \
     15 /* a diff of an unchanged page is a compare and no message, a merge a read of 4 KiB: a      \

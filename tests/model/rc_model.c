@@ -840,8 +840,7 @@ static uint8_t dir_byte(uint64_t set)
     return (uint8_t)(set & 0xff);
 }
 
-_Static_assert(RC_KEEP_RELEASES < 16 && RC_KEEP_TWINNED < 16 && RC_REFRESHES < 16,
-               "keep and hot share a byte");
+_Static_assert(RC_KEEP_TWINNED < 16 && RC_REFRESHES < 16, "keep and hot share a byte");
 
 int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint8_t *buf)
 {
@@ -854,6 +853,7 @@ int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint
             buf[k++] = (uint8_t)s->x[n][p].flags;
             buf[k++] = (uint8_t)(s->x[n][p].flags >> 8);
             buf[k++] = (uint8_t)(s->x[n][p].keep | s->x[n][p].hot << 4);
+            buf[k++] = s->x[n][p].idle;
             buf[k++] = s->pend[n][p];
             buf[k++] = (uint8_t)(s->map[n][p] | s->hastwin[n][p] << 4);
             if (!proj)
@@ -923,6 +923,7 @@ void model_decode(const struct mconfig *c, const uint8_t *buf, struct mstate *s)
             s->x[n][p].flags |= (uint16_t)(buf[k++] << 8);
             s->x[n][p].keep = buf[k] & 0xf;
             s->x[n][p].hot = buf[k++] >> 4;
+            s->x[n][p].idle = buf[k++];
             s->pend[n][p] = buf[k++];
             s->map[n][p] = buf[k] & 0xf;
             s->hastwin[n][p] = buf[k++] >> 4;

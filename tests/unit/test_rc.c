@@ -7,9 +7,10 @@
  * so it can only check that a copy read for a write-back and left writable stays dirty; it
  * cannot see a second thread write between a read and a protection. The order of the actions
  * is what prevents that, and these tests pin it, action by action. They also pin the policy
- * itself (a page written once is protected at its first release; one written again in the
- * very next interval is kept for RC_KEEP_RELEASES releases; one written every other interval
- * never is), which no correctness checker would notice going away. And they pin what an
+ * itself (a page written once is protected at its first release; one written again within
+ * RC_AGAIN_ACQS intervals is kept writable, with a twin, for RC_KEEP_TWINNED releases renewed
+ * by every write; one written again after a longer pause is not), which no correctness checker
+ * would notice going away. And they pin what an
  * acquire does to a copy whose node is registering as a writer (SM_A) - another thread of the
  * node may be waiting on that registration while this one takes a lock - which the model,
  * with its one thread per node, never reaches.
@@ -79,10 +80,30 @@ static void release(uint8_t *st, struct rc_node *x, struct coh_out *o)
 }
 
 static const int protect_and_send[] = {COH_A_PROTECT, -RC_DIFF};
-static const int send_only[] = {-RC_DIFF};
+static const int diff_kept[] = {COH_A_DIFF_KEEP};
+static const int protect_diff_untwin[] = {COH_A_PROTECT, -RC_DIFF, COH_A_DROP_TWIN};
+
+/* A write that finds the page written back at a recent release: it keeps a twin and stays
+ * writable for RC_KEEP_TWINNED releases. */
+static void write_again(uint8_t *st, struct rc_node *x)
+{
+    struct coh_out o = {0};
+    assert_int_equal(rc_node_access(st, x, SELF, HOME, PAGE, COH_ACC_WRITE, &o), COH_ACCESS_OK);
+    const int want[] = {COH_A_TWIN, COH_A_UNPROTECT};
+    expect_actions(&o, want, 2, "a single writer's write soon after a write-back");
+    assert_int_equal(*st, COH_M);
+    assert_int_equal(x->keep, RC_KEEP_TWINNED);
+    assert_int_not_equal(x->flags & RC_N_TWIN, 0);
+}
+
+static void release_how(uint8_t *st, struct rc_node *x, unsigned how, struct coh_out *o)
+{
+    o->n = 0;
+    rc_node_release(st, x, SELF, HOME, PAGE, how, o);
+}
 
 /* A single writer's page written, released (protected) and written again in the next
- * interval: kept writable for the next RC_KEEP_RELEASES releases. */
+ * interval: kept writable from then on. */
 static void kept_writer(uint8_t *st, struct rc_node *x)
 {
     struct coh_out o;
@@ -90,8 +111,7 @@ static void kept_writer(uint8_t *st, struct rc_node *x)
     write_access(st, x);
     release(st, x, &o);
     expect_actions(&o, protect_and_send, 2, "first release");
-    write_access(st, x);
-    assert_int_equal(x->keep, RC_KEEP_RELEASES);
+    write_again(st, x);
 }
 
 static void test_written_once_is_protected_at_once(void **state)
@@ -117,19 +137,22 @@ static void test_written_again_is_kept(void **state)
     struct rc_node x;
     struct coh_out o;
     kept_writer(&st, &x); /* written again in the next interval: kept from now on */
-    for (int r = 0; r < RC_KEEP_RELEASES; r++) {
-        release(&st, &x, &o);
-        expect_actions(&o, send_only, 1, "a release of a kept page");
-        assert_int_equal(o.a[0].msg.flags, RC_F_FULL); /* whole: no twin to diff against */
-        assert_int_equal(o.a[0].msg.dst, HOME);
+    release(&st, &x, &o); /* written: the diff, and the whole keep again */
+    expect_actions(&o, diff_kept, 1, "a release of a written kept page");
+    assert_int_equal(o.a[0].msg.flags & RC_F_FULL, 0); /* a diff against the twin */
+    assert_int_equal(o.a[0].msg.dst, HOME);
+    assert_int_equal(x.keep, RC_KEEP_TWINNED);
+    for (int r = 0; r < RC_KEEP_TWINNED; r++) { /* then releases with nothing written */
+        release_how(&st, &x, COH_REL_CLEAN, &o);
+        expect_actions(&o, diff_kept, 1, "a release of an unwritten kept page");
         assert_int_equal(st, COH_M);
     }
-    release(&st, &x, &o);
-    expect_actions(&o, protect_and_send, 2, "the release after the kept ones");
+    release_how(&st, &x, COH_REL_CLEAN, &o);
+    expect_actions(&o, protect_diff_untwin, 3, "the release after the kept ones");
     assert_int_equal(st, COH_S);
-    write_access(&st, &x); /* and the cycle starts again */
+    write_again(&st, &x); /* and the cycle starts again */
     release(&st, &x, &o);
-    expect_actions(&o, send_only, 1, "a kept page, second cycle");
+    expect_actions(&o, diff_kept, 1, "a kept page, second cycle");
 }
 
 static void acquire(uint8_t *st, struct rc_node *x)
@@ -139,7 +162,9 @@ static void acquire(uint8_t *st, struct rc_node *x)
     expect_actions(&o, NULL, 0, "an acquire of a page only this node writes");
 }
 
-static void test_written_every_other_interval_is_not_kept(void **state)
+/* A page written again after more than RC_AGAIN_ACQS intervals without a write is protected
+ * at every release that sends it; one written within them is kept writable. */
+static void test_written_after_a_long_pause_is_not_kept(void **state)
 {
     (void)state;
     uint8_t st;
@@ -151,11 +176,33 @@ static void test_written_every_other_interval_is_not_kept(void **state)
         release(&st, &x, &o); /* a barrier: release, then acquire */
         expect_actions(&o, protect_and_send, 2, "release after a write");
         acquire(&st, &x);
-        release(&st, &x, &o); /* an interval without a write */
-        expect_actions(&o, NULL, 0, "release after an interval without a write");
-        acquire(&st, &x);
+        for (int k = 0; k < RC_AGAIN_ACQS; k++) {
+            assert_int_equal(x.flags & RC_N_AGAIN, RC_N_AGAIN);
+            release(&st, &x, &o); /* an interval without a write */
+            expect_actions(&o, NULL, 0, "release after an interval without a write");
+            acquire(&st, &x);
+        }
         assert_int_equal(x.flags & RC_N_AGAIN, 0);
     }
+}
+
+static void test_written_every_other_interval_is_kept(void **state)
+{
+    (void)state;
+    uint8_t st;
+    struct rc_node x;
+    struct coh_out o;
+    single_writer(&st, &x);
+    write_access(&st, &x);
+    release(&st, &x, &o);
+    expect_actions(&o, protect_and_send, 2, "release after the first write");
+    acquire(&st, &x);
+    release(&st, &x, &o); /* an interval without a write */
+    expect_actions(&o, NULL, 0, "release after an interval without a write");
+    acquire(&st, &x);
+    write_again(&st, &x);
+    release(&st, &x, &o);
+    expect_actions(&o, diff_kept, 1, "release of a page written again after one pause");
 }
 
 static void test_barrier_interval_write_is_kept(void **state)
@@ -168,10 +215,9 @@ static void test_barrier_interval_write_is_kept(void **state)
     write_access(&st, &x);
     release(&st, &x, &o);
     acquire(&st, &x); /* the barrier's acquire starts the next interval */
-    write_access(&st, &x);
-    assert_int_equal(x.keep, RC_KEEP_RELEASES);
+    write_again(&st, &x);
     release(&st, &x, &o);
-    expect_actions(&o, send_only, 1, "release of a page written in consecutive intervals");
+    expect_actions(&o, diff_kept, 1, "release of a page written in consecutive intervals");
 }
 
 static void test_acquire_protects_a_kept_page_before_dropping_it(void **state)
@@ -182,15 +228,15 @@ static void test_acquire_protects_a_kept_page_before_dropping_it(void **state)
     struct coh_out o;
     kept_writer(&st, &x);
     release(&st, &x, &o);
-    expect_actions(&o, send_only, 1, "kept");
+    expect_actions(&o, diff_kept, 1, "kept");
     x.writers |= BIT(OTHER); /* another writer, as a CLASS would have said */
     o.n = 0;
     rc_node_acquire(&st, &x, SELF, HOME, PAGE, 0, &o);
-    const int want[] = {COH_A_PROTECT, -RC_DIFF, COH_A_UNMAP};
-    expect_actions(&o, want, 3, "acquire of a kept page another node writes");
+    const int want[] = {COH_A_PROTECT, -RC_DIFF, COH_A_DROP_TWIN, COH_A_UNMAP};
+    expect_actions(&o, want, 4, "acquire of a kept page another node writes");
     assert_int_equal(st, COH_I);
     assert_int_equal(x.keep, 0);
-    assert_int_equal(x.flags & (RC_N_AGAIN | RC_N_AGAIN_ACQ), 0);
+    assert_int_equal(x.flags & RC_N_AGAIN, 0);
 }
 
 static void test_write_back_always_protects(void **state)
@@ -202,18 +248,21 @@ static void test_write_back_always_protects(void **state)
     kept_writer(&st, &x);
     o.n = 0;
     rc_node_write_back(&st, &x, SELF, HOME, PAGE, &o); /* eviction */
-    expect_actions(&o, protect_and_send, 2, "write-back of a kept page (eviction)");
+    expect_actions(&o, protect_diff_untwin, 3, "write-back of a kept page (eviction)");
     assert_int_equal(st, COH_S);
     assert_int_equal(x.keep, 0);
 }
 
-static void test_second_writer_ends_keeping(void **state)
+/* A second writer: a single writer holding the page writable without a twin sends what it
+ * wrote so far whole and starts keeping one; a kept page has its twin already. */
+static void test_second_writer_starts_the_twin(void **state)
 {
     (void)state;
     uint8_t st;
     struct rc_node x;
     struct coh_out o = {0};
-    kept_writer(&st, &x);
+    single_writer(&st, &x);
+    write_access(&st, &x);
     struct coh_msg m = {
         .type = RC_CLASS, .src = HOME, .dst = SELF, .page = PAGE, .arg = BIT(SELF) | BIT(OTHER)};
     const char *why = NULL;
@@ -229,6 +278,14 @@ static void test_second_writer_ends_keeping(void **state)
     expect_actions(&o, diff, 3, "release with a twin");
     assert_int_equal(o.a[1].msg.flags & RC_F_FULL, 0);
     assert_int_equal(st, COH_S);
+    kept_writer(&st, &x); /* (a fresh single writer, kept) */
+    o.n = 0;
+    assert_int_equal(rc_node_recv(&st, &x, SELF, &m, &o, &why), 0);
+    const int ack[] = {-RC_CLASS_ACK};
+    expect_actions(&o, ack, 1, "CLASS to a kept page (twinned already)");
+    assert_int_equal(x.keep, RC_KEEP_TWINNED);
+    release(&st, &x, &o);
+    expect_actions(&o, diff_kept, 1, "release of a kept page with two writers");
 }
 
 static void test_home_writer_is_never_kept(void **state)
@@ -474,11 +531,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_written_once_is_protected_at_once),
         cmocka_unit_test(test_written_again_is_kept),
-        cmocka_unit_test(test_written_every_other_interval_is_not_kept),
+        cmocka_unit_test(test_written_after_a_long_pause_is_not_kept),
+        cmocka_unit_test(test_written_every_other_interval_is_kept),
         cmocka_unit_test(test_barrier_interval_write_is_kept),
         cmocka_unit_test(test_acquire_protects_a_kept_page_before_dropping_it),
         cmocka_unit_test(test_write_back_always_protects),
-        cmocka_unit_test(test_second_writer_ends_keeping),
+        cmocka_unit_test(test_second_writer_starts_the_twin),
         cmocka_unit_test(test_home_writer_is_never_kept),
         cmocka_unit_test(test_inplace_home_shares_without_cost),
         cmocka_unit_test(test_refresh_of_a_copy_read_again),
