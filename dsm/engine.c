@@ -439,7 +439,8 @@ static int own_writeback(const struct dsm_node *n, uint64_t p, const struct dsm_
  * before its write-back) and wait for the token, which the acquire holds until the flush. */
 #define DROP_GAP 64
 
-static int cmp_u64(const void *a, const void *b)
+/* Page numbers in ascending order (qsort): drops here, protections and dirty lists below. */
+static int cmp_page(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
@@ -461,7 +462,7 @@ static int copyless(const struct dsm_node *n, uint64_t q)
 static void drops_flush(struct dsm_node *n)
 {
     if (!n->drops_n) return;
-    qsort(n->drops, n->drops_n, sizeof *n->drops, cmp_u64);
+    qsort(n->drops, n->drops_n, sizeof *n->drops, cmp_page);
     for (uint32_t i = 0, j; i < n->drops_n; i = j) {
         uint64_t first = n->drops[i], last = first;
         for (j = i + 1; j < n->drops_n && n->drops[j] - last <= DROP_GAP; j++) {
@@ -731,10 +732,10 @@ static void shared_dir_sync(struct dsm_node *n, uint64_t p, const struct coh_msg
                                 ~((uint64_t)1 << n->rank));
     /* (Counted as the registration is seen: one queued behind another is counted early.) */
     if (pub)
-        atomic_fetch_add_explicit(&n->st.onesided_watched,
-                                  (uint64_t)__builtin_popcountll((d->readers | d->writers) & ~pub &
-                                                                 d->watchers & ~d->writers),
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(
+            &n->st.onesided_watched,
+            (uint64_t)__builtin_popcountll(d->readers & d->watchers & ~d->writers & ~pub),
+            memory_order_relaxed);
 }
 
 static void deliver_coh(struct dsm_node *n, const struct dsm_wire_hdr *h, const void *payload)
@@ -1214,12 +1215,6 @@ static int writebacks_done(void *arg)
 {
     struct dsm_node *n = arg;
     return atomic_load_explicit(&n->rc_outstanding, memory_order_acquire) == 0;
-}
-
-static int cmp_page(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
 }
 
 /* Write-protects pages [first, first + count): one call where the memory can do it. */
