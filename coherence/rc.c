@@ -53,8 +53,9 @@ static void send(struct coh_out *out, uint8_t type, uint8_t flags, int src, int 
 
 /* ---------------------------------------------------------------- node side */
 
-/* The mapped read-only copy becomes writable for this interval. Other writers: keep a twin
- * to diff against at the release. Sole writer: the whole page goes back, no twin needed - and
+/* The mapped read-only copy becomes writable for this interval. Other writers, or a writer
+ * that registered itself in the shared directory (RC_N_SELFREG: others may join without
+ * telling it): keep a twin to diff against at the release. Sole writer: the whole page goes back, no twin needed - and
  * if this node is also the home, nothing goes back at all: the home copies its page into the
  * store when someone asks for it. */
 static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
@@ -62,7 +63,12 @@ static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, ui
 {
     if (x->flags & RC_N_INPLACE) {
         x->flags |= RC_N_OWNED; /* writes land in the store itself: nothing ever to send */
+#if UFDSM_INJECT_RC_BUG == 8 /* self-test of the checkers: a one-sided writer that need not twin   \
+                              */
     } else if (x->writers & ~bit(self)) {
+#else
+    } else if ((x->writers & ~bit(self)) || (x->flags & RC_N_SELFREG)) {
+#endif
         act(out, COH_A_TWIN, page);
         x->flags |= RC_N_TWIN;
         if (x->flags & RC_N_AGAIN) x->keep = RC_KEEP_TWINNED; /* written interval after interval */
@@ -345,6 +351,30 @@ void rc_node_registered(struct rc_node *x, uint64_t writers)
     x->writers |= writers;
 }
 
+int rc_node_may_register_writer(uint8_t st, const struct rc_node *x, unsigned how)
+{
+    return (st == COH_I || st == COH_S) && !(x->flags & (RC_N_REG | RC_N_SELFREG)) &&
+           (how & COH_ACC_WRITE) && (how & COH_ACC_FETCH);
+}
+
+int rc_node_registered_writer(struct rc_node *x, int self, int home, uint64_t readers,
+                              uint64_t writers, uint64_t selfreg, uint64_t watchers)
+{
+    /* Registered as a reader too: its bit went into the readers word before the writers
+     * words were read (rc_node_registered). */
+    x->flags |= RC_N_SELFREG | RC_N_READER;
+    x->writers |= writers | selfreg | bit(self);
+    /* Who learns of this writer by itself: watchers that do not write the page, or write it
+     * with a twin whatever happens (one-sided writers); and the home, whose view is its store. */
+    uint64_t told = watchers & (~writers | selfreg);
+#if UFDSM_INJECT_RC_BUG == 7 /* self-test of the checkers: a writer that does not look */
+    told = ~0ull;
+#endif
+    if ((readers | writers | selfreg) & ~bit(self) & ~bit(home) & ~told) return 0;
+    x->flags |= RC_N_REG;
+    return 1;
+}
+
 /* ---------------------------------------------------------------- home side */
 
 uint64_t rc_dir_publish(const struct rc_dir *d, const struct coh_msg *m)
@@ -356,6 +386,22 @@ uint64_t rc_dir_publish(const struct rc_dir *d, const struct coh_msg *m)
 void rc_dir_readers_seen(struct rc_dir *d, uint64_t readers)
 {
     d->readers |= readers;
+}
+
+/* A request: the node will hold a copy (GET) or holds one (WREG). */
+static int request(const struct coh_msg *m)
+{
+    return m->type == RC_GET || m->type == RC_WREG;
+}
+
+uint64_t rc_dir_publish_reader(const struct rc_dir *d, const struct coh_msg *m)
+{
+    return request(m) && !(d->readers & bit(m->src)) ? bit(m->src) : 0;
+}
+
+void rc_dir_writers_seen(struct rc_dir *d, uint64_t selfreg)
+{
+    d->selfreg |= selfreg;
 }
 
 void rc_node_watch(struct rc_node *x, uint64_t writers)
@@ -386,10 +432,11 @@ int rc_dir_idle(const struct rc_dir *d)
 static void reply(struct rc_dir *d, int home, int to, uint8_t type, uint64_t page,
                   struct coh_out *out)
 {
+    const uint64_t writers = d->writers | d->selfreg;
     if (type == RC_GET)
-        send(out, RC_DATA, d->written ? 0 : RC_F_ZERO, home, to, page, d->writers);
+        send(out, RC_DATA, d->written ? 0 : RC_F_ZERO, home, to, page, writers);
     else
-        send(out, RC_WREG_ACK, 0, home, to, page, d->writers);
+        send(out, RC_WREG_ACK, 0, home, to, page, writers);
 }
 
 /* Registers a writer: every other node that may cache the page learns the new writer set
@@ -404,8 +451,11 @@ static void start_registration(struct rc_dir *d, int home, int node, uint8_t typ
      * a reply must carry it rather than say "all zeros" (rc_model --one-copy found a reply
      * of zeros racing the home's first write-back). */
     if (node == home) d->written = 1;
-    /* Watchers that only read learn the writer from the shared word at their next acquire. */
-    uint64_t notify = (d->readers | d->writers) & ~bit(node) & ~(d->watchers & ~d->writers);
+    /* Watchers learn the writer from the shared words at their next acquire: those that only
+     * read, and those that write with a twin whatever happens (one-sided writers). The others
+     * that write must start a twin now. */
+    uint64_t notify = (d->readers | d->writers | d->selfreg) & ~bit(node) &
+                      ~(d->watchers & (~d->writers | d->selfreg));
     if (!notify) {
         reply(d, home, node, type, page, out);
         return;
@@ -481,7 +531,7 @@ int rc_dir_recv(struct rc_dir *d, int home, const struct coh_msg *m, struct coh_
         }
         return 0;
     case RC_DIFF:
-        if (!(d->writers & b)) {
+        if (!((d->writers | d->selfreg) & b)) {
             *why = "changes from a node that never registered as a writer of the page";
             return COH_EPROTO;
         }

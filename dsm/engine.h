@@ -50,6 +50,11 @@
 #define PF_NOAHEAD     2    /* not (or no more) a live allocation everywhere: never read ahead */
 #define MIG_SEEN       1    /* this node upgraded the page before: read misses ask for ownership */
 #define MIG_CLEAN      2    /* owned by such a guess and not written yet: mapped read-only */
+/* The words of a page's entry in a shared directory (dsm_mem_ops.dir_words, rc.h). */
+#define DIR_READERS   0 /* readers: set by themselves, or published by the home */
+#define DIR_WRITERS   1 /* writers the home registered by message */
+#define DIR_SELFREG   2 /* writers that registered themselves (they always twin) */
+#define DSM_DIR_WORDS 3
 
 struct dsm_node;
 
@@ -105,10 +110,12 @@ struct dsm_mem_ops {
      * merge the home's store into (COH_A_MERGE) while they may be writing it: every change
      * is a compare-and-swap of one aligned word. Set wherever refresh is. */
     void *(*view)(void *ctx, uint64_t page);
-    /* The shared directory (one-sided reader registration, rc.h): the two words - readers,
-     * then writers - of `page`'s entry in node `node`'s directory, which this node and `node`
-     * update with atomics: `node` is this node (the home) or one peer_readable says yes to.
-     * NULL (op or result): no shared directory there, and registration goes by message. */
+    /* The shared directory (one-sided registration, rc.h): the DSM_DIR_WORDS words of
+     * `page`'s entry in node `node`'s directory (DIR_READERS, DIR_WRITERS, DIR_SELFREG), which
+     * this node and `node` update with atomics: `node` is this node (the home) or one
+     * peer_readable says yes to. Only a home whose view of its pages is its store (map_home)
+     * may share its directory: one-sided writers rely on it. NULL (op or result): no shared
+     * directory there, and registration goes by message. */
     uint64_t *(*dir_words)(void *ctx, int node, uint64_t page);
     /* The watchers word of node `node`'s shared directory: the nodes that read its writers
      * words at every acquire (rc.h, watchers), so it tells them of new writers only if they
@@ -296,7 +303,7 @@ struct dsm_node {
             strided_prefetched, /* (of onesided_prefetched: a stream of stride > 1; the fixture) */
             acquires_skipped,   /* (locks last unlocked by this node: no acquire; the fixture) */
             onesided_fetches, onesided_refreshes, onesided_prefetched, onesided_registered,
-            onesided_locks, onesided_watched;
+            onesided_locks, onesided_watched, onesided_writers;
     } st;
     struct dsm_hist fault_hist; /* under fault_hist_lock (held for one add) */
     atomic_flag fault_hist_lock;

@@ -234,10 +234,11 @@ static void print_stats(struct dsm_runtime *rt)
     fprintf(stderr,
             "ufdsm[node %d] stats: onesided_fetches %llu onesided_refreshes %llu "
             "onesided_prefetched %llu onesided_registered %llu onesided_locks %llu "
-            "onesided_watched %llu\n",
+            "onesided_watched %llu onesided_writers %llu\n",
             r, (unsigned long long)s.onesided_fetches, (unsigned long long)s.onesided_refreshes,
             (unsigned long long)s.onesided_prefetched, (unsigned long long)s.onesided_registered,
-            (unsigned long long)s.onesided_locks, (unsigned long long)s.onesided_watched);
+            (unsigned long long)s.onesided_locks, (unsigned long long)s.onesided_watched,
+            (unsigned long long)s.onesided_writers);
 }
 
 void dsm_finalize(void)
@@ -292,6 +293,7 @@ int dsm_stats_sized(dsm_stats_t *out, size_t size)
     C(onesided_registered);
     C(onesided_locks);
     C(onesided_watched);
+    C(onesided_writers);
 #undef C
     if (n->tp) {
         int k = strstr(n->tp->ops->name, "rdma") ? DSM_TP_RDMA : DSM_TP_TCP;

@@ -43,14 +43,14 @@
  * its view until someone asks, and a reader copying its store would miss them (the model
  * checker's rc.onesided_two_copies shows how).
  *
- * The shared directory (rc.h): the memory file holds, after the pages, two words per page
- * (readers, writers: dsm_mem_ops.dir_words). Its owner maps that tail, and so does each
- * co-located peer, which is why peers open the file read-write: a peer's first read of a page
- * registers it there with an atomic OR instead of a message. Only the tail is mapped, so the
- * holes each node punches in its pages never touch another process's mappings. The tail also
- * holds the node's lock table (struct dsm_lock_slot: one-sided mutexes, sync.c), which peers
- * update with atomics the same way, and a word in which each co-located peer that reads this
- * node's writers words at its acquires says so (rc.h, watchers).
+ * The shared directory (rc.h): the memory file holds, after the pages, DSM_DIR_WORDS words per
+ * page (readers, writers, one-sided writers: dsm_mem_ops.dir_words). Its owner maps that tail,
+ * and so does each co-located peer, which is why peers open the file read-write: a peer's
+ * first read or write of a page registers it there with an atomic OR instead of a message. Only the
+ * tail is mapped, so the holes each node punches in its pages never touch another process's
+ * mappings. The tail also holds the node's lock table (struct dsm_lock_slot: one-sided mutexes,
+ * sync.c), which peers update with atomics the same way, and a word in which each co-located peer
+ * that reads this node's writers words at its acquires says so (rc.h, watchers).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -210,12 +210,12 @@ static int map_view(struct dsm_runtime *rt, int fd, char *err, size_t errlen)
     return DSM_OK;
 }
 
-/* The memory file's tail, after the pages: the shared directory's words (two a page), then the
- * lock table (sync.c), then the watchers word (rc.h) on a cache line of its own. Mapped on its
- * own, so that the holes punched in the pages never touch a mapping of it. */
+/* The memory file's tail, after the pages: the shared directory's words (DSM_DIR_WORDS a page),
+ * then the lock table (sync.c), then the watchers word (rc.h) on a cache line of its own. Mapped on
+ * its own, so that the holes punched in the pages never touch a mapping of it. */
 static size_t dir_words_len(const struct dsm_runtime *rt)
 {
-    return (rt->npages * 2 * sizeof(uint64_t) + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
+    return (rt->npages * DSM_DIR_WORDS * sizeof(uint64_t) + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
 }
 
 static size_t dir_len(const struct dsm_runtime *rt)
@@ -680,7 +680,7 @@ static uint64_t *tail_of(const struct dsm_runtime *rt, int node)
 static uint64_t *dir_words(void *ctx, int node, uint64_t page)
 {
     uint64_t *d = tail_of(ctx, node);
-    return d ? d + 2 * page : NULL;
+    return d ? d + DSM_DIR_WORDS * page : NULL;
 }
 
 static struct dsm_lock_slot *lock_table(void *ctx, int node)

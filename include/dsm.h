@@ -202,6 +202,10 @@ typedef struct dsm_stats {
      * that learned of a new writer from the directory at their next acquire instead of by a
      * message the writer had to wait for (counted here, at the home, once per reader). */
     uint64_t onesided_watched;
+    /* First writes of pages homed on this host registered in the home's shared directory by
+     * this node itself, with no message and without the home's (or another writer's) CPU
+     * (counted in write_faults too). */
+    uint64_t onesided_writers;
 } dsm_stats_t;
 
 /* Fills *out (`size` bytes of it: pass sizeof *out) with this node's counters. 0, or

@@ -82,8 +82,8 @@ struct fmem {
     uint8_t store[NPAGES][PAGE_SIZE];
     uint8_t twin[NPAGES][PAGE_SIZE];
     uint8_t has_twin[NPAGES];
-    uint64_t dirw[NPAGES][2]; /* --onesided: the shared directory (readers, writers) */
-    uint64_t watchers;        /* --onesided: its watchers word (rc.h) */
+    uint64_t dirw[NPAGES][DSM_DIR_WORDS];       /* --onesided: the shared directory (DIR_*) */
+    uint64_t watchers;                          /* --onesided: its watchers word (rc.h) */
     struct dsm_lock_slot locks[DSM_LOCK_SLOTS]; /* --one-copy: the lock table (sync.c) */
 };
 
@@ -107,12 +107,15 @@ struct fx {
     uint64_t cache; /* --cache: pages of the bounded cache of remote pages, 0: unbounded */
     int one_copy;   /* --one-copy: a home's view of its pages is its store */
     int onesided;   /* --onesided: nodes may read each other's stores (dsm_mem_ops.peer_store) */
+    int remote;     /* --remote K: node K is on a host of its own: nothing one-sided to or from it
+                       (-1: every node on one host) */
     uint64_t onesided_fetches; /* total over every run: the path must have been taken */
     uint64_t refreshes;        /* copies refreshed in place at an acquire (m_refresh), ditto */
     uint64_t merges;           /* writable copies merged with the home's store (m_view), ditto */
     uint64_t inplace_ahead;    /* pages read ahead of one-sided fetches (engine count), ditto */
     uint64_t registered;       /* first reads registered in a shared directory (engine), ditto */
     uint64_t watched;          /* new writers learned by watching readers (engine), ditto */
+    uint64_t wregistered;      /* first writes registered in a shared directory (engine), ditto */
     uint64_t range_drops, range_multi;  /* unmap_range calls, and those of several pages */
     uint64_t locks_onesided, locks_msg; /* mutexes taken in a lock table / by message, ditto */
     uint64_t acq_skipped;  /* of locks_onesided: last unlocked by the same node, no acquire */
@@ -379,11 +382,17 @@ static void m_unmap_home(void *ctx, uint64_t page)
 /* One-sided mutexes: with one copy, a node's own lock table, so that its threads lock there and
  * the others' requests by message are served through it; with --onesided, every node's, as
  * co-located nodes map each other's (region.c). */
+/* Whether nodes a and b run on different hosts (--remote): neither maps the other's memory. */
+static int across(int a, int b)
+{
+    return F.remote >= 0 && (a == F.remote) != (b == F.remote);
+}
+
 static struct dsm_lock_slot *m_lock_table(void *ctx, int node)
 {
     struct fmem *m = ctx;
     if (node < 0 || node >= F.nn) fx_fail("node %d: asked for node %d's lock table", m->node, node);
-    return node == m->node || F.onesided ? F.mem[node]->locks : NULL;
+    return node == m->node || (F.onesided && !across(m->node, node)) ? F.mem[node]->locks : NULL;
 }
 
 static const struct dsm_mem_ops fx_mem_ops_one_copy = {
@@ -407,13 +416,14 @@ static const struct dsm_mem_ops fx_mem_ops_one_copy = {
 static int m_peer_readable(void *ctx, int node)
 {
     struct fmem *m = ctx;
-    return node != m->node && node >= 0 && node < F.nn;
+    return node != m->node && node >= 0 && node < F.nn && !across(m->node, node);
 }
 
 static const void *m_peer_store(void *ctx, int node, uint64_t page)
 {
     struct fmem *m = ctx;
-    if (node == m->node || node < 0 || node >= F.nn || dsm_home_of(F.n[node], page) != node)
+    if (node == m->node || node < 0 || node >= F.nn || across(m->node, node) ||
+        dsm_home_of(F.n[node], page) != node)
         fx_fail("node %d: asked for node %d's store of page %" PRIu64 ", which that node does "
                 "not home",
                 m->node, node, page);
@@ -458,7 +468,7 @@ static uint64_t *m_dir_words(void *ctx, int node, uint64_t page)
     if (node < 0 || node >= F.nn || page >= NPAGES)
         fx_fail("node %d: asked for node %d's directory words of page %" PRIu64, m->node, node,
                 page);
-    return F.mem[node]->dirw[page];
+    return across(m->node, node) ? NULL : F.mem[node]->dirw[page];
 }
 
 static uint64_t *m_dir_watchers(void *ctx, int node)
@@ -466,7 +476,7 @@ static uint64_t *m_dir_watchers(void *ctx, int node)
     struct fmem *m = ctx;
     if (node < 0 || node >= F.nn)
         fx_fail("node %d: asked for node %d's watchers word", m->node, node);
-    return &F.mem[node]->watchers;
+    return across(m->node, node) ? NULL : &F.mem[node]->watchers;
 }
 
 /* fx_mem_ops_one_copy with peer_store (set in main: one table, not a second copy of it). */
@@ -1201,12 +1211,14 @@ static void setup(uint64_t seed)
     F.cache = keep.cache;
     F.one_copy = keep.one_copy;
     F.onesided = keep.onesided;
+    F.remote = keep.remote;
     F.onesided_fetches = keep.onesided_fetches;
     F.refreshes = keep.refreshes;
     F.merges = keep.merges;
     F.inplace_ahead = keep.inplace_ahead;
     F.registered = keep.registered;
     F.watched = keep.watched;
+    F.wregistered = keep.wregistered;
     F.range_drops = keep.range_drops;
     F.range_multi = keep.range_multi;
     F.locks_onesided = keep.locks_onesided;
@@ -1306,6 +1318,7 @@ static void teardown(void)
         F.inplace_ahead += atomic_load(&F.n[k]->st.onesided_prefetched);
         F.registered += atomic_load(&F.n[k]->st.onesided_registered);
         F.watched += atomic_load(&F.n[k]->st.onesided_watched);
+        F.wregistered += atomic_load(&F.n[k]->st.onesided_writers);
         F.locks_onesided += atomic_load(&F.n[k]->st.onesided_locks);
         F.acq_skipped += atomic_load(&F.n[k]->st.acquires_skipped);
         F.locks_msg +=
@@ -1352,6 +1365,7 @@ int main(int argc, char **argv)
 {
     uint64_t lo = 1, hi = 200;
     int depth = 0;
+    F.remote = -1;
     fx_mem_ops_onesided = fx_mem_ops_one_copy;
     fx_mem_ops_onesided.peer_readable = m_peer_readable;
     fx_mem_ops_onesided.peer_store = m_peer_store;
@@ -1386,6 +1400,8 @@ int main(int argc, char **argv)
             F.one_copy = 1;
         } else if (!strcmp(argv[i], "--onesided")) {
             F.one_copy = F.onesided = 1; /* only homes with one copy can be read in place */
+        } else if (!strcmp(argv[i], "--remote") && i + 1 < argc) {
+            F.remote = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--verbose")) {
             F.verbose = 1;
         } else if (!strcmp(argv[i], "--expect-failure")) {
@@ -1394,7 +1410,7 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: %s [--seeds A:B | --seed S] [--scenario random|free_readahead] "
                     "[--exhaustive DEPTH] [--cache PAGES] [--one-copy] [--onesided] "
-                    "[--expect-failure] [--verbose]\n",
+                    "[--remote NODE] [--expect-failure] [--verbose]\n",
                     argv[0]);
             return 2;
         }
@@ -1441,19 +1457,21 @@ int main(int argc, char **argv)
             return 1;
         }
         /* Lock tables: with --one-copy a node takes its own mutexes there and the others ask
-         * it by message; with --onesided every node takes every mutex there. */
+         * it by message; with --onesided every node takes every mutex there (but those managed
+         * across hosts, with --remote: by message, as with --one-copy). */
         printf("mutexes taken in a lock table: %" PRIu64 " (%" PRIu64
                " last unlocked by the same node: no acquire), by message: %" PRIu64 "\n",
                F.locks_onesided, F.acq_skipped, F.locks_msg);
         if (!F.exhaustive && F.scenario == 0 &&
             (!F.locks_onesided || !F.acq_skipped ||
-             (F.onesided ? F.locks_msg != 0 : !F.locks_msg))) {
-            printf("FAILED: %s\n",
-                   !F.locks_onesided ? "no mutex was ever taken in a lock table"
-                   : !F.acq_skipped  ? "no lock skipped its acquire (last unlocked here)"
-                   : F.onesided      ? "a mutex was taken by message with every lock table mapped"
-                                     : "no mutex request by message was ever served through a "
-                                       "lock table");
+             (F.onesided && F.remote < 0 ? F.locks_msg != 0 : !F.locks_msg))) {
+            printf("FAILED: %s\n", !F.locks_onesided ? "no mutex was ever taken in a lock table"
+                                   : !F.acq_skipped
+                                       ? "no lock skipped its acquire (last unlocked here)"
+                                   : F.onesided && F.remote < 0
+                                       ? "a mutex was taken by message with every lock table mapped"
+                                       : "no mutex request by message was ever served through a "
+                                         "lock table");
             return 1;
         }
     }
@@ -1461,18 +1479,20 @@ int main(int argc, char **argv)
         printf("one-sided fetches: %" PRIu64 ", copies refreshed in place: %" PRIu64
                ", writable copies merged: %" PRIu64 ", pages read ahead in place: %" PRIu64
                " (at a stride: %" PRIu64 "), first reads registered in a shared directory: %" PRIu64
+               ", first writes registered there: %" PRIu64
                ", new writers learned at an acquire by watching readers: %" PRIu64 "\n",
                F.onesided_fetches, F.refreshes, F.merges, F.inplace_ahead, F.strided, F.registered,
-               F.watched);
+               F.wregistered, F.watched);
         /* (The exhaustive scenario is too short to write a page in the interval after a
          * refresh and acquire again, or to write a page first after others read it: only the random
          * runs reach a merge or a watching reader.) */
-        if (!F.onesided_fetches || !F.refreshes || !F.registered ||
+        if (!F.onesided_fetches || !F.refreshes || !F.registered || !F.wregistered ||
             ((!F.merges || !F.inplace_ahead || !F.strided || !F.watched) && !F.exhaustive)) {
             printf("FAILED: no page was ever %s\n",
                    !F.onesided_fetches ? "fetched one-sided"
                    : !F.refreshes      ? "refreshed in place"
                    : !F.registered     ? "registered for by its reader in a shared directory"
+                   : !F.wregistered    ? "registered for by its writer in a shared directory"
                    : !F.watched        ? "given a new writer that its watching readers learned "
                                          "at their acquire"
                    : !F.merges         ? "merged with its home's store while writable"

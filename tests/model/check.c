@@ -575,6 +575,10 @@ static void usage(void)
             "  --fetch-early  --onesided without the in-flight rule (a self-test: must fail)\n"
             "  --register-blind  --onesided, registering without reading the writers word,\n"
             "                 and no watchers: nothing else reads it (a self-test: must fail)\n"
+            "  --no-dir       with --onesided: no shared directory words (every registration\n"
+            "                 is a message, no node watches)\n"
+            "  --remote N     with --onesided: node N runs on a host of its own (repeat for\n"
+            "                 more): its pages and the others' go by message between it and them\n"
             "  --acquire-op   the program may also call dsm_acquire alone, anywhere\n"
             "  --threads T    application threads per node, 1 (default) or 2: the second one\n"
             "                 reads and writes its node's own byte in the LOCK phase, so a node\n"
@@ -639,6 +643,10 @@ int main(int argc, char **argv)
             c.onesided = c.fetch_early = 1;
         else if (!strcmp(a, "--register-blind"))
             c.onesided = c.register_blind = 1;
+        else if (!strcmp(a, "--no-dir"))
+            c.no_dir = 1;
+        else if (!strcmp(a, "--remote") && v)
+            c.remote |= 1u << atoi(v), i++;
         else if (!strcmp(a, "--acquire-op"))
             c.acquire_op = 1;
         else if (!strcmp(a, "--threads") && v)
@@ -655,7 +663,9 @@ int main(int argc, char **argv)
         usage();
     if (homes_given && homes_given != c.pages) usage();
 #ifdef MODEL_RC
-    if (c.threads < 1 || c.threads > 2) usage();
+    if (c.threads < 1 || c.threads > 2 || (c.remote >> c.nodes) ||
+        ((c.remote || c.no_dir) && !c.onesided))
+        usage();
     if (c.wait_only || c.exact_dir) {
         fprintf(stderr, MODEL_NAME ": --wait-only and --exact-dir belong to the single-writer "
                                    "model (model_check)\n");

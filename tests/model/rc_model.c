@@ -500,6 +500,14 @@ static int complete(struct ctx *x, int n, int p, int write, int t)
     return STEP_OK;
 }
 
+/* Whether node n shares a host (and so the home's memory and directory words) with the home
+ * of page p, which is not n itself. */
+static int colocated(const struct mconfig *c, int n, int p)
+{
+    return c->onesided && n != c->home[p] && !((c->remote >> n) & 1) &&
+           !((c->remote >> c->home[p]) & 1);
+}
+
 static int do_access(struct ctx *x, int n, int p, int write, int t, int retry)
 {
     struct mstate *s = x->s;
@@ -510,14 +518,28 @@ static int do_access(struct ctx *x, int n, int p, int write, int t, int retry)
     o.n = 0;
     const struct mconfig *c = x->c;
     unsigned how = write ? COH_ACC_WRITE : 0;
-    if (c->onesided && n != c->home[p] && (c->fetch_early || !s->outst[n])) how |= COH_ACC_FETCH;
+    if (colocated(c, n, p) && (c->fetch_early || !s->outst[n])) how |= COH_ACC_FETCH;
     if (c->one_copy && n == c->home[p]) how |= COH_ACC_INPLACE;
     /* The engine's one-sided registration (engine.c, register_onesided), in the same step as
      * the fetch it allows: the two words are written and read in the order rc.h gives. */
-    if (rc_node_may_register(st, &rx, how)) {
+    if (!c->no_dir && rc_node_may_register(st, &rx, how)) {
         s->shr[p] |= (uint8_t)(1u << n);
-        rc_node_registered(&rx, c->register_blind ? 0 : s->shw[p]);
-        logf_(x->info, ", registers as a reader in the home's directory (writers=%#x)", s->shw[p]);
+        rc_node_registered(&rx, c->register_blind ? 0 : s->shw[p] | s->shs[p]);
+        logf_(x->info, ", registers as a reader in the home's directory (writers=%#x+%#x)",
+              s->shw[p], s->shs[p]);
+    }
+    /* One-sided writer registration (engine.c, register_writer_onesided), where the home's
+     * view is its store: the words are written, then read, in one step as above. */
+    if (c->one_copy && !c->register_blind && !c->no_dir &&
+        rc_node_may_register_writer(st, &rx, how)) {
+        s->shr[p] |= (uint8_t)(1u << n);
+        s->shs[p] |= (uint8_t)(1u << n);
+        int ok = rc_node_registered_writer(&rx, n, c->home[p], s->shr[p], s->shw[p], s->shs[p],
+                                           s->watch);
+        logf_(x->info,
+              ", registers as a writer in the home's directory (readers=%#x writers=%#x+%#x "
+              "watchers=%#x): %s",
+              s->shr[p], s->shw[p], s->shs[p], s->watch, ok ? "done" : "must ask the home");
     }
     int rc = rc_node_access(&st, &rx, n, c->home[p], (uint64_t)p, how, &o);
     if (rc == COH_ACCESS_WAIT && retry && o.n == 0 && st == s->ns[n][p] &&
@@ -548,15 +570,13 @@ static int sync_pages(struct ctx *x, int n, int acquire)
         struct coh_out o;
         o.n = 0;
         /* A watcher reads the writers word of each page homed elsewhere (engine.c). */
-        if (acquire && x->c->onesided && !x->c->register_blind && n != x->c->home[p]) {
+        if (acquire && colocated(x->c, n, p) && !x->c->register_blind && !x->c->no_dir) {
             x->s->watch |= (uint8_t)(1u << n);
-            rc_node_watch(&rx, x->s->shw[p]);
+            rc_node_watch(&rx, x->s->shw[p] | x->s->shs[p]);
         }
         /* In-place refresh under the conditions of a one-sided fetch (do_access). */
         unsigned how =
-            x->c->onesided && n != x->c->home[p] && (x->c->fetch_early || !x->s->outst[n])
-                ? COH_ACC_REFRESH
-                : 0;
+            colocated(x->c, n, p) && (x->c->fetch_early || !x->s->outst[n]) ? COH_ACC_REFRESH : 0;
         if (acquire)
             rc_node_acquire(&st, &rx, n, x->c->home[p], (uint64_t)p, how, &o);
         else
@@ -619,9 +639,11 @@ static int deliver(struct ctx *x, const struct mstate *in, unsigned label)
             logf_(x->info, ", home flushes its copy into the store");
         }
         /* The engine's side of the shared directory (engine.c, deliver_coh). */
-        if (c->onesided) {
+        if (c->onesided && !c->no_dir) {
             s->shw[p] |= (uint8_t)rc_dir_publish(&s->dir[p], &cm);
+            s->shr[p] |= (uint8_t)rc_dir_publish_reader(&s->dir[p], &cm);
             rc_dir_readers_seen(&s->dir[p], s->shr[p]);
+            rc_dir_writers_seen(&s->dir[p], s->shs[p]);
             rc_dir_watchers_seen(&s->dir[p], s->watch & ~(1u << c->home[p]));
         }
         if (rc_dir_recv(&s->dir[p], dst, &cm, &o, &why))
@@ -882,7 +904,9 @@ int model_encode(const struct mconfig *c, const struct mstate *s, int proj, uint
         buf[k++] = d->rr;
         buf[k++] = s->shr[p];
         buf[k++] = s->shw[p];
+        buf[k++] = s->shs[p];
         buf[k++] = dir_byte(d->watchers);
+        buf[k++] = dir_byte(d->selfreg);
         if (!proj)
             for (int b = 0; b < nb; b++) {
                 buf[k++] = s->store[p][b];
@@ -952,7 +976,9 @@ void model_decode(const struct mconfig *c, const uint8_t *buf, struct mstate *s)
         d->rr = buf[k++];
         s->shr[p] = buf[k++];
         s->shw[p] = buf[k++];
+        s->shs[p] = buf[k++];
         d->watchers = buf[k++];
+        d->selfreg = buf[k++];
         for (int b = 0; b < nb; b++) {
             s->store[p][b] = buf[k++];
             s->lastw[p][b] = buf[k++];
@@ -985,14 +1011,15 @@ static size_t node_page_str(const struct mconfig *c, const struct mstate *s, int
     vals_str(s->twin[n][p], nbytes(c), t, sizeof t);
     return (size_t)snprintf(
         buf, len,
-        "node%d page %d %s writers=%#llx%s%s%s%s%s%s%s%s keep=%u hot=%u%s%s copy=[%s]%s%s%s", n, p,
-        coh_nstate_name(s->ns[n][p]), (unsigned long long)s->x[n][p].writers,
+        "node%d page %d %s writers=%#llx%s%s%s%s%s%s%s%s%s keep=%u hot=%u%s%s copy=[%s]%s%s%s", n,
+        p, coh_nstate_name(s->ns[n][p]), (unsigned long long)s->x[n][p].writers,
         s->x[n][p].flags & RC_N_REG ? " REG" : "", s->x[n][p].flags & RC_N_TWIN ? " TWIN" : "",
         s->x[n][p].flags & RC_N_STALE ? " STALE" : "",
         s->x[n][p].flags & RC_N_OWNED ? " OWNED" : "",
         s->x[n][p].flags & RC_N_AGAIN ? " AGAIN" : "", s->x[n][p].flags & RC_N_WREG ? " WREG" : "",
         s->x[n][p].flags & RC_N_INPLACE ? " INPLACE" : "",
-        s->x[n][p].flags & RC_N_DROPPED ? " DROPPED" : "", (unsigned)s->x[n][p].keep,
+        s->x[n][p].flags & RC_N_DROPPED ? " DROPPED" : "",
+        s->x[n][p].flags & RC_N_SELFREG ? " SELFREG" : "", (unsigned)s->x[n][p].keep,
         (unsigned)s->x[n][p].hot, s->pend[n][p] & (PEND_R | PEND_W) ? " (waiting)" : "",
         s->pend[n][p] & (PEND_R2 | PEND_W2) ? " (thread 2 waiting)" : "", s->map[n][p] ? v : "-",
         s->hastwin[n][p] ? " twin=[" : "", s->hastwin[n][p] ? t : "", s->hastwin[n][p] ? "]" : "");
@@ -1007,10 +1034,12 @@ static size_t dir_str(const struct mconfig *c, const struct mstate *s, int p, ch
     return (size_t)snprintf(
         buf, len,
         "dir[%d] readers=%#llx writers=%#llx%s acks_from=%#llx pend=%#llx/%#llx "
-        "shared readers=%#x writers=%#x watchers=%#llx store=[%s] last writes=[%s]",
+        "selfreg=%#llx shared readers=%#x writers=%#x+%#x watchers=%#llx store=[%s] last "
+        "writes=[%s]",
         p, (unsigned long long)d->readers, (unsigned long long)d->writers,
         d->written ? "" : " never-written", (unsigned long long)d->acks_from,
-        (unsigned long long)d->pend_get, (unsigned long long)d->pend_reg, s->shr[p], s->shw[p],
+        (unsigned long long)d->pend_get, (unsigned long long)d->pend_reg,
+        (unsigned long long)d->selfreg, s->shr[p], s->shw[p], s->shs[p],
         (unsigned long long)d->watchers, v, w);
 }
 

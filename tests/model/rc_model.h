@@ -89,9 +89,10 @@ struct mstate {
     uint8_t phase;       /* PH_* */
     uint8_t holder;      /* the node holding the lock, NOLOCK */
     struct rc_dir dir[MAXP];
-    /* The shared directory words (one-sided reader registration, rc.h): readers that set
-     * their bit themselves, writers the home published before handling their registration. */
-    uint8_t shr[MAXP], shw[MAXP];
+    /* The shared directory words (one-sided registration, rc.h): readers (set by themselves
+     * or published by the home), writers the home published before handling their
+     * registration, and writers that set their bit themselves (one-sided writers). */
+    uint8_t shr[MAXP], shw[MAXP], shs[MAXP];
     /* Watchers (rc.h): nodes that set their bit in every home's watchers word - at their
      * first acquire, as the engine does - and from then on read the writers word of each copy
      * at every acquire. */
@@ -117,10 +118,20 @@ struct mconfig {
      * rule (a self-test: it must be caught). Without one_copy it is the other self-test. */
     int onesided, fetch_early;
     /* With onesided, a node's first read registers it as a reader in the home's shared
-     * directory words instead of asking the home (rc_node_may_register); register_blind does
+     * directory words instead of asking the home (rc_node_may_register), and with one_copy too
+     * its first write registers it as a writer there (rc_node_may_register_writer) where the
+     * words allow it; register_blind does
      * so without reading the writers word, and no node watches the word at its acquires
      * (which would read it again): a self-test, it must be caught. */
     int register_blind;
+    /* With onesided: nodes (a bit each) that run on a host of their own, as in a job over
+     * several machines: they reach other nodes' pages, and other nodes theirs, by message only,
+     * and never watch a shared directory. */
+    unsigned remote;
+    /* With onesided: no shared directory words (the engine when it cannot map them): pages are
+     * still taken from the home's store, but every registration is a message and no node
+     * watches. */
+    int no_dir;
     /* The program may also call dsm_acquire alone at any point (after writing, say: the
      * acquire then releases the node's changes to pages others write and drops them). */
     int acquire_op;

@@ -13,7 +13,9 @@
  * would notice going away. And they pin what an
  * acquire does to a copy whose node is registering as a writer (SM_A) - another thread of the
  * node may be waiting on that registration while this one takes a lock - which the model,
- * with its one thread per node, never reaches.
+ * with its one thread per node, never reaches. Last, the rules of one-sided writer
+ * registration: whom the shared words may name for a node to write without a message, and how
+ * the home treats the writers it finds there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -526,6 +528,113 @@ static void test_acquire_while_registering_alone_keeps_the_copy(void **state)
     assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, 0, &o), COH_ACCESS_OK);
 }
 
+/* One-sided writer registration (rc.h): who the words may name for a node to write at once. */
+static void test_onesided_writer_may_write_alone(void **state)
+{
+    (void)state;
+    uint8_t st = COH_I;
+    struct rc_node x = {0};
+    struct coh_out o = {0};
+    const unsigned how = COH_ACC_WRITE | COH_ACC_FETCH;
+    assert_true(rc_node_may_register_writer(st, &x, how));
+    assert_false(rc_node_may_register_writer(st, &x, COH_ACC_WRITE)); /* not offered */
+    assert_false(rc_node_may_register_writer(st, &x, COH_ACC_FETCH)); /* a read */
+    /* Its own bits, and the home's as reader and writer (its view is its store), are no one to
+     * tell: it writes at once, a reader and a writer now, taking the page from the store. */
+    assert_int_equal(
+        rc_node_registered_writer(&x, SELF, HOME, BIT(SELF) | BIT(HOME), BIT(HOME), BIT(SELF), 0),
+        1);
+    assert_int_equal(x.flags & (RC_N_REG | RC_N_READER | RC_N_SELFREG),
+                     RC_N_REG | RC_N_READER | RC_N_SELFREG);
+    assert_int_equal(x.writers, BIT(SELF) | BIT(HOME));
+    assert_false(rc_node_may_register_writer(st, &x, how)); /* once */
+    assert_int_equal(rc_node_access(&st, &x, SELF, HOME, PAGE, how, &o), COH_ACCESS_OK);
+    const int want[] = {COH_A_FETCH, COH_A_TWIN, COH_A_UNPROTECT};
+    expect_actions(&o, want, 3, "a one-sided writer's first write");
+    /* Alone or not, it twins at every write: a second writer need not tell it to start. */
+    release(&st, &x, &o);
+    expect_actions(&o, protect_diff_untwin, 3, "a one-sided writer's release");
+    assert_int_equal(o.a[1].msg.flags & RC_F_FULL, 0);
+}
+
+static void test_onesided_writer_tells_who_cannot_see(void **state)
+{
+    (void)state;
+    const uint64_t me = BIT(SELF), other = BIT(OTHER);
+    struct {
+        uint64_t readers, writers, selfreg, watchers;
+        int alone;
+        const char *what;
+    } cases[] = {
+        {me | other, 0, me, 0, 0, "a reader that does not watch"},
+        {me | other, 0, me, other, 1, "a reader that watches"},
+        {me | other, other, me, other, 0, "a watching writer that sends its page whole"},
+        {me | other, other, me | other, other, 1, "a watching writer that twins"},
+        {me | other, 0, me | other, 0, 0, "a writer that twins but does not watch"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t st = COH_S;
+        struct rc_node x = {.flags = RC_N_READER};
+        struct coh_out o = {0};
+        int alone = rc_node_registered_writer(&x, SELF, HOME, cases[i].readers, cases[i].writers,
+                                              cases[i].selfreg, cases[i].watchers);
+        if (alone != cases[i].alone)
+            fail_msg("%s: registered %d, expected %d", cases[i].what, alone, cases[i].alone);
+        /* Told first or not, it keeps a twin from its first write. */
+        assert_int_not_equal(x.flags & RC_N_SELFREG, 0);
+        if (alone) continue;
+        assert_int_equal(
+            rc_node_access(&st, &x, SELF, HOME, PAGE, COH_ACC_WRITE | COH_ACC_FETCH, &o),
+            COH_ACCESS_WAIT);
+        const int wreg[] = {-RC_WREG};
+        expect_actions(&o, wreg, 1, cases[i].what);
+    }
+}
+
+/* The home takes one-sided writers in from the words: it expects their diffs, names them in
+ * replies, and tells them of a new writer only where they do not watch. */
+static void test_home_knows_onesided_writers(void **state)
+{
+    (void)state;
+    struct rc_dir d;
+    struct coh_out o = {0};
+    const char *why = NULL;
+    rc_dir_init(&d);
+    struct coh_msg diff = {.type = RC_DIFF, .src = SELF, .dst = HOME, .page = PAGE};
+    assert_int_equal(rc_dir_recv(&d, HOME, &diff, &o, &why), COH_EPROTO); /* unknown writer */
+    rc_dir_readers_seen(&d, BIT(SELF));
+    rc_dir_writers_seen(&d, BIT(SELF));
+    o.n = 0;
+    assert_int_equal(rc_dir_recv(&d, HOME, &diff, &o, &why), 0);
+    /* A reader asking by message is published as one; it is told SELF writes. */
+    struct coh_msg get = {.type = RC_GET, .src = OTHER, .dst = HOME, .page = PAGE};
+    assert_int_equal(rc_dir_publish_reader(&d, &get), BIT(OTHER));
+    assert_int_equal(rc_dir_publish(&d, &get), 0);
+    o.n = 0;
+    assert_int_equal(rc_dir_recv(&d, HOME, &get, &o, &why), 0);
+    assert_int_equal(o.a[0].msg.type, RC_DATA);
+    assert_int_equal(o.a[0].msg.arg, BIT(SELF));
+    assert_int_equal(rc_dir_publish_reader(&d, &get), 0); /* once */
+    /* OTHER registers to write: SELF watches and twins, so only an unwatching one is told. */
+    struct coh_msg wreg = {.type = RC_WREG, .src = OTHER, .dst = HOME, .page = PAGE};
+    assert_int_equal(rc_dir_publish(&d, &wreg), BIT(OTHER));
+    rc_dir_watchers_seen(&d, BIT(SELF));
+    o.n = 0;
+    assert_int_equal(rc_dir_recv(&d, HOME, &wreg, &o, &why), 0);
+    assert_int_equal(o.n, 1);
+    assert_int_equal(o.a[0].msg.type, RC_WREG_ACK);
+    assert_int_equal(o.a[0].msg.arg, BIT(SELF) | BIT(OTHER));
+    /* Without watching, SELF is told (CLASS) before the new writer may write. */
+    rc_dir_init(&d);
+    rc_dir_readers_seen(&d, BIT(SELF));
+    rc_dir_writers_seen(&d, BIT(SELF));
+    o.n = 0;
+    assert_int_equal(rc_dir_recv(&d, HOME, &wreg, &o, &why), 0);
+    assert_int_equal(o.n, 1);
+    assert_int_equal(o.a[0].msg.type, RC_CLASS);
+    assert_int_equal(o.a[0].msg.dst, SELF);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -544,6 +653,9 @@ int main(void)
         cmocka_unit_test(test_acquire_while_registering_drops_the_copy),
         cmocka_unit_test(test_registration_without_copy_refuses_data),
         cmocka_unit_test(test_acquire_while_registering_alone_keeps_the_copy),
+        cmocka_unit_test(test_onesided_writer_may_write_alone),
+        cmocka_unit_test(test_onesided_writer_tells_who_cannot_see),
+        cmocka_unit_test(test_home_knows_onesided_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
