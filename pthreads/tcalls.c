@@ -149,44 +149,70 @@ int pthread_getname_np(pthread_t th, char *name, size_t len)
 
 /* ---------------------------------------------------------------- affinity, scheduling */
 
+/* The buffers of these calls go to and from the kernel through local copies: they may be in
+ * the global space (a global, or malloc'ed memory), and the kernel cannot fault a page of it
+ * in - a call would fail with EFAULT wherever the page is not present or is write-protected
+ * on this node. (Sets larger than PT_CPUSET_MAX bytes, from CPU_ALLOC, are passed as they are.) */
+#define PT_CPUSET_MAX 1024
+
+/* The thread these calls act on: th itself if it is not one of ours, the calling thread's real
+ * thread if th is the caller; 0 for another thread of ours (unsupported). */
+static pthread_t real_target(pthread_t th)
+{
+    struct pt_thread *t = pt_ours(th);
+    if (!t) return th;
+    return self(t) ? pt_real.self() : 0;
+}
+
 int pthread_setaffinity_np(pthread_t th, size_t size, const cpu_set_t *set)
 {
     PT_REAL(pthread_setaffinity_np);
     static _Atomic int said;
-    struct pt_thread *t = pt_ours(th);
-    if (!t) return real_fn(th, size, set);
-    return self(t) ? real_fn(pt_real.self(), size, set)
-                   : unsupported("pthread_setaffinity_np", &said);
+    pthread_t r = real_target(th);
+    if (!r) return unsupported("pthread_setaffinity_np", &said);
+    if (size > PT_CPUSET_MAX) return real_fn(r, size, set);
+    unsigned char buf[PT_CPUSET_MAX] __attribute__((aligned(8)));
+    memcpy(buf, set, size);
+    return real_fn(r, size, (const cpu_set_t *)buf);
 }
 
 int pthread_getaffinity_np(pthread_t th, size_t size, cpu_set_t *set)
 {
     PT_REAL(pthread_getaffinity_np);
     static _Atomic int said;
-    struct pt_thread *t = pt_ours(th);
-    if (!t) return real_fn(th, size, set);
-    return self(t) ? real_fn(pt_real.self(), size, set)
-                   : unsupported("pthread_getaffinity_np", &said);
+    pthread_t r = real_target(th);
+    if (!r) return unsupported("pthread_getaffinity_np", &said);
+    if (size > PT_CPUSET_MAX) return real_fn(r, size, set);
+    unsigned char buf[PT_CPUSET_MAX] __attribute__((aligned(8)));
+    int rc = real_fn(r, size, (cpu_set_t *)buf);
+    if (!rc) memcpy(set, buf, size);
+    return rc;
 }
 
 int pthread_setschedparam(pthread_t th, int policy, const struct sched_param *param)
 {
     PT_REAL(pthread_setschedparam);
     static _Atomic int said;
-    struct pt_thread *t = pt_ours(th);
-    if (!t) return real_fn(th, policy, param);
-    return self(t) ? real_fn(pt_real.self(), policy, param)
-                   : unsupported("pthread_setschedparam", &said);
+    pthread_t r = real_target(th);
+    if (!r) return unsupported("pthread_setschedparam", &said);
+    const struct sched_param p = *param;
+    return real_fn(r, policy, &p);
 }
 
 int pthread_getschedparam(pthread_t th, int *policy, struct sched_param *param)
 {
     PT_REAL(pthread_getschedparam);
     static _Atomic int said;
-    struct pt_thread *t = pt_ours(th);
-    if (!t) return real_fn(th, policy, param);
-    return self(t) ? real_fn(pt_real.self(), policy, param)
-                   : unsupported("pthread_getschedparam", &said);
+    pthread_t r = real_target(th);
+    if (!r) return unsupported("pthread_getschedparam", &said);
+    int pol;
+    struct sched_param p;
+    int rc = real_fn(r, &pol, &p);
+    if (!rc) {
+        *policy = pol;
+        *param = p;
+    }
+    return rc;
 }
 
 int pthread_setschedprio(pthread_t th, int prio)
