@@ -55,31 +55,27 @@ static void send(struct coh_out *out, uint8_t type, uint8_t flags, int src, int 
 
 /* The mapped read-only copy becomes writable for this interval. Other writers, or a writer
  * that registered itself in the shared directory (RC_N_SELFREG: others may join without
- * telling it): keep a twin to diff against at the release. Sole writer: the whole page goes back, no twin needed - and
- * if this node is also the home, nothing goes back at all: the home copies its page into the
- * store when someone asks for it. */
+ * telling it): keep a twin to diff against at the release. Sole writer: the whole page goes
+ * back, no twin needed - and if this node is also the home, nothing goes back at all: the home
+ * copies its page into the store when someone asks for it. */
 static void become_writer(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                           struct coh_out *out)
 {
+    uint16_t twin_always = RC_N_SELFREG;
+#if UFDSM_INJECT_RC_BUG == 8 /* self-test of the checkers: a one-sided writer may not twin */
+    twin_always = 0;
+#endif
     if (x->flags & RC_N_INPLACE) {
         x->flags |= RC_N_OWNED; /* writes land in the store itself: nothing ever to send */
-#if UFDSM_INJECT_RC_BUG == 8 /* self-test of the checkers: a one-sided writer that need not twin   \
-                              */
-    } else if (x->writers & ~bit(self)) {
-#else
-    } else if ((x->writers & ~bit(self)) || (x->flags & RC_N_SELFREG)) {
-#endif
+    } else if ((x->writers & ~bit(self)) || (x->flags & twin_always) ||
+               (home != self && (x->flags & RC_N_AGAIN))) {
         act(out, COH_A_TWIN, page);
         x->flags |= RC_N_TWIN;
-        if (x->flags & RC_N_AGAIN) x->keep = RC_KEEP_TWINNED; /* written interval after interval */
+        /* Written again soon after a release: kept writable, with the twin, so that each
+         * release sends only what changed (nothing, when nothing did) and a write renews it. */
+        if (x->flags & RC_N_AGAIN) x->keep = RC_KEEP_TWINNED;
     } else if (home == self) {
         x->flags |= RC_N_OWNED;
-    } else if (x->flags & RC_N_AGAIN) {
-        /* Written again soon after a release: kept writable, with a twin, so that each
-         * release sends only what changed (nothing, when nothing did) and a write renews it. */
-        act(out, COH_A_TWIN, page);
-        x->flags |= RC_N_TWIN;
-        x->keep = RC_KEEP_TWINNED;
     }
     x->flags &= (uint16_t)~RC_N_AGAIN;
     x->idle = 0;
@@ -257,15 +253,15 @@ void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_
 {
     if (*st == COH_M && x->keep && !(x->flags & RC_N_OWNED)) {
         /* Still writable, so a write made while this is sent is in the page for the next
-         * release to send (the last one protects before it sends): whole, or - with a twin -
-         * as a diff that brings the twin up to what it sent, so the write still differs. A
-         * twinned page written in this interval stays writable for RC_KEEP_TWINNED more
-         * releases (a page falsely shared for good is never protected again); one that was
-         * not, for what is left. */
+         * release to send (the last one protects before it sends): as a diff that brings the
+         * twin up to what it sent, so the write still differs (a kept page always has a twin:
+         * become_writer). A page written in this interval stays writable for RC_KEEP_TWINNED
+         * more releases (a page falsely shared for good is never protected again); one that
+         * was not, for what is left. */
         x->keep--;
-        if ((x->flags & RC_N_TWIN) && !(how & COH_REL_CLEAN)) x->keep = RC_KEEP_TWINNED;
-        send(out, RC_DIFF, (x->flags & RC_N_TWIN) ? 0 : RC_F_FULL, self, home, page, 0);
-        if (x->flags & RC_N_TWIN) out->a[out->n - 1].kind = COH_A_DIFF_KEEP;
+        if (!(how & COH_REL_CLEAN)) x->keep = RC_KEEP_TWINNED;
+        send(out, RC_DIFF, 0, self, home, page, 0);
+        out->a[out->n - 1].kind = COH_A_DIFF_KEEP;
         return;
     }
     rc_node_write_back(st, x, self, home, page, out);

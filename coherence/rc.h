@@ -75,8 +75,8 @@ enum rc_mtype {
 struct rc_node {
     uint64_t writers; /* the writer set as last heard from the home */
     uint16_t flags;   /* RC_N_* */
-    uint8_t keep;     /* (at most 15) releases left that send this page (whole, or its diff with the
-                         twin kept) and leave it writable */
+    uint8_t keep;     /* (at most 15) releases left that send this page (its diff with the twin
+                         kept) and leave it writable */
     uint8_t hot;      /* acquires left that refresh this copy in place instead of dropping it */
     uint8_t idle;     /* with RC_N_AGAIN: acquires since that release (RC_AGAIN_ACQS at most) */
     uint8_t pad[3];   /* named, so that copies keep them zero: the model checker hashes states */
@@ -96,9 +96,8 @@ struct rc_node {
 
 #define RC_N_SELFREG                                                                               \
     0x40 /* this node set its bit in the home's one-sided writers word                             \
-            (rc_node_registered_writer): from then on it keeps a twin whenever it writes the page,                                         \
-            even as its only writer, so that no other writer has to tell it to start (the word is                                      \
-            how others know) */
+            (rc_node_registered_writer): from then on it twins whenever it writes the page, even   \
+            as its only writer, so that no other writer has to tell it to start */
 #define RC_N_AGAIN                                                                                 \
     0x20 /* the last release wrote this page back and protected it: a write in one of the next     \
             RC_AGAIN_ACQS intervals shows it is written again and again (keep) */
@@ -163,9 +162,9 @@ int rc_node_access(uint8_t *st, struct rc_node *x, int self, int home, uint64_t 
 int rc_node_recv(uint8_t *st, struct rc_node *x, int self, const struct coh_msg *m,
                  struct coh_out *out, const char **why);
 /* Release: a page written this interval goes back to its home (diff or whole page) and stays
- * cached read-only, or writable (with its twin, if it has one) while it has `keep` releases
- * left; a twinned page that was written (no COH_REL_CLEAN in `how`) gets its whole `keep`
- * back. Nothing for other states. */
+ * cached read-only, or writable (with its twin) while it has `keep` releases left; a page
+ * that was written (no COH_REL_CLEAN in `how`) gets its whole `keep` back. Nothing for other
+ * states. */
 void rc_node_release(uint8_t *st, struct rc_node *x, int self, int home, uint64_t page,
                      unsigned how, struct coh_out *out);
 /* The same, but the copy always ends read-only: for a copy about to be dropped (eviction),

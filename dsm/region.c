@@ -218,9 +218,11 @@ static size_t dir_words_len(const struct dsm_runtime *rt)
     return (rt->npages * DSM_DIR_WORDS * sizeof(uint64_t) + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
 }
 
+#define WATCHERS_LINE 64 /* the watchers word's cache line, the tail's last */
+
 static size_t dir_len(const struct dsm_runtime *rt)
 {
-    return dir_words_len(rt) + DSM_LOCK_SLOTS * sizeof(struct dsm_lock_slot) + 64;
+    return dir_words_len(rt) + DSM_LOCK_SLOTS * sizeof(struct dsm_lock_slot) + WATCHERS_LINE;
 }
 
 static uint64_t *map_dir(const struct dsm_runtime *rt, int fd)
@@ -692,7 +694,7 @@ static struct dsm_lock_slot *lock_table(void *ctx, int node)
 static uint64_t *dir_watchers(void *ctx, int node)
 {
     uint64_t *d = tail_of(ctx, node);
-    return d ? (uint64_t *)((char *)d + dir_len(ctx) - 64) : NULL;
+    return d ? (uint64_t *)((char *)d + dir_len(ctx) - WATCHERS_LINE) : NULL;
 }
 
 static void unmap_home(void *ctx, uint64_t page)
