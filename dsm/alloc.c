@@ -178,6 +178,9 @@ uint64_t dsm_node_malloc(struct dsm_node *n, size_t size)
      * sharing) with their neighbours; small ones pack on cache lines. */
     int rc = dsm_heap_alloc(n->arena_heap, size, size >= PAGE_SIZE ? PAGE_SIZE : 64, &off);
     uint64_t largest = rc ? dsm_heap_largest_free(n->arena_heap) : 0;
+    uint64_t end = rc ? 0 : (off + size + PAGE_SIZE - 1) / PAGE_SIZE;
+    if (end > atomic_load_explicit(&n->arena_hwm, memory_order_relaxed))
+        atomic_store_explicit(&n->arena_hwm, end, memory_order_relaxed);
     pthread_mutex_unlock(&n->arena_lock);
     if (rc) {
         LOGE("dsm_malloc(%zu): node %d's arena is exhausted (largest free piece %llu of %llu "

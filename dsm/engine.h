@@ -291,6 +291,8 @@ struct dsm_node {
     /* Allocation (alloc.c). */
     struct dsm_heap *coll_heap;  /* used by the one thread that makes collective calls */
     struct dsm_heap *arena_heap; /* [arena] */
+    _Atomic uint64_t arena_hwm;  /* [arena] writes: pages of this node's arena ever handed out
+                                    (dsm_evict_homed_pages walks no further) */
     pthread_mutex_t arena_lock;
     uint64_t remote_free[REMOTE_FREES]; /* frees of this arena asked for by other nodes */
     _Atomic uint32_t rf_head, rf_tail;  /* producer: token holder; consumer: arena_lock */
