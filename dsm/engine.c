@@ -482,8 +482,6 @@ static void drop_later(struct dsm_node *n, uint64_t p)
     n->drops[n->drops_n++] = p;
 }
 
-/* Carries out a protocol's actions; `payload` is the handled message's payload (or NULL),
- * h_of_payload its header (for APPLY). */
 /* A page installed read-only (COH_A_MAP_RO, COH_A_FETCH) only to be twinned and made writable
  * by the actions that follow (a write miss: become_writer) is installed writable at once, its
  * twin taken from the same bytes: one ioctl instead of two, and no write-protect change, which
@@ -519,6 +517,8 @@ static int install_writable(struct dsm_node *n, const struct coh_out *out, int i
     return j - i + 1;
 }
 
+/* Carries out a protocol's actions; `payload` is the handled message's payload (or NULL),
+ * h_of_payload its header (for APPLY). */
 static void exec_actions(struct dsm_node *n, const struct coh_out *out, const void *payload,
                          const struct dsm_wire_hdr *h_of_payload)
 {
@@ -1052,12 +1052,6 @@ static unsigned access_how(struct dsm_node *n, uint64_t page, int home, int ask_
 #define UFDSM_INJECT_WATCH_BUG 0
 #endif
 
-/* One-sided reader registration (token held; rc.h explains why it is safe): a first read of
- * an RC page whose co-located home shares its directory sets this node's bit in the readers
- * word and reads the writers word, and the access that follows takes the page from the home's
- * store. A node's first read of a page used to be a message the home had to answer, and the
- * home is usually computing: 75-130 us at p50 in the kernels, against 5 for a one-sided read.
- * `x`: the page's protocol state, or a copy of it (read-ahead tries its pages on copies). */
 /* Every writer a shared directory entry names: registered by message or by themselves. */
 static uint64_t all_writers(const struct dsm_node *n, const uint64_t *w)
 {
@@ -1066,6 +1060,12 @@ static uint64_t all_writers(const struct dsm_node *n, const uint64_t *w)
            node_mask(n);
 }
 
+/* One-sided reader registration (token held; rc.h explains why it is safe): a first read of
+ * an RC page whose co-located home shares its directory sets this node's bit in the readers
+ * word and reads the writers word, and the access that follows takes the page from the home's
+ * store. A node's first read of a page used to be a message the home had to answer, and the
+ * home is usually computing: 75-130 us at p50 in the kernels, against 5 for a one-sided read.
+ * `x`: the page's protocol state, or a copy of it (read-ahead tries its pages on copies). */
 static void register_onesided(struct dsm_node *n, uint64_t page, int home, uint8_t st,
                               struct rc_node *x, unsigned how)
 {
