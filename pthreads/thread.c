@@ -291,14 +291,11 @@ static void apply_attrs(const struct pt_thread *t)
 {
     static _Atomic int said_cpus, said_sched;
     int rc;
-    /* Local copies: the record is in the global space, and the kernel cannot fault a page of
-     * it in (with UFFD_FEATURE_SIGBUS a system call reading a page that is not present here
-     * fails with EFAULT: "Bad address" on a node whose copy an acquire had dropped). */
-    const cpu_set_t cpus = t->cpus;
-    const struct sched_param param = t->param;
-    if (t->has_cpus && (rc = pthread_setaffinity_np(pt_real.self(), sizeof cpus, &cpus)))
+    /* (The record is in the global space, which the kernel cannot fault in: these calls are
+     * this library's wrappers (tcalls.c), which hand the kernel local copies.) */
+    if (t->has_cpus && (rc = pthread_setaffinity_np(pt_real.self(), sizeof t->cpus, &t->cpus)))
         attr_warn("affinity (pthread_attr_setaffinity_np)", rc, &said_cpus);
-    if (t->sched_explicit && (rc = pthread_setschedparam(pt_real.self(), t->policy, &param)))
+    if (t->sched_explicit && (rc = pthread_setschedparam(pt_real.self(), t->policy, &t->param)))
         attr_warn("scheduling (PTHREAD_EXPLICIT_SCHED)", rc, &said_sched);
 }
 
