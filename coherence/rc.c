@@ -357,9 +357,9 @@ int rc_node_registered_writer(struct rc_node *x, int self, int home, uint64_t re
                               uint64_t writers, uint64_t selfreg, uint64_t watchers)
 {
     /* Registered as a reader too: its bit went into the readers word before the writers
-     * words were read (rc_node_registered). */
-    x->flags |= RC_N_SELFREG | RC_N_READER;
-    x->writers |= writers | selfreg | bit(self);
+     * words were read. */
+    rc_node_registered(x, writers | selfreg | bit(self));
+    x->flags |= RC_N_SELFREG;
     /* Who learns of this writer by itself: watchers that do not write the page, or write it
      * with a twin whatever happens (one-sided writers); and the home, whose view is its store. */
     uint64_t told = watchers & (~writers | selfreg);
